@@ -1,0 +1,228 @@
+"""The `mavi-uploader` command line: each command is a few lines over the modules below it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from mavi_uploader import __version__
+from mavi_uploader.config import Config, ConfigError, load_config
+from mavi_uploader.journal import Journal, JournalError
+from mavi_uploader.lock import AlreadyRunning, probe
+from mavi_uploader.log import configure_logging, get_logger
+from mavi_uploader.records import FileRecord, Observation, State, display_path
+from mavi_uploader.service import Daemon
+from mavi_uploader.views import (
+    event_document,
+    file_document,
+    history_text,
+    list_text,
+    status_document,
+    status_text,
+)
+from mavi_uploader.watcher import WatchRoot
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+log = get_logger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mavi-uploader",
+        description="Upload finished videos from watched folders to Memories.ai (MAVI).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="config file (default: see README)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    run.add_argument(
+        "--watch",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="watch this folder (repeatable; replaces the config's [[watch]])",
+    )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="rescan, upload what settles, wait for confirmation, exit",
+    )
+    run.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+
+    status = sub.add_parser("status", parents=[common], help="counts per state, pause, daemon")
+    status.add_argument("--json", action="store_true")
+
+    listing = sub.add_parser("list", parents=[common], help="files and their states")
+    listing.add_argument("--state", choices=[s.value for s in State])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+
+    history = sub.add_parser("history", parents=[common], help="the journal of one file")
+    history.add_argument("target", metavar="PATH|ID")
+    history.add_argument("--json", action="store_true")
+
+    enqueue = sub.add_parser("enqueue", parents=[common], help="queue files now (no settle wait)")
+    enqueue.add_argument("paths", metavar="PATH", nargs="+")
+
+    retry = sub.add_parser("retry", parents=[common], help="move failed files back to queued")
+    retry.add_argument("ids", metavar="ID", nargs="*", type=int)
+    retry.add_argument("--all-failed", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        configure_logging("console", stream=sys.stderr)
+        config = load_config(config_path=args.config, require_api_key=False)
+        handler = {
+            "status": _status,
+            "list": _list,
+            "history": _history,
+            "enqueue": _enqueue,
+            "retry": _retry,
+        }[args.command]
+        return handler(args, config)
+    except ConfigError as exc:
+        print(f"mavi-uploader: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AlreadyRunning as exc:
+        print(f"mavi-uploader: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except JournalError as exc:
+        print(f"mavi-uploader: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format)
+    config = load_config(config_path=args.config, watch_dirs=args.watch)
+    for warning in config.warnings:
+        log.warning("config", problem=warning)
+    if not config.watches:
+        where = config.config_file or "the config file"
+        raise ConfigError(f"{where}: no watch folders: add a [[watch]] table or pass --watch DIR")
+    daemon = Daemon(config, once=args.once)
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def _status(args: argparse.Namespace, config: Config) -> int:
+    journal = Journal.open_existing(config.state_dir)
+    try:
+        doc = status_document(config.state_dir, journal, probe(config.state_dir))
+    finally:
+        if journal:
+            journal.close()
+    print(json.dumps(doc, indent=2) if args.json else status_text(doc))
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace, config: Config) -> int:
+    journal = Journal.open_existing(config.state_dir)
+    state = State(args.state) if args.state else None
+    records = journal.files(state, args.limit) if journal else []
+    if args.json:
+        print(json.dumps([file_document(r) for r in records], indent=2))
+    else:
+        print(list_text(records))
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace, config: Config) -> int:
+    journal = Journal.open_existing(config.state_dir)
+    records: list[FileRecord] = []
+    if journal is not None:
+        target = args.target
+        if target.isdigit() and not os.path.exists(target):
+            found = journal.get(int(target))
+            records = [found] if found else []
+        else:
+            records = journal.by_path(os.path.abspath(target))
+    if journal is None or not records:
+        print(f"mavi-uploader: no file {args.target!r} in the journal", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        docs = [
+            {"file": file_document(r), "events": [event_document(e) for e in journal.history(r.id)]}
+            for r in records
+        ]
+        print(json.dumps(docs, indent=2))
+    else:
+        print("\n\n".join(history_text(r, journal.history(r.id)) for r in records))
+    return EXIT_OK
+
+
+def _enqueue(args: argparse.Namespace, config: Config) -> int:
+    roots = [WatchRoot.from_config(w, config.extensions) for w in config.watches]
+    journal = Journal.open(config.state_dir)
+    refused = 0
+    for raw in args.paths:
+        path = os.path.abspath(raw)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            print(f"{display_path(path)}: {exc.strerror}", file=sys.stderr)
+            refused += 1
+            continue
+        # Longest root first: the most specific watch decides the rules.
+        root = next(
+            (
+                r
+                for r in sorted(roots, key=lambda r: -len(r.root))
+                if path.startswith(r.root.rstrip(os.sep) + os.sep)
+            ),
+            None,
+        )
+        obs = root.observe(path) if root else None
+        if obs is None:
+            why = (
+                "not a candidate under its watch folder (extension, ignore pattern or type)"
+                if root
+                else "outside every watch folder"
+            )
+            rec = journal.record_rejection(
+                Observation(path, root.root if root else "", st.st_size, st.st_mtime_ns), why
+            )
+            print(f"skipped #{rec.id} {display_path(path)}: {why}", file=sys.stderr)
+            refused += 1
+            continue
+        rec = journal.enqueue(obs, "enqueued by hand")
+        print(f"{rec.state.value} #{rec.id} {display_path(path)}")
+    journal.close()
+    return EXIT_FAILURE if refused else EXIT_OK
+
+
+def _retry(args: argparse.Namespace, config: Config) -> int:
+    if not args.ids and not args.all_failed:
+        print("mavi-uploader retry: give file IDs or --all-failed", file=sys.stderr)
+        return EXIT_USAGE
+    journal = Journal.open(config.state_dir)
+    ids = [r.id for r in journal.in_states([State.FAILED])] if args.all_failed else args.ids
+    problems = 0
+    for file_id in ids:
+        moved = journal.transition(
+            file_id,
+            State.QUEUED,
+            "retry requested",
+            expect=State.FAILED,
+            attempts=0,
+            last_error=None,
+            next_attempt_at=None,
+        )
+        if moved is None:
+            rec = journal.get(file_id)
+            now = f"is {rec.state.value}" if rec else "does not exist"
+            print(f"#{file_id} {now}; only failed files can be retried", file=sys.stderr)
+            problems += 1
+        else:
+            print(f"queued #{file_id} {display_path(moved.path)}")
+    journal.close()
+    return EXIT_FAILURE if problems else EXIT_OK

@@ -1,0 +1,397 @@
+"""Configuration: flags > environment > TOML file > defaults; errors name file, key and fix."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+APP_NAME = "mavi-uploader"
+DEFAULT_API_BASE = "https://mavi-backend.memories.ai/serve/api/v2"
+# fmt: off
+DEFAULT_EXTENSIONS: tuple[str, ...] = (
+    "mp4", "mov", "m4v", "mkv", "avi", "webm", "flv", "wmv", "mpg", "mpeg", "mts", "m2ts", "mxf",
+    "3gp",
+)
+DEFAULT_IGNORE: tuple[str, ...] = ("*.part", "*.tmp", "*.crdownload", "*~", ".*")
+
+ENV_API_KEY = "MAVI_API_KEY"
+ENV_API_BASE = "MAVI_API_BASE"
+ENV_CONFIG = "MAVI_UPLOADER_CONFIG"
+ENV_STATE_DIR = "MAVI_UPLOADER_STATE_DIR"
+
+_TOP_KEYS = (
+    "api_base", "api_key_file", "concurrency", "settle_seconds", "rate_limit_per_second",
+    "bandwidth_limit", "dedupe", "after_upload", "done_dir", "extensions", "state_dir",
+    "rescan_interval_seconds", "watch",
+)
+# fmt: on
+_WATCH_KEYS = ("path", "recursive", "ignore", "poll", "poll_interval_seconds")
+_AFTER = ("keep", "move", "delete")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; str() names the file, the key and the fix. CLI exits 2."""
+
+
+class AfterUpload(str, enum.Enum):
+    KEEP = "keep"
+    MOVE = "move"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    path: Path  # absolute, ~ expanded; need not exist (the watcher copes)
+    recursive: bool = True
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    poll: bool = False  # polling observer: network shares send no inotify/FSEvents events
+    poll_interval_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings; rate_limit_per_second and bandwidth_limit (bytes/s) 0 = unlimited."""
+
+    api_base: str
+    api_key: str = field(repr=False)
+    concurrency: int
+    settle_seconds: float
+    rate_limit_per_second: float
+    bandwidth_limit: int
+    dedupe: bool
+    after_upload: AfterUpload
+    done_dir: Path | None
+    extensions: frozenset[str]
+    watches: tuple[WatchConfig, ...]
+    state_dir: Path
+    config_file: Path | None
+    rescan_interval_seconds: float = 3600.0
+    warnings: tuple[str, ...] = ()
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_state_dir(APP_NAME))
+
+
+_BANDWIDTH_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgt])(i?))?(b?)(?:/s)?\s*", re.I)
+_BANDWIDTH_HINT = 'bytes per second: 0 (unlimited), an integer, or "500k", "20M", "1.5G", "2MiB"'
+
+
+def parse_bandwidth(value: str | int) -> int:
+    """Bytes/s from an int or "20M" style text: K/M/G(B) = 1000**n, KiB/MiB/GiB = 1024**n."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _BANDWIDTH_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"bandwidth {value!r} is not understood; use {_BANDWIDTH_HINT}")
+    number, prefix, binary, _ = match.groups()
+    power = " kmgt".index(prefix.lower()) if prefix else 0
+    amount = Decimal(number) * ((1024 if binary else 1000) ** power)
+    if 0 < amount < 1:  # would truncate to 0, which means unlimited: surely not meant
+        raise ValueError(f"bandwidth {value!r} is below 1 byte/s; use 0 for unlimited")
+    return int(amount)
+
+
+def _show(value: object) -> str:
+    """A value roughly as it looks in TOML, shortened for messages."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_Check = Callable[[object], bool]  # is this raw TOML value acceptable?
+
+
+def _of(*types: type) -> _Check:
+    return lambda v: isinstance(v, types)
+
+
+def _int_in(lo: int, hi: int) -> _Check:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _seconds(v: object) -> bool:  # ints are fine for float keys; bool is not a number
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _positive(v: object) -> bool:
+    return _seconds(v) and v != 0
+
+
+def _str_list(v: object) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)
+
+
+def _abspath(raw: str, base: Path) -> Path:
+    """~ expanded, absolute against base, ".." folded lexically (symlinks left as written)."""
+    return Path(os.path.abspath(base / os.path.expanduser(raw)))
+
+
+def _check_url(value: str, source: str) -> str:
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc and not any(c.isspace() for c in url):
+        return url
+    raise ConfigError(
+        f"{source} = {_show(value)} is not valid: expected an http:// or https:// URL"
+        f" such as {DEFAULT_API_BASE}"
+    )
+
+
+def _read_config(flag: str | None, env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
+    if flag:
+        path, fix = _abspath(flag, Path.cwd()), "drop --config"
+    elif env.get(ENV_CONFIG, "").strip():
+        path, fix = _abspath(env[ENV_CONFIG], Path.cwd()), f"unset {ENV_CONFIG}"
+    else:
+        path, fix = default_config_path(), ""  # absent: fine, all defaults
+    if not path.exists():
+        if not fix:
+            return None, {}
+        raise ConfigError(f"config file {path} does not exist; create it or {fix}")
+    try:
+        with path.open("rb") as f:
+            data: dict[str, Any] = tomllib.load(f)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise ConfigError(f"cannot read config file {path} ({reason}); fix it") from None
+    except tomllib.TOMLDecodeError as exc:  # its text carries "(at line L, column C)"
+        raise ConfigError(f"{path}: not valid TOML: {exc}; fix the syntax there") from None
+    return path, data
+
+
+def load_config(
+    *,
+    config_path: str | None = None,
+    state_dir: str | None = None,
+    watch_dirs: Sequence[str] = (),
+    api_base: str | None = None,
+    env: Mapping[str, str] | None = None,
+    require_api_key: bool = True,
+) -> Config:
+    """Flags (the arguments) > env (default os.environ) > file > defaults; or ConfigError."""
+    env = os.environ if env is None else env
+    secret = env.get(ENV_API_KEY, "").strip()
+    try:
+        path, data = _read_config(config_path, env)
+        loader = _Loader(data, path, env, Path.cwd())
+        return loader.build(state_dir, watch_dirs, api_base, require_api_key)
+    except ConfigError as exc:
+        # A key pasted into the wrong setting must not be echoed back in the error.
+        if secret and secret in str(exc):
+            raise ConfigError(str(exc).replace(secret, "***")) from None
+        raise
+
+
+class _Table:
+    """Checked access to one TOML table; errors name the file, the table and the key."""
+
+    def __init__(self, data: Mapping[str, Any], where: str, label: str = "") -> None:
+        self.data, self.where, self.label = data, where, label
+
+    def get(self, key: str, default: object, ok: _Check, want: str) -> Any:
+        value = self.data.get(key, default)
+        if not ok(value):
+            raise self.bad(key, want)
+        return value
+
+    def num(self, key: str, default: float, want: str, ok: _Check = _seconds) -> float:
+        return float(self.get(key, default, ok, want))
+
+    def check_keys(self, valid: tuple[str, ...], elsewhere: tuple[str, ...]) -> None:
+        """Unknown keys are errors, with a hint: a near miss, or the table the key belongs in."""
+        for key in (k for k in self.data if k not in valid):
+            if key == "api_key":
+                fix = f"put the key in a file and set api_key_file, or set {ENV_API_KEY}"
+                raise ConfigError(f"{self.where}api_key is not a config key: {fix}")
+            close = difflib.get_close_matches(key, valid, n=1)
+            if key in elsewhere and self.label:
+                fix = "it is a top-level key: move it above the first [[watch]] line"
+            elif key in elsewhere:
+                fix = f"it belongs in a [[watch]] table:\n[[watch]]\n{key} = ..."
+            else:
+                fix = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(valid)}"
+            table = self.label.strip() or "the top level"
+            raise ConfigError(f"{self.where}unknown key {key} in {table}: {fix}")
+
+    def bad(self, key: str, want: str) -> ConfigError:
+        shown = _show(self.data.get(key))
+        return ConfigError(f"{self.where}{self.label}{key} = {shown} is not valid: expected {want}")
+
+
+class _Loader(_Table):
+    def __init__(
+        self, data: dict[str, Any], config_file: Path | None, env: Mapping[str, str], cwd: Path
+    ) -> None:
+        super().__init__(data, f"{config_file}: " if config_file else "")
+        self.config_file, self.env, self.cwd = config_file, env, cwd
+        self.base = config_file.parent if config_file else cwd  # file paths are file-relative
+        self.warnings: list[str] = []
+
+    def build(
+        self, state_dir: str | None, watch_dirs: Sequence[str], api_base: str | None, need_key: bool
+    ) -> Config:
+        self.check_keys(_TOP_KEYS, _WATCH_KEYS)
+        watches = self.watches(watch_dirs)
+        after_upload, done_dir = self.after_upload(watches)
+        extensions = self.get("extensions", DEFAULT_EXTENSIONS, _str_list, 'a list like ["mp4"]')
+        exts = frozenset(e.strip().lstrip(".").lower() for e in extensions)
+        if not exts or any(not e or set(e) & set("/\\ ") for e in exts):
+            raise self.bad("extensions", 'a non-empty list like ["mp4", "mov"]')
+        config = Config(
+            api_base=self.api_base(api_base),
+            api_key="",
+            concurrency=self.get("concurrency", 2, _int_in(1, 32), "an integer from 1 to 32"),
+            settle_seconds=self.num("settle_seconds", 5.0, "seconds >= 0, e.g. 5.0"),
+            rate_limit_per_second=self.num("rate_limit_per_second", 1.0, ">= 0 (0 = unlimited)"),
+            bandwidth_limit=self.bandwidth(),
+            dedupe=self.get("dedupe", True, _of(bool), "true or false (no quotes)"),
+            after_upload=after_upload,
+            done_dir=done_dir,
+            extensions=exts,
+            watches=tuple(watches),
+            state_dir=self.state_dir(state_dir),
+            config_file=self.config_file,
+            rescan_interval_seconds=self.num("rescan_interval_seconds", 3600.0, "seconds, 0 = off"),
+        )
+        # Read last, when everything else is valid: no later check can echo the key.
+        api_key = self.api_key(need_key)
+        return dataclasses.replace(config, api_key=api_key, warnings=tuple(self.warnings))
+
+    def string(self, key: str) -> str:  # "" when absent
+        return str(self.get(key, "", _of(str), "a string in double quotes")).strip()
+
+    def bandwidth(self) -> int:
+        try:
+            return parse_bandwidth(self.get("bandwidth_limit", 0, _of(int, str), _BANDWIDTH_HINT))
+        except ValueError:
+            raise self.bad("bandwidth_limit", _BANDWIDTH_HINT) from None
+
+    def api_base(self, flag: str | None) -> str:
+        # The file's value is checked even when overridden: the file itself is wrong.
+        url = _check_url(self.string("api_base") or DEFAULT_API_BASE, f"{self.where}api_base")
+        if flag:
+            return _check_url(flag, "api base (from the command line)")
+        if self.env.get(ENV_API_BASE, "").strip():
+            return _check_url(self.env[ENV_API_BASE], f"{ENV_API_BASE} (environment)")
+        return url
+
+    def state_dir(self, flag: str | None) -> Path:
+        from_file = self.string("state_dir")
+        if flag:
+            return _abspath(flag, self.cwd)
+        if self.env.get(ENV_STATE_DIR, "").strip():
+            return _abspath(self.env[ENV_STATE_DIR], self.cwd)
+        return _abspath(from_file, self.base) if from_file else default_state_dir()
+
+    def watch(self, table: object, index: int) -> WatchConfig:
+        label = f"[[watch]] #{index}"
+        if not isinstance(table, dict):
+            raise ConfigError(f'{self.where}write watches as [[watch]] tables with path = "..."')
+        t = _Table(table, self.where, f"{label} ")
+        t.check_keys(_WATCH_KEYS, _TOP_KEYS)
+        path = t.get("path", "", _of(str), "a folder path string")
+        if not path.strip():
+            raise ConfigError(f'{self.where}{label} has no path: add path = "/folder/to/watch"')
+        return WatchConfig(
+            path=_abspath(path, self.base),
+            recursive=t.get("recursive", True, _of(bool), "true or false"),
+            ignore=tuple(t.get("ignore", DEFAULT_IGNORE, _str_list, 'globs like ["*.part"]')),
+            poll=t.get("poll", False, _of(bool), "true or false"),
+            poll_interval_seconds=t.num("poll_interval_seconds", 10.0, "seconds > 0", _positive),
+        )
+
+    def watches(self, flags: Sequence[str]) -> list[WatchConfig]:
+        tables = self.data.get("watch", [])
+        tables = tables if isinstance(tables, list) else [None]  # [watch]: an error in watch()
+        # The file's tables are validated even when --watch flags replace them.
+        watches = [self.watch(table, i + 1) for i, table in enumerate(tables)]
+        where, kind = ("", "--watch") if flags else (self.where, "[[watch]] path")
+        if flags:
+            watches = [WatchConfig(path=_abspath(d, self.cwd)) for d in flags]
+        real = [w.path.resolve() for w in watches]  # resolve: "..", symlinks cannot hide overlap
+        for i, j in ((i, j) for i in range(len(real)) for j in range(len(real)) if i != j):
+            inner, outer = f"{kind} {watches[i].path}", f"{kind} {watches[j].path}"
+            if real[i] == real[j] and j < i:
+                raise ConfigError(f"{where}{outer} and {inner} both watch {real[i]}; drop one")
+            if real[i] != real[j] and watches[j].recursive and real[i].is_relative_to(real[j]):
+                raise ConfigError(
+                    f"{where}{inner} is inside {outer}, which is recursive: remove one,"
+                    " or set recursive = false on the outer one"
+                )
+        return watches
+
+    def after_upload(self, watches: Sequence[WatchConfig]) -> tuple[AfterUpload, Path | None]:
+        mode = self.get("after_upload", "keep", lambda v: v in _AFTER, '"keep", "move" or "delete"')
+        raw_done = self.string("done_dir")
+        done_dir = _abspath(raw_done, self.base) if raw_done else None
+        if mode != AfterUpload.MOVE.value:
+            if done_dir is not None:
+                self.warnings.append(
+                    f'{self.where}done_dir is ignored: it is only used with after_upload = "move"'
+                )
+            return AfterUpload(mode), done_dir
+        if done_dir is None:
+            raise ConfigError(
+                f'{self.where}after_upload = "move" needs done_dir: set done_dir = "/some/folder"'
+                ' outside every watched folder, or use after_upload = "keep"'
+            )
+        real = done_dir.resolve()  # resolve: "..", symlinks cannot hide an overlap
+        for watch in watches:
+            if real.is_relative_to(watch.path.resolve()):
+                raise ConfigError(
+                    f"{self.where}done_dir {done_dir} is inside the watched folder {watch.path},"
+                    " so moved files would be uploaded again: choose one outside every watch"
+                )
+        return AfterUpload.MOVE, done_dir
+
+    def api_key(self, required: bool) -> str:
+        key_file = self.string("api_key_file")
+        key, source = self.env.get(ENV_API_KEY, "").strip(), ENV_API_KEY
+        if not key and key_file:
+            path = _abspath(key_file, self.base)
+            source = f"{self.where}api_key_file {path}"
+            try:
+                with path.open(encoding="utf-8") as f:
+                    key, mode = f.read().strip(), os.fstat(f.fileno()).st_mode
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+                raise ConfigError(
+                    f"{source} cannot be read ({reason}); check the path and that"
+                    " the daemon's user may read it"
+                ) from None
+            if not key:
+                raise ConfigError(f"{source} is empty; put the MAVI API key in it")
+            if os.name == "posix" and mode & 0o077:
+                self.warnings.append(
+                    f"api_key_file {path} is readable by group/others (mode {oct(mode & 0o777)});"
+                    f" run: chmod 600 {path}"
+                )
+        if any(c.isspace() for c in key):
+            raise ConfigError(f"{source}: the key holds whitespace; it must be the key alone")
+        if required and not key:
+            where = f" (config file {self.config_file})" if self.config_file else ""
+            raise ConfigError(f"no MAVI API key{where}: set MAVI_API_KEY or api_key_file")
+        return key

@@ -1,0 +1,386 @@
+"""The SQLite journal: file rows, their state transitions and the append-only events log.
+
+Every state change is one `BEGIN IMMEDIATE` transaction that updates the row and appends an
+event, so the journal can always explain how a file got where it is. Nothing else writes SQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from mavi_uploader.journal_reads import HANDLED_STATES, JournalReads, to_record
+from mavi_uploader.records import (
+    ACTIVE_STATES,
+    FileRecord,
+    Observation,
+    State,
+    path_to_blob,
+)
+from mavi_uploader.schema import JournalError, connect, create_private_file, migrate
+
+DB_NAME = "journal.sqlite3"
+Clock = Callable[[], float]
+
+# Columns a transition may set besides state; guards against typos turning into SQL.
+_WRITABLE = frozenset(
+    {
+        "size",
+        "mtime_ns",
+        "stable_since",
+        "sha256",
+        "asset_id",
+        "signed_url",
+        "url_expires_at",
+        "duplicate_of",
+        "attempts",
+        "next_attempt_at",
+        "confirm_polls",
+        "last_error",
+        "lease_owner",
+        "lease_expires_at",
+        "bytes_sent",
+    }
+)
+
+
+class Journal(JournalReads):
+    """Thread-safe access to one journal database (one connection per thread)."""
+
+    def __init__(self, db_path: Path, *, clock: Clock = time.time, read_only: bool = False):
+        self.db_path = db_path
+        self._clock = clock
+        self._read_only = read_only
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        migrate_conn = self._conn()
+        if not read_only:
+            migrate(migrate_conn, db_path)
+
+    @classmethod
+    def open(cls, state_dir: Path, *, clock: Clock = time.time) -> Journal:
+        """Open (creating 0700 dir / 0600 file if needed) the journal in `state_dir`."""
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            db_path = state_dir / DB_NAME
+            create_private_file(db_path)
+        except OSError as exc:
+            raise JournalError(
+                f"{state_dir}: cannot create the state directory or journal ({exc.strerror}); "
+                "fix its permissions or set MAVI_UPLOADER_STATE_DIR"
+            ) from exc
+        return cls(db_path, clock=clock)
+
+    @classmethod
+    def open_existing(cls, state_dir: Path) -> Journal | None:
+        """Read-only view for the CLI's reports; None when there is no journal yet."""
+        db_path = state_dir / DB_NAME
+        if not db_path.exists():
+            return None
+        return cls(db_path, read_only=True)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = connect(self.db_path, read_only=self._read_only)
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"{self.db_path}: cannot open the journal ({exc})") from exc
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so no statement inside can hit SQLITE_BUSY
+        # half-way (a deferred read that upgrades to a write ignores the busy timeout).
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _event(
+        self, conn: sqlite3.Connection, file_id: int, old: State | None, new: State, why: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO events (file_id, at, from_state, to_state, reason) VALUES (?,?,?,?,?)",
+            (file_id, self._clock(), old.value if old else None, new.value, why),
+        )
+
+    # ---- watcher ---------------------------------------------------------------------
+
+    def sight(self, observations: Iterable[Observation]) -> list[FileRecord]:
+        """Record candidate files seen on disk; returns rows created or sent back to settle."""
+        changed: list[FileRecord] = []
+        now = self._clock()
+        with self._tx() as conn:
+            for obs in observations:
+                record = self._sight_one(conn, obs, now)
+                if record is not None:
+                    changed.append(record)
+        return changed
+
+    def _sight_one(
+        self, conn: sqlite3.Connection, obs: Observation, now: float
+    ) -> FileRecord | None:
+        blob = path_to_blob(obs.path)
+        row = conn.execute(
+            "SELECT * FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (blob,)
+        ).fetchone()
+        same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
+        if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
+            if row["state"] == State.QUEUED.value and not same:
+                return self._move(
+                    conn,
+                    row["id"],
+                    State.QUEUED,
+                    State.SETTLING,
+                    "changed while queued",
+                    {"size": obs.size, "mtime_ns": obs.mtime_ns, "stable_since": now},
+                )
+            return None
+        if row is not None and same and row["state"] in [s.value for s in HANDLED_STATES]:
+            return None
+        cur = conn.execute(
+            "INSERT INTO files (path, watch_root, state, size, mtime_ns, stable_since,"
+            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) RETURNING *",
+            (
+                blob,
+                path_to_blob(obs.watch_root),
+                State.SETTLING.value,
+                obs.size,
+                obs.mtime_ns,
+                now,
+                now,
+                now,
+            ),
+        )
+        record = to_record(cur.fetchone())
+        why = "seen" if row is None else f"seen again after {row['state']} (new generation)"
+        self._event(conn, record.id, None, State.SETTLING, why)
+        return record
+
+    # ---- transitions -----------------------------------------------------------------
+
+    def _move(
+        self,
+        conn: sqlite3.Connection,
+        file_id: int,
+        old: State | Sequence[State] | None,
+        new: State,
+        why: str,
+        fields: dict[str, Any],
+        owner: str | None = None,
+    ) -> FileRecord | None:
+        unknown = set(fields) - _WRITABLE
+        if unknown:
+            raise ValueError(f"not writable by a transition: {sorted(unknown)}")
+        sets = ", ".join([*(f"{k} = ?" for k in fields), "state = ?", "updated_at = ?"])
+        args: list[Any] = [*fields.values(), new.value, self._clock(), file_id]
+        where = "id = ?"
+        if old is not None:
+            olds = [old] if isinstance(old, State) else list(old)
+            where += f" AND state IN ({','.join('?' * len(olds))})"
+            args.extend(s.value for s in olds)
+        if owner is not None:
+            where += " AND lease_owner = ?"
+            args.append(owner)
+        before = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()
+        row = conn.execute(f"UPDATE files SET {sets} WHERE {where} RETURNING *", args).fetchone()  # noqa: S608
+        if row is None:
+            return None
+        from_state = State(before["state"])
+        if from_state != new or why:
+            self._event(conn, file_id, from_state, new, why)
+        return to_record(row)
+
+    def transition(
+        self,
+        file_id: int,
+        new: State,
+        why: str,
+        *,
+        expect: State | Sequence[State] | None = None,
+        owner: str | None = None,
+        **fields: Any,
+    ) -> FileRecord | None:
+        """Move a file to `new` (if it is in `expect` and leased by `owner`), with an event.
+
+        Returns the updated record, or None when the guard did not match (someone else moved
+        the row first, e.g. `retry` from the CLI or a lost lease).
+        """
+        with self._tx() as conn:
+            return self._move(conn, file_id, expect, new, why, fields, owner)
+
+    def update(self, file_id: int, *, owner: str | None = None, **fields: Any) -> bool:
+        """Change bookkeeping columns without a state change (no event)."""
+        unknown = set(fields) - _WRITABLE
+        if unknown:
+            raise ValueError(f"not writable: {sorted(unknown)}")
+        sets = ", ".join([*(f"{k} = ?" for k in fields), "updated_at = ?"])
+        args: list[Any] = [*fields.values(), self._clock(), file_id]
+        where = "id = ?"
+        if owner is not None:
+            where += " AND lease_owner = ?"
+            args.append(owner)
+        with self._tx() as conn:
+            cur = conn.execute(f"UPDATE files SET {sets} WHERE {where}", args)  # noqa: S608
+            return cur.rowcount == 1
+
+    # ---- workers ---------------------------------------------------------------------
+
+    def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
+        """Atomically take the next due queued file (-> uploading) or confirming file."""
+        now = self._clock()
+        with self._tx() as conn:
+            row = conn.execute(
+                "UPDATE files SET state = CASE state WHEN 'queued' THEN 'uploading' ELSE state END,"
+                " lease_owner = ?, lease_expires_at = ?, updated_at = ?"
+                " WHERE id = (SELECT id FROM files"
+                "   WHERE (state = 'queued' OR (state = 'confirming' AND lease_owner IS NULL))"
+                "     AND COALESCE(next_attempt_at, 0) <= ?"
+                "   ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1)"
+                " RETURNING *",
+                (owner, now + lease_seconds, now, now),
+            ).fetchone()
+            if row is None:
+                return None
+            record = to_record(row)
+            if record.state is State.UPLOADING:
+                self._event(conn, record.id, State.QUEUED, State.UPLOADING, f"claimed by {owner}")
+            return record
+
+    def renew_lease(self, file_id: int, owner: str, lease_seconds: float) -> bool:
+        return self.update(file_id, owner=owner, lease_expires_at=self._clock() + lease_seconds)
+
+    def recover_after_crash(self) -> int:
+        """Crash rule, run at start while holding the state-dir lock (so no owner is alive).
+
+        `uploading` rows go back to `queued` (their unexpired signed URL is kept for reuse);
+        `confirming` rows lose their lease and resume polling.
+        """
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT id, state FROM files WHERE state = 'uploading' OR lease_owner IS NOT NULL"
+            ).fetchall()
+            for row in rows:
+                if row["state"] == State.UPLOADING.value:
+                    self._move(
+                        conn,
+                        row["id"],
+                        State.UPLOADING,
+                        State.QUEUED,
+                        "daemon stopped during upload; will resume",
+                        {"lease_owner": None, "lease_expires_at": None, "next_attempt_at": None},
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE files SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                        (row["id"],),
+                    )
+        return len(rows)
+
+    # ---- pause -----------------------------------------------------------------------
+
+    def set_pause(self, reason: str) -> None:
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM daemon_flags WHERE key = 'pause_reason'").fetchone():
+                conn.execute(
+                    "UPDATE daemon_flags SET value = ? WHERE key = 'pause_reason'", (reason,)
+                )
+                return
+            conn.executemany(
+                "INSERT INTO daemon_flags (key, value) VALUES (?, ?)",
+                [("pause_reason", reason), ("pause_since", repr(self._clock()))],
+            )
+
+    def clear_pause(self) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM daemon_flags WHERE key IN ('pause_reason', 'pause_since')")
+
+    # ---- commands and reports --------------------------------------------------------
+
+    def enqueue(self, obs: Observation, why: str) -> FileRecord:
+        """Queue a file now (no settle wait), reusing its live row when it has one."""
+        now = self._clock()
+        blob = path_to_blob(obs.path)
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT * FROM files WHERE path = ? AND state IN"
+                " ('settling','queued','uploading','confirming')",
+                (blob,),
+            ).fetchone()
+            if row is not None:
+                if row["state"] != State.SETTLING.value:
+                    return to_record(row)
+                moved = self._move(
+                    conn,
+                    row["id"],
+                    State.SETTLING,
+                    State.QUEUED,
+                    why,
+                    {"size": obs.size, "mtime_ns": obs.mtime_ns, "next_attempt_at": None},
+                )
+                assert moved is not None  # the row is locked by our IMMEDIATE transaction
+                return moved
+            cur = conn.execute(
+                "INSERT INTO files (path, watch_root, state, size, mtime_ns, stable_since,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) RETURNING *",
+                (
+                    blob,
+                    path_to_blob(obs.watch_root),
+                    State.QUEUED.value,
+                    obs.size,
+                    obs.mtime_ns,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            record = to_record(cur.fetchone())
+            self._event(conn, record.id, None, State.QUEUED, why)
+            return record
+
+    def record_rejection(self, obs: Observation, why: str) -> FileRecord:
+        """Journal a file refused outright (e.g. `enqueue` of a path outside every watch)."""
+        now = self._clock()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO files (path, watch_root, state, size, mtime_ns, last_error,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) RETURNING *",
+                (
+                    path_to_blob(obs.path),
+                    path_to_blob(obs.watch_root) if obs.watch_root else None,
+                    State.SKIPPED.value,
+                    obs.size,
+                    obs.mtime_ns,
+                    why,
+                    now,
+                    now,
+                ),
+            )
+            record = to_record(cur.fetchone())
+            self._event(conn, record.id, None, State.SKIPPED, why)
+            return record
+
+
+__all__ = ["DB_NAME", "Journal", "JournalError"]

@@ -1,0 +1,291 @@
+"""MAVI v2 client: sign, stream the file to the signed URL, read metadata.
+
+Every response is mapped to a typed outcome: a return value for success, or one of the
+`MaviError` subclasses below, which tell the worker what to do next. Rate-limited answers are
+retried here, behind the shared limiter, so callers never see them unless the daemon stops.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from mavi_uploader.multipart import MultipartFileBody
+from mavi_uploader.ratelimit import RateLimiter
+from mavi_uploader.redaction import redact, url_without_query
+
+USER_AGENT = "mavi-uploader/0.1"
+SUCCESS_CODES = (200, "200", "0000", 0)
+RATE_LIMIT_MESSAGE = "exceeded the limit"
+AUTH_HINTS = {
+    401: "check MAVI_API_KEY",
+    402: "the MAVI account balance is exhausted; top it up",
+    403: "the MAVI account is disabled or this IP is not allowed",
+}
+
+
+class MaviError(Exception):
+    """Base of every outcome other than success; str() is safe to log and store."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(redact(reason))
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+class TransientError(MaviError):
+    """Try again later: 5xx, timeouts, dropped connections, garbage bodies."""
+
+    def __init__(self, reason: str, *, network: bool = False) -> None:
+        super().__init__(reason)
+        self.network = network  # could not reach the server at all
+
+
+class RateLimited(MaviError):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class AuthProblem(MaviError):
+    """401/402/403: nothing will work until a person acts; pause all uploads."""
+
+
+class PermanentError(MaviError):
+    """This file will never be accepted as it is (400, 409, 415...)."""
+
+
+class SignedUrlRejected(MaviError):
+    """Storage refused the signed URL; sign again (a new asset_id)."""
+
+    def __init__(self, reason: str, *, expired: bool) -> None:
+        super().__init__(reason)
+        self.expired = expired
+
+
+@dataclass(frozen=True)
+class SignedUpload:
+    asset_id: str
+    url: str
+    expires_at: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    upload_status: str  # WAITING | UPLOADING | SUCCESS | FAILED (or whatever MAVI says)
+    file_size: int | None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _json(response: requests.Response, what: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        snippet = response.text[:80].replace("\n", " ")
+        raise TransientError(
+            f"{what}: HTTP {response.status_code} with a non-JSON body ({snippet!r})"
+        ) from None
+    if not isinstance(body, dict):
+        raise TransientError(f"{what}: HTTP {response.status_code} with an unexpected JSON body")
+    return body
+
+
+def interpret_api_response(response: requests.Response, what: str) -> dict[str, Any]:
+    """Return `data` of a successful MAVI API answer or raise the matching outcome."""
+    status = response.status_code
+    if status in (401, 402, 403):
+        raise AuthProblem(f"{status} {response.reason or 'error'}: {AUTH_HINTS[status]}")
+    if status == 429:
+        raise RateLimited(f"{what}: 429 rate limited", _retry_after(response))
+    body = _json(response, what)
+    code = body.get("code")
+    msg = str(body.get("msg") or "")
+    ok = (
+        200 <= status < 300
+        and code in SUCCESS_CODES
+        and body.get("success") is not False
+        and body.get("failed") is not True
+    )
+    if ok:
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise TransientError(f"{what}: success without a data object")
+        return data
+    # HTTP status and body code are documented to agree; trust the more specific one.
+    effective = code if isinstance(code, int) and code not in SUCCESS_CODES else status
+    if effective in (401, 402, 403):
+        raise AuthProblem(f"{effective} {msg or 'error'}: {AUTH_HINTS[effective]}")
+    if effective == 429 or RATE_LIMIT_MESSAGE in msg.lower():
+        raise RateLimited(f"{what}: {effective} {msg}", _retry_after(response))
+    if effective == 408 or effective >= 500 or (200 <= effective < 300):
+        raise TransientError(f"{what}: {effective} {msg}".strip())
+    raise PermanentError(f"{what}: {effective} {msg}".strip())
+
+
+_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+
+
+def interpret_storage_response(response: requests.Response) -> None:
+    """Storage answers 2xx on success and an XML <Error> otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    match = _XML_CODE.search(response.text[:4096])
+    code = match.group(1) if match else ""
+    if status == 429:
+        raise RateLimited("storage: 429 rate limited", _retry_after(response))
+    if status == 408 or status >= 500:
+        raise TransientError(f"storage: HTTP {status} {code}".strip())
+    # GCS says ExpiredToken; some proxies say AccessDenied with "Request has expired".
+    if code == "ExpiredToken" or "expired" in response.text[:4096].lower():
+        raise SignedUrlRejected(f"storage: signed URL expired ({code or status})", expired=True)
+    raise SignedUrlRejected(f"storage: HTTP {status} {code or 'error'}", expired=False)
+
+
+class MaviClient:
+    """Thread-safe MAVI client; each thread gets its own HTTP session (connection pool)."""
+
+    def __init__(
+        self,
+        api_base: str,
+        api_key: str,
+        *,
+        limiter: RateLimiter | None = None,
+        timeout: tuple[float, float] = (15.0, 120.0),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api_base = api_base.rstrip("/")
+        self._api_key = api_key
+        self._limiter = limiter or RateLimiter(0)
+        self._timeout = timeout
+        self._clock = clock
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = USER_AGENT
+            self._local.session = session
+        return session
+
+    def _polite(self, endpoint: str, call: Callable[[], Any]) -> Any:
+        """Run `call` in a limiter slot; on a rate-limit answer, back off and try again."""
+        penalty = 1.0
+        while True:
+            self._limiter.acquire(endpoint)
+            try:
+                return call()
+            except RateLimited as exc:
+                wait = exc.retry_after if exc.retry_after is not None else penalty
+                penalty = min(penalty * 2, 60.0)
+                self._limiter.penalize(endpoint, wait)
+
+    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self._session().request(method, url, timeout=self._timeout, **kwargs)
+        except requests.Timeout as exc:
+            raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
+        except requests.ConnectionError as exc:
+            raise TransientError(f"{what}: connection failed ({exc})", network=True) from None
+        except requests.RequestException as exc:
+            raise TransientError(f"{what}: request failed ({exc})") from None
+
+    def sign(self, original_filename: str) -> SignedUpload:
+        """POST /upload/signed-url: a new asset_id and the URL to send its bytes to."""
+
+        def call() -> SignedUpload:
+            started = self._clock()
+            response = self._request(
+                "POST",
+                f"{self.api_base}/upload/signed-url",
+                "sign",
+                headers={"Authorization": self._api_key},
+                json={"original_filename": original_filename},
+            )
+            data = interpret_api_response(response, "sign")
+            asset_id, url = data.get("asset_id"), data.get("signed_url")
+            if not isinstance(asset_id, str) or not asset_id or not isinstance(url, str):
+                raise TransientError("sign: answer lacks asset_id or signed_url")
+            if not url.startswith(("https://", "http://")):
+                raise TransientError("sign: signed_url is not an http(s) URL")
+            try:
+                expires_in = float(data.get("expires_in", 3600))
+            except (TypeError, ValueError):
+                expires_in = 3600.0
+            return SignedUpload(asset_id, url, started + expires_in)
+
+        result: SignedUpload = self._polite("sign", call)
+        return result
+
+    def upload(
+        self,
+        url: str,
+        path: Path,
+        size: int,
+        filename: str,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> None:
+        """Stream `size` bytes of `path` as multipart field `file` to the signed URL.
+
+        Raises OSError if the file cannot be read, FileShrank if it shrinks mid-upload.
+        """
+
+        def call() -> None:
+            with open(path, "rb") as fileobj:
+                body = MultipartFileBody(fileobj, size, filename, on_chunk=on_chunk)
+                # No Authorization header: the signature in the URL is the credential.
+                response = self._request(
+                    "POST",
+                    url,
+                    f"storage upload to {url_without_query(url)}",
+                    data=body,
+                    headers={"Content-Type": body.content_type},
+                )
+            interpret_storage_response(response)
+
+        self._polite("storage", call)
+
+    def metadata(self, asset_id: str) -> AssetStatus:
+        """GET /{asset_id}/metadata: where MAVI says the asset's upload stands."""
+
+        def call() -> AssetStatus:
+            response = self._request(
+                "GET",
+                f"{self.api_base}/{asset_id}/metadata",
+                "metadata",
+                headers={"Authorization": self._api_key},
+            )
+            data = interpret_api_response(response, "metadata")
+            resources = data.get("resource")
+            if not isinstance(resources, list) or not resources:
+                raise TransientError(f"metadata: no resource for {asset_id} yet")
+            first = resources[0] if isinstance(resources[0], dict) else {}
+            status = str(first.get("upload_status") or "").upper()
+            if not status:
+                raise TransientError("metadata: answer lacks upload_status")
+            try:
+                size: int | None = int(first["file_size"])
+            except (KeyError, TypeError, ValueError):
+                size = None
+            return AssetStatus(status, size)
+
+        result: AssetStatus = self._polite("metadata", call)
+        return result

@@ -1,0 +1,55 @@
+"""A request-spacing limiter shared by all workers, one slot sequence per MAVI endpoint."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+
+
+class Stopped(Exception):
+    """Raised by a wait that was cut short because the daemon is stopping."""
+
+
+class RateLimiter:
+    """Hands out call slots at most `rate` per second for each endpoint.
+
+    Slots are reserved under a lock but waited for outside it, so one slow waiter never blocks
+    another endpoint. `penalize` pushes an endpoint's next slot back after a 429.
+    """
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        *,
+        clock: Clock = time.monotonic,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
+        self._clock = clock
+        self._stop = stop or threading.Event()
+        self._lock = threading.Lock()
+        self._next_slot: dict[str, float] = {}
+
+    def reserve(self, endpoint: str) -> float:
+        """Reserve the next slot; returns how long the caller must wait before using it."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_slot.get(endpoint, now))
+            self._next_slot[endpoint] = slot + self._interval
+            return slot - now
+
+    def acquire(self, endpoint: str) -> None:
+        """Block until a slot for `endpoint` is ours; raises Stopped if the daemon stops."""
+        delay = self.reserve(endpoint)
+        if delay > 0 and self._stop.wait(delay):
+            raise Stopped
+
+    def penalize(self, endpoint: str, seconds: float) -> None:
+        """The server said slow down: no slot for `endpoint` before `seconds` from now."""
+        with self._lock:
+            earliest = self._clock() + seconds
+            if self._next_slot.get(endpoint, 0.0) < earliest:
+                self._next_slot[endpoint] = earliest

@@ -1,0 +1,92 @@
+"""The journal's records: file states, file rows and events (frozen, typed, SQL-free)."""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+
+
+class State(str, enum.Enum):
+    SETTLING = "settling"
+    QUEUED = "queued"
+    UPLOADING = "uploading"
+    CONFIRMING = "confirming"
+    DONE = "done"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+    VANISHED = "vanished"
+    SKIPPED = "skipped"
+
+
+ACTIVE_STATES: tuple[State, ...] = (State.SETTLING, State.QUEUED, State.UPLOADING, State.CONFIRMING)
+FINAL_STATES: tuple[State, ...] = tuple(s for s in State if s not in ACTIVE_STATES)
+
+
+def path_to_blob(path: str) -> bytes:
+    """Paths are stored as raw bytes: a name that is not valid UTF-8 must still round-trip."""
+    return os.fsencode(path)
+
+
+def blob_to_path(blob: bytes) -> str:
+    return os.fsdecode(blob)
+
+
+def display_path(path: str) -> str:
+    """A printable form of a path; undecodable bytes become \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    path: str
+    watch_root: str | None
+    state: State
+    size: int | None
+    mtime_ns: int | None
+    stable_since: float | None
+    sha256: str | None
+    asset_id: str | None
+    signed_url: str | None
+    url_expires_at: float | None
+    duplicate_of: int | None
+    attempts: int
+    next_attempt_at: float | None
+    confirm_polls: int
+    last_error: str | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    bytes_sent: int
+    created_at: float
+    updated_at: float
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    file_id: int
+    at: float
+    from_state: State | None
+    to_state: State
+    reason: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the watcher saw of a candidate file."""
+
+    path: str
+    watch_root: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Pause:
+    reason: str
+    since: float

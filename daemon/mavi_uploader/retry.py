@@ -1,0 +1,36 @@
+"""Retry plans: how long to wait before the next attempt (pure; the row keeps the count)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with "equal jitter": between half and all of the capped delay.
+
+    Jitter keeps several workers that failed together from retrying together.
+    """
+
+    base: float = 2.0
+    factor: float = 2.0
+    cap: float = 600.0
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        wait = rng.uniform(raw / 2, raw)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return wait
+
+
+# Server-side failures (5xx, timeouts) count towards giving up; a dead network does not:
+# a camera cart offline overnight must not wake up to a folder of "failed" files.
+UPLOAD_BACKOFF = Backoff(base=2.0, factor=2.0, cap=600.0)
+MAX_SERVER_FAILURES = 10
+# Confirmation polls: fast at first (most uploads are SUCCESS within seconds), then relaxed.
+CONFIRM_BACKOFF = Backoff(base=1.0, factor=2.0, cap=60.0)
+# An upload MAVI still has not confirmed after this long is sent again.
+CONFIRM_GIVE_UP_SECONDS = 3600.0

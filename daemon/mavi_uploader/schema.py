@@ -1,0 +1,121 @@
+"""SQLite schema, migrations (PRAGMA user_version) and connection settings for the journal."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+_ACTIVE = "('settling', 'queued', 'uploading', 'confirming')"
+_STATES = (
+    "('settling', 'queued', 'uploading', 'confirming', 'done', 'duplicate', 'failed',"
+    " 'vanished', 'skipped')"
+)
+
+_MIGRATIONS: dict[int, str] = {
+    1: f"""
+    CREATE TABLE files (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        path             BLOB    NOT NULL,
+        watch_root       BLOB,
+        state            TEXT    NOT NULL CHECK (state IN {_STATES}),
+        size             INTEGER,
+        mtime_ns         INTEGER,
+        stable_since     REAL,
+        sha256           TEXT,
+        asset_id         TEXT,
+        signed_url       TEXT,
+        url_expires_at   REAL,
+        duplicate_of     INTEGER REFERENCES files(id),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  REAL,
+        confirm_polls    INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        lease_owner      TEXT,
+        lease_expires_at REAL,
+        bytes_sent       INTEGER NOT NULL DEFAULT 0,
+        created_at       REAL    NOT NULL,
+        updated_at       REAL    NOT NULL
+    );
+    -- One live row per path; a path re-written after it finished becomes a new row.
+    CREATE UNIQUE INDEX files_one_active_per_path ON files(path) WHERE state IN {_ACTIVE};
+    CREATE INDEX files_path ON files(path, id);
+    CREATE INDEX files_due ON files(state, next_attempt_at);
+    CREATE INDEX files_sha256 ON files(sha256) WHERE sha256 IS NOT NULL;
+    CREATE TABLE events (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        file_id    INTEGER NOT NULL REFERENCES files(id),
+        at         REAL    NOT NULL,
+        from_state TEXT,
+        to_state   TEXT    NOT NULL,
+        reason     TEXT    NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_by_file ON events(file_id, id);
+    CREATE TABLE daemon_flags (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+}
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or used; the message names the file."""
+
+
+def connect(db_path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Open one connection with our settings; transactions are issued by hand."""
+    if read_only:
+        uri = f"file:{db_path}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 15000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not read_only:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: each transition is fsynced; at our write rate the cost is small and a power
+        # cut cannot roll back a journaled signed URL.
+        conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` 0600 if missing (before SQLite does it with the umask's mode)."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def migrate(conn: sqlite3.Connection, db_path: Path) -> None:
+    """Bring the schema to SCHEMA_VERSION; refuse a database from a newer version."""
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"{db_path}: journal schema version {version} is newer than this "
+                f"mavi-uploader understands ({SCHEMA_VERSION}); upgrade mavi-uploader"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split(_MIGRATIONS[target]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(
+            f"{db_path}: cannot open the journal ({exc}). If the file is corrupt, move it "
+            "aside; mavi-uploader will not overwrite it"
+        ) from exc
+
+
+def _split(script: str) -> list[str]:
+    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

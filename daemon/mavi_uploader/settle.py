@@ -1,0 +1,90 @@
+"""The settle tick: a file whose size and mtime held still for settle_seconds is queued."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from mavi_uploader.journal import Journal
+from mavi_uploader.log import get_logger
+from mavi_uploader.records import FileRecord, State, display_path
+
+log = get_logger(__name__)
+UNREADABLE_RETRY_SECONDS = 30.0
+
+
+def can_read(path: str) -> None:
+    """Raise OSError unless we can open the file for reading (root or not)."""
+    with open(path, "rb"):
+        pass
+
+
+class Settler:
+    """One `tick()` looks at every settling file once; tests drive it with a fake clock."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        settle_seconds: float,
+        *,
+        clock: Callable[[], float] = time.time,
+        stat: Callable[[str], os.stat_result] = os.stat,
+        check_readable: Callable[[str], None] = can_read,
+    ) -> None:
+        self._journal = journal
+        self._settle_seconds = settle_seconds
+        self._clock = clock
+        self._stat = stat
+        self._check_readable = check_readable
+
+    def tick(self) -> int:
+        """Advance settling files; returns how many were queued."""
+        queued = 0
+        now = self._clock()
+        for rec in self._journal.in_states([State.SETTLING]):
+            if rec.next_attempt_at is not None and rec.next_attempt_at > now:
+                continue
+            queued += self._settle_one(rec, now)
+        return queued
+
+    def _settle_one(self, rec: FileRecord, now: float) -> int:
+        try:
+            st = self._stat(rec.path)
+        except FileNotFoundError:
+            self._journal.transition(
+                rec.id, State.VANISHED, "file disappeared while settling", expect=State.SETTLING
+            )
+            log.info("transition", file_id=rec.id, path=display_path(rec.path), state="vanished")
+            return 0
+        except OSError as exc:
+            self._defer(rec, now, f"cannot stat the file: {exc.strerror}")
+            return 0
+        if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns):
+            # Still being written: start the quiet period again.
+            self._journal.update(rec.id, size=st.st_size, mtime_ns=st.st_mtime_ns, stable_since=now)
+            return 0
+        if now - (rec.stable_since or now) < self._settle_seconds:
+            return 0
+        try:
+            self._check_readable(rec.path)
+        except OSError as exc:
+            self._defer(rec, now, f"cannot read the file: {exc.strerror} (check permissions)")
+            return 0
+        moved = self._journal.transition(
+            rec.id,
+            State.QUEUED,
+            f"unchanged for {self._settle_seconds:g}s ({st.st_size} bytes)",
+            expect=State.SETTLING,
+            next_attempt_at=None,
+            last_error=None,
+        )
+        if moved is None:
+            return 0
+        log.info("transition", file_id=rec.id, path=display_path(rec.path), state="queued")
+        return 1
+
+    def _defer(self, rec: FileRecord, now: float, why: str) -> None:
+        if rec.last_error != why:
+            log.warning("file not ready", file_id=rec.id, path=display_path(rec.path), reason=why)
+        self._journal.update(rec.id, last_error=why, next_attempt_at=now + UNREADABLE_RETRY_SECONDS)

@@ -1,0 +1,422 @@
+"""The upload worker: claim → hash → dedupe → sign → upload → confirm → after_upload.
+
+One pass of the loop is `Worker.run_once()`, callable from tests without threads.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mavi_uploader.config import AfterUpload
+from mavi_uploader.disposal import DisposalError, dispose
+from mavi_uploader.hashing import sha256_file
+from mavi_uploader.journal import Journal
+from mavi_uploader.log import get_logger
+from mavi_uploader.mavi import (
+    AuthProblem,
+    MaviClient,
+    MaviError,
+    PermanentError,
+    SignedUpload,
+    SignedUrlRejected,
+    TransientError,
+)
+from mavi_uploader.multipart import FileShrank
+from mavi_uploader.pause import PauseGate
+from mavi_uploader.ratelimit import Stopped
+from mavi_uploader.records import FileRecord, State, display_path
+from mavi_uploader.retry import (
+    CONFIRM_BACKOFF,
+    MAX_SERVER_FAILURES,
+    UPLOAD_BACKOFF,
+)
+
+log = get_logger(__name__)
+
+LEASE_SECONDS = 300.0
+PROGRESS_EVERY_SECONDS = 5.0
+# Reuse a journaled signed URL only if it stays valid long enough to send the file again.
+URL_REUSE_MARGIN_SECONDS = 900.0
+TWIN_WAIT_SECONDS = 15.0
+CONFIRM_MAX_POLLS = 80  # ≈ 1 h with CONFIRM_BACKOFF; then the file is sent again
+_NO_ASSET = {"asset_id": None, "signed_url": None, "url_expires_at": None}
+
+
+class FileChanged(Exception):
+    """The file on disk no longer matches what was queued or sent."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    dedupe: bool = True
+    after_upload: AfterUpload = AfterUpload.KEEP
+    done_dir: Path | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        name: str,
+        journal: Journal,
+        client: MaviClient,
+        gate: PauseGate,
+        settings: WorkerSettings,
+        stop: threading.Event,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        on_claim: Callable[[], None] | None = None,
+    ) -> None:
+        self.owner = f"{os.getpid()}:{name}"
+        self._on_claim = on_claim
+        self._journal = journal
+        self._client = client
+        self._gate = gate
+        self._settings = settings
+        self._stop = stop
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+
+    def run_once(self) -> bool:
+        """Claim and work on one file; False when there was nothing to do (or paused)."""
+        if not self._gate.admit():
+            return False
+        record = self._journal.claim(self.owner, LEASE_SECONDS)
+        if record is None:
+            return False
+        if self._on_claim is not None:
+            self._on_claim()  # there may be more: let an idle worker look too
+        log.info("claimed", file_id=record.id, path=display_path(record.path), state=record.state)
+        try:
+            if record.state is State.CONFIRMING:
+                self._confirm(record)
+            else:
+                self._upload(record)
+        except Stopped:
+            self._release(record, "daemon stopping; will resume")
+        except AuthProblem as exc:
+            self._gate.trip(exc.reason)
+            self._release(record, f"paused: {exc.reason}")
+        except Exception as exc:
+            # A bug must not kill the worker thread or strand the row: retry it later.
+            log.exception("unexpected error", file_id=record.id, path=display_path(record.path))
+            self._retry_later(record, f"internal error: {type(exc).__name__}: {exc}", True)
+        return True
+
+    # ---- the upload path ------------------------------------------------------------
+
+    def _upload(self, rec: FileRecord) -> None:
+        path = Path(rec.path)
+        try:
+            self._check_unchanged(rec)
+            if rec.size == 0:
+                self._to(rec, State.SKIPPED, "empty file (0 bytes)", last_error="empty file")
+                return
+            sha = rec.sha256 or self._hash(rec, path)
+            self._check_unchanged(rec)
+            if self._settings.dedupe and self._deduplicated(rec, sha):
+                return
+            self._send(rec, path)
+        except FileNotFoundError:
+            self._to(rec, State.VANISHED, "file disappeared before its upload finished")
+        except FileChanged as exc:
+            self._back_to_settling(rec, str(exc))
+        except FileShrank as exc:
+            self._back_to_settling(rec, str(exc))
+        except PermissionError as exc:
+            self._retry_later(rec, f"cannot read the file: {exc.strerror} (check permissions)")
+        except OSError as exc:
+            self._retry_later(rec, f"cannot read the file: {exc}")
+        except PermanentError as exc:
+            self._to(rec, State.FAILED, exc.reason, last_error=exc.reason)
+        except TransientError as exc:
+            self._retry_later(rec, exc.reason, counts=not exc.network)
+
+    def _check_unchanged(self, rec: FileRecord) -> None:
+        st = os.stat(rec.path)
+        if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns):
+            raise FileChanged("file changed since it was queued")
+
+    def _hash(self, rec: FileRecord, path: Path) -> str:
+        sha = sha256_file(path, self._progress_hook(rec, record_bytes=False))
+        self._journal.update(rec.id, owner=self.owner, sha256=sha)
+        return sha
+
+    def _deduplicated(self, rec: FileRecord, sha: str) -> bool:
+        twin = self._journal.find_uploaded_twin(sha, rec.id)
+        if twin is None:
+            pending = self._journal.find_twin_in_flight(sha, rec.id)
+            if pending is None:
+                return False
+            # Copies dropped together: wait for the older one instead of uploading twice.
+            # Only the younger row waits, so two copies can never wait for each other.
+            self._to(
+                rec,
+                State.QUEUED,
+                f"same content as #{pending.id}, in flight; waiting for it",
+                sha256=sha,
+                next_attempt_at=self._clock() + TWIN_WAIT_SECONDS,
+            )
+            return True
+        why = f"same content as #{twin.id} ({display_path(twin.path)}), asset {twin.asset_id}"
+        done = self._to(
+            rec, State.DUPLICATE, why, sha256=sha, duplicate_of=twin.id, asset_id=twin.asset_id
+        )
+        if done is not None:
+            self._after_upload(done)
+        return True
+
+    def _send(self, rec: FileRecord, path: Path) -> None:
+        rejected_once = False
+        while True:
+            signed = self._reusable_url(rec)
+            if signed is not None and self._already_landed(rec, signed):
+                return
+            if signed is None:
+                signed = self._client.sign(rec.name)
+                self._gate.lift()
+                moved = self._to(
+                    rec,
+                    State.UPLOADING,
+                    f"signed: asset {signed.asset_id}",
+                    asset_id=signed.asset_id,
+                    signed_url=signed.url,
+                    url_expires_at=signed.expires_at,
+                )
+                if moved is None:
+                    return
+                rec = moved
+            try:
+                assert rec.size is not None
+                self._client.upload(
+                    signed.url, path, rec.size, rec.name, self._progress_hook(rec, True)
+                )
+            except SignedUrlRejected as exc:
+                if not exc.expired and rejected_once:
+                    raise PermanentError(f"{exc.reason} (after signing again)") from None
+                rejected_once = rejected_once or not exc.expired
+                log.warning("signing again", file_id=rec.id, reason=exc.reason)
+                self._journal.update(rec.id, owner=self.owner, **_NO_ASSET)
+                rec = self._journal.get(rec.id) or rec
+                continue
+            break
+        self._check_unchanged_after_send(rec)
+        confirming = self._to(
+            rec,
+            State.CONFIRMING,
+            f"storage accepted {rec.size} bytes",
+            bytes_sent=rec.size,
+            confirm_polls=0,
+            next_attempt_at=None,
+        )
+        if confirming is not None:
+            self._confirm(confirming)
+
+    def _reusable_url(self, rec: FileRecord) -> SignedUpload | None:
+        if not (rec.asset_id and rec.signed_url and rec.url_expires_at):
+            return None
+        if rec.url_expires_at - self._clock() < URL_REUSE_MARGIN_SECONDS:
+            return None
+        return SignedUpload(rec.asset_id, rec.signed_url, rec.url_expires_at)
+
+    def _already_landed(self, rec: FileRecord, signed: SignedUpload) -> bool:
+        """After a crash mid-flight the bytes may have landed: ask before sending again."""
+        status = self._client.metadata(signed.asset_id)
+        self._gate.lift()
+        if status.upload_status != "SUCCESS" or status.file_size not in (None, rec.size):
+            return False
+        done = self._to(rec, State.DONE, f"asset {signed.asset_id} already uploaded (SUCCESS)")
+        if done is not None:
+            self._after_upload(done)
+        return True
+
+    def _check_unchanged_after_send(self, rec: FileRecord) -> None:
+        st = os.stat(rec.path)
+        if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns):
+            raise FileChanged("file changed during its upload; it will be uploaded again")
+
+    # ---- confirmation ----------------------------------------------------------------
+
+    def _confirm(self, rec: FileRecord) -> None:
+        assert rec.asset_id is not None
+        try:
+            status = self._client.metadata(rec.asset_id)
+        except TransientError as exc:
+            self._poll_later(rec, exc.reason)
+            return
+        except PermanentError as exc:
+            self._upload_again(rec, f"metadata check failed: {exc.reason}")
+            return
+        self._gate.lift()
+        if status.upload_status == "SUCCESS":
+            if status.file_size is not None and status.file_size != rec.size:
+                self._upload_again(
+                    rec, f"MAVI holds {status.file_size} bytes but the file has {rec.size}"
+                )
+                return
+            done = self._to(rec, State.DONE, f"MAVI confirmed asset {rec.asset_id} (SUCCESS)")
+            if done is not None:
+                self._after_upload(done)
+        elif status.upload_status == "FAILED":
+            self._upload_again(rec, f"MAVI reported asset {rec.asset_id} FAILED")
+        elif rec.confirm_polls + 1 >= CONFIRM_MAX_POLLS:
+            self._upload_again(rec, f"asset {rec.asset_id} still {status.upload_status}")
+        else:
+            self._poll_later(rec, f"upload_status {status.upload_status}")
+
+    def _poll_later(self, rec: FileRecord, why: str) -> None:
+        polls = rec.confirm_polls + 1
+        delay = CONFIRM_BACKOFF.delay(polls, self._rng)
+        self._journal.update(
+            rec.id,
+            owner=self.owner,
+            confirm_polls=polls,
+            last_error=None if why.startswith("upload_status") else why,
+            next_attempt_at=self._clock() + delay,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+
+    def _upload_again(self, rec: FileRecord, why: str) -> None:
+        attempts = rec.attempts + 1
+        if attempts >= MAX_SERVER_FAILURES:
+            self._to(
+                rec,
+                State.FAILED,
+                f"gave up after {attempts} attempts: {why}",
+                attempts=attempts,
+                last_error=why,
+            )
+            return
+        self._to(
+            rec,
+            State.QUEUED,
+            f"{why}; uploading again",
+            attempts=attempts,
+            last_error=why,
+            next_attempt_at=self._clock() + UPLOAD_BACKOFF.delay(attempts, self._rng),
+            lease_owner=None,
+            lease_expires_at=None,
+            **_NO_ASSET,
+        )
+
+    # ---- bookkeeping -----------------------------------------------------------------
+
+    def _to(self, rec: FileRecord, new: State, why: str, **fields: Any) -> FileRecord | None:
+        if new not in (State.UPLOADING, State.CONFIRMING):
+            fields.setdefault("lease_owner", None)
+            fields.setdefault("lease_expires_at", None)
+        moved = self._journal.transition(rec.id, new, why, owner=self.owner, **fields)
+        if moved is None:
+            log.warning("lost the claim", file_id=rec.id, wanted=new.value)
+        else:
+            log.info(
+                "transition",
+                file_id=rec.id,
+                path=display_path(rec.path),
+                state=new.value,
+                reason=why,
+            )
+        return moved
+
+    def _release(self, rec: FileRecord, why: str) -> None:
+        """Give the row back without counting an attempt (stop, pause)."""
+        current = self._journal.get(rec.id)
+        if current is None or current.lease_owner != self.owner:
+            return
+        if current.state is State.UPLOADING:
+            self._to(current, State.QUEUED, why, next_attempt_at=None)
+        else:
+            self._journal.update(rec.id, owner=self.owner, lease_owner=None, lease_expires_at=None)
+
+    def _retry_later(self, rec: FileRecord, why: str, counts: bool = True) -> None:
+        current = self._journal.get(rec.id) or rec
+        if current.state is State.CONFIRMING:
+            self._poll_later(current, why)
+            return
+        attempts = current.attempts + 1
+        if counts and attempts >= MAX_SERVER_FAILURES:
+            self._to(
+                current,
+                State.FAILED,
+                f"gave up after {attempts} attempts: {why}",
+                attempts=attempts,
+                last_error=why,
+            )
+            return
+        delay = UPLOAD_BACKOFF.delay(attempts, self._rng)
+        self._to(
+            current,
+            State.QUEUED,
+            f"{why}; retry in {delay:.0f}s",
+            attempts=attempts,
+            last_error=why,
+            next_attempt_at=self._clock() + delay,
+        )
+
+    def _back_to_settling(self, rec: FileRecord, why: str) -> None:
+        try:
+            st = os.stat(rec.path)
+        except FileNotFoundError:
+            self._to(rec, State.VANISHED, f"{why}; then it disappeared")
+            return
+        self._to(
+            rec,
+            State.SETTLING,
+            why,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            stable_since=self._clock(),
+            sha256=None,
+            bytes_sent=0,
+            **_NO_ASSET,
+        )
+
+    def _progress_hook(self, rec: FileRecord, record_bytes: bool) -> Callable[[int], None]:
+        """Per-chunk hook: honour stop, renew the lease and publish progress now and then."""
+        sent = 0
+        last = self._clock()
+
+        def hook(n: int) -> None:
+            nonlocal sent, last
+            if self._stop.is_set():
+                raise Stopped
+            sent += n
+            now = self._clock()
+            if now - last >= PROGRESS_EVERY_SECONDS:
+                last = now
+                fields: dict[str, object] = {"lease_expires_at": now + LEASE_SECONDS}
+                if record_bytes:
+                    fields["bytes_sent"] = sent
+                self._journal.update(rec.id, owner=self.owner, **fields)
+
+        return hook
+
+    def _after_upload(self, rec: FileRecord) -> None:
+        if self._settings.after_upload is AfterUpload.KEEP:
+            return
+        assert rec.size is not None and rec.mtime_ns is not None
+        try:
+            what = dispose(
+                Path(rec.path),
+                watch_root=Path(rec.watch_root) if rec.watch_root else None,
+                action=self._settings.after_upload,
+                done_dir=self._settings.done_dir,
+                expected=(rec.size, rec.mtime_ns),
+            )
+        except DisposalError as exc:
+            log.warning("after_upload failed", file_id=rec.id, error=str(exc))
+            self._journal.update(rec.id, last_error=str(exc))
+            return
+        self._journal.transition(rec.id, rec.state, f"after_upload: {what}", expect=rec.state)
+        log.info("after_upload", file_id=rec.id, path=display_path(rec.path), action=what)
+
+
+__all__ = ["MaviError", "Worker", "WorkerSettings"]

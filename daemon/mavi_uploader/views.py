@@ -1,0 +1,121 @@
+"""What `status`, `list` and `history` print: JSON shapes of the contract and readable tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mavi_uploader.journal import Journal
+from mavi_uploader.lock import LockHolder
+from mavi_uploader.records import Event, FileRecord, State, display_path
+from mavi_uploader.redaction import redact
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def status_document(state_dir: Path, journal: Journal | None, holder: LockHolder) -> dict[str, Any]:
+    pause = journal.pause() if journal else None
+    counts = journal.counts() if journal else {s.value: 0 for s in State}
+    return {
+        "state_dir": str(state_dir),
+        "daemon": {"running": holder.running, "pid": holder.pid},
+        "paused": {"reason": redact(pause.reason), "since": iso(pause.since)} if pause else None,
+        "counts": counts,
+    }
+
+
+def status_text(doc: dict[str, Any]) -> str:
+    daemon = doc["daemon"]
+    lines = [
+        f"state dir  {doc['state_dir']}",
+        "daemon     " + (f"running (pid {daemon['pid']})" if daemon["running"] else "not running"),
+    ]
+    paused = doc["paused"]
+    lines.append(
+        f"paused     {paused['reason']} (since {paused['since']})" if paused else "paused     no"
+    )
+    lines.append("")
+    width = max(len(s) for s in doc["counts"])
+    lines.extend(f"{state:<{width}}  {n:>7}" for state, n in doc["counts"].items())
+    return "\n".join(lines)
+
+
+def file_document(rec: FileRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "path": display_path(rec.path),
+        "state": rec.state.value,
+        "size": rec.size,
+        "sha256": rec.sha256,
+        "asset_id": rec.asset_id,
+        "attempts": rec.attempts,
+        "last_error": redact(rec.last_error) if rec.last_error else None,
+        "duplicate_of": rec.duplicate_of,
+        "bytes_sent": rec.bytes_sent,
+        "next_attempt_at": iso(rec.next_attempt_at),
+        "created_at": iso(rec.created_at),
+        "updated_at": iso(rec.updated_at),
+    }
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    return "\n".join(fmt.format(*r).rstrip() for r in [headers, *rows])
+
+
+def list_text(records: Sequence[FileRecord]) -> str:
+    if not records:
+        return "no files"
+    rows = [
+        [
+            str(r.id),
+            r.state.value,
+            _human_size(r.size),
+            str(r.attempts),
+            r.asset_id or "-",
+            display_path(r.path) + (f"  ({redact(r.last_error)})" if r.last_error else ""),
+        ]
+        for r in records
+    ]
+    return _table(["ID", "STATE", "SIZE", "TRIES", "ASSET", "PATH"], rows)
+
+
+def event_document(event: Event) -> dict[str, Any]:
+    return {
+        "file_id": event.file_id,
+        "at": iso(event.at),
+        "from": event.from_state.value if event.from_state else None,
+        "to": event.to_state.value,
+        "reason": redact(event.reason),
+    }
+
+
+def history_text(record: FileRecord, events: Sequence[Event]) -> str:
+    head = f"#{record.id} {display_path(record.path)}  [{record.state.value}]"
+    rows = [
+        [
+            iso(e.at) or "",
+            (e.from_state.value if e.from_state else "-") + " -> " + e.to_state.value,
+            redact(e.reason),
+        ]
+        for e in events
+    ]
+    return head + "\n" + _table(["WHEN", "TRANSITION", "REASON"], rows)

@@ -1,0 +1,220 @@
+"""Watch folders (watchdog) and rescan them; every candidate file becomes a journal sighting.
+
+watchdog calls our handler on its dispatcher thread, so the handler only drops the path in a
+queue. `Watcher.pump()` (the watcher thread) stats, filters and journals them in batches.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import stat
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from mavi_uploader import rules
+from mavi_uploader.config import WatchConfig
+from mavi_uploader.journal import Journal
+from mavi_uploader.log import get_logger
+from mavi_uploader.records import Observation, display_path
+
+log = get_logger(__name__)
+BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class WatchRoot:
+    """One watch folder with the rules that decide what in it is a candidate."""
+
+    root: str
+    recursive: bool
+    ignore: tuple[str, ...]
+    extensions: frozenset[str]
+    poll: bool = False
+    poll_interval: float = 10.0
+
+    @classmethod
+    def from_config(cls, watch: WatchConfig, extensions: Collection[str]) -> WatchRoot:
+        return cls(
+            root=os.path.normpath(os.fspath(watch.path)),
+            recursive=watch.recursive,
+            ignore=tuple(watch.ignore),
+            extensions=frozenset(extensions),
+            poll=watch.poll,
+            poll_interval=watch.poll_interval_seconds,
+        )
+
+    def observe(self, path: str) -> Observation | None:
+        """An Observation if `path` is a regular candidate file inside this root, else None."""
+        if rules.rejection(
+            path,
+            self.root,
+            extensions=self.extensions,
+            ignore=self.ignore,
+            recursive=self.recursive,
+        ):
+            return None
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                # A link may point anywhere; only follow it when it stays inside the root.
+                real_root = os.path.realpath(self.root)
+                if rules.relative_parts(os.path.realpath(path), real_root) is None:
+                    return None
+                st = os.stat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return Observation(path, self.root, st.st_size, st.st_mtime_ns)
+
+    def walk(self, top: str | None = None) -> Iterator[str]:
+        """Every file path under `top` (default: the root) that the rules let through."""
+        stack = [top or self.root]
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except OSError as exc:
+                log.warning("cannot list folder", path=display_path(directory), error=str(exc))
+                continue
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir:
+                    if not rules.directory_ignored(
+                        entry.path, self.root, self.ignore, self.recursive
+                    ):
+                        stack.append(entry.path)
+                else:
+                    yield entry.path
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, root: WatchRoot, inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]]):
+        self._root = root
+        self._inbox = inbox
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("deleted", "opened", "closed_no_write"):
+            return
+        if event.is_directory and event.event_type not in ("created", "moved"):
+            return  # a folder's "modified" fires on every write inside it
+        path = event.dest_path if event.event_type == "moved" else event.src_path
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        # Directory events matter too: a folder moved in brings files that raise no events.
+        self._inbox.put((self._root, path, event.is_directory))
+
+
+class Watcher:
+    """Observers for every watch root plus the start-up and periodic rescans."""
+
+    def __init__(self, roots: Sequence[WatchRoot], journal: Journal) -> None:
+        self._roots = list(roots)
+        self._journal = journal
+        self._inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]] = queue.SimpleQueue()
+        self._observers: list[BaseObserver] = []
+        self._scheduled: set[str] = set()
+
+    def start(self) -> None:
+        """Schedule every root that exists; missing ones are retried by `ensure_watching`."""
+        self.ensure_watching()
+
+    def ensure_watching(self) -> list[WatchRoot]:
+        """Start observers for roots that exist now and are not watched; returns those."""
+        started = []
+        for root in self._roots:
+            if root.root in self._scheduled:
+                continue
+            if not os.path.isdir(root.root):
+                log.warning("watch folder does not exist (yet)", path=display_path(root.root))
+                continue
+            observer: BaseObserver = (
+                PollingObserver(timeout=root.poll_interval) if root.poll else Observer()
+            )
+            observer.schedule(_Handler(root, self._inbox), root.root, recursive=root.recursive)
+            observer.daemon = True
+            observer.start()
+            self._observers.append(observer)
+            self._scheduled.add(root.root)
+            started.append(root)
+            log.info(
+                "watching",
+                path=display_path(root.root),
+                recursive=root.recursive,
+                polling=root.poll,
+            )
+        return started
+
+    def stop(self) -> None:
+        for observer in self._observers:
+            observer.stop()
+        for observer in self._observers:
+            observer.join(timeout=5)
+        self._observers.clear()
+        self._scheduled.clear()
+
+    def rescan(self, roots: Sequence[WatchRoot] | None = None) -> int:
+        """Walk the roots and journal candidates not already handled; returns sightings."""
+        count = 0
+        for root in roots if roots is not None else self._roots:
+            if not os.path.isdir(root.root):
+                continue
+            handled = self._journal.handled_index(root.root)
+            batch: list[Observation] = []
+            for path in root.walk():
+                obs = root.observe(path)
+                if obs is None or handled.get(path) == (obs.size, obs.mtime_ns):
+                    continue
+                batch.append(obs)
+                if len(batch) >= BATCH_SIZE:
+                    count += len(self._journal.sight(batch))
+                    batch = []
+            if batch:
+                count += len(self._journal.sight(batch))
+        return count
+
+    def pump(self, timeout: float) -> int:
+        """Journal the events that arrived (waiting up to `timeout` for the first one)."""
+        try:
+            first = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return 0
+        pending = {(first[0], first[1]): first[2]}
+        deadline = time.monotonic() + 0.05  # gather a burst into one transaction
+        while len(pending) < BATCH_SIZE and time.monotonic() < deadline:
+            try:
+                root, path, is_dir = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            pending[(root, path)] = pending.get((root, path), False) or is_dir
+        batch: list[Observation] = []
+        for (root, path), is_dir in pending.items():
+            if is_dir:
+                batch.extend(self._observe_tree(root, path))
+                continue
+            obs = root.observe(path)
+            if obs is not None:
+                batch.append(obs)
+        return len(self._journal.sight(batch)) if batch else 0
+
+    def _observe_tree(self, root: WatchRoot, path: str) -> Iterator[Observation]:
+        if rules.directory_ignored(path, root.root, root.ignore, root.recursive):
+            return
+        for file_path in root.walk(path):
+            obs = root.observe(file_path)
+            if obs is not None:
+                yield obs
+
+
+__all__: list[Any] = ["WatchRoot", "Watcher"]
