@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import enum
 import json
@@ -193,16 +192,17 @@ def load_config(
 ) -> Config:
     """Flags (the arguments) > env (default os.environ) > file > defaults; or ConfigError."""
     env = os.environ if env is None else env
-    secret = env.get(ENV_API_KEY, "").strip()
+    secrets = [env.get(ENV_API_KEY, "").strip()]
     try:
         path, data = _read_config(config_path, env)
-        loader = _Loader(data, path, env, Path.cwd())
+        loader = _Loader(data, path, env, Path.cwd(), secrets)
         return loader.build(state_dir, watch_dirs, api_base, require_api_key)
     except ConfigError as exc:
         # A key pasted into the wrong setting must not be echoed back in the error.
-        if secret and secret in str(exc):
-            raise ConfigError(str(exc).replace(secret, "***")) from None
-        raise
+        message = str(exc)
+        for secret in filter(None, secrets):
+            message = message.replace(secret, "***")
+        raise ConfigError(message) from None
 
 
 class _Table:
@@ -243,16 +243,18 @@ class _Table:
 
 class _Loader(_Table):
     def __init__(
-        self, data: dict[str, Any], config_file: Path | None, env: Mapping[str, str], cwd: Path
-    ) -> None:
+        self, data: dict[str, Any], config_file: Path | None, env: Mapping[str, str], cwd: Path,
+        secrets: list[str],
+    ) -> None:  # fmt: skip
         super().__init__(data, f"{config_file}: " if config_file else "")
-        self.config_file, self.env, self.cwd = config_file, env, cwd
+        self.config_file, self.env, self.cwd, self.secrets = config_file, env, cwd, secrets
         self.base = config_file.parent if config_file else cwd  # file paths are file-relative
         self.warnings: list[str] = []
 
     def build(
         self, state_dir: str | None, watch_dirs: Sequence[str], api_base: str | None, need_key: bool
     ) -> Config:
+        api_key = self.api_key()  # first: every later error message can then be redacted
         self.check_keys(_TOP_KEYS, _WATCH_KEYS)
         watches = self.watches(watch_dirs)
         after_upload, done_dir = self.after_upload(watches)
@@ -262,7 +264,7 @@ class _Loader(_Table):
             raise self.bad("extensions", 'a non-empty list like ["mp4", "mov"]')
         config = Config(
             api_base=self.api_base(api_base),
-            api_key="",
+            api_key=api_key,
             concurrency=self.get("concurrency", 2, _int_in(1, 32), "an integer from 1 to 32"),
             settle_seconds=self.num("settle_seconds", 5.0, "seconds >= 0, e.g. 5.0"),
             rate_limit_per_second=self.num("rate_limit_per_second", 1.0, ">= 0 (0 = unlimited)"),
@@ -275,10 +277,12 @@ class _Loader(_Table):
             state_dir=self.state_dir(state_dir),
             config_file=self.config_file,
             rescan_interval_seconds=self.num("rescan_interval_seconds", 3600.0, "seconds, 0 = off"),
+            warnings=tuple(self.warnings),
         )
-        # Read last, when everything else is valid: no later check can echo the key.
-        api_key = self.api_key(need_key)
-        return dataclasses.replace(config, api_key=api_key, warnings=tuple(self.warnings))
+        if need_key and not api_key:
+            where = f" (config file {self.config_file})" if self.config_file else ""
+            raise ConfigError(f"no MAVI API key{where}: set MAVI_API_KEY or api_key_file")
+        return config
 
     def string(self, key: str) -> str:  # "" when absent
         return str(self.get(key, "", _of(str), "a string in double quotes")).strip()
@@ -367,7 +371,7 @@ class _Loader(_Table):
                 )
         return AfterUpload.MOVE, done_dir
 
-    def api_key(self, required: bool) -> str:
+    def api_key(self) -> str:
         key_file = self.string("api_key_file")
         key, source = self.env.get(ENV_API_KEY, "").strip(), ENV_API_KEY
         if not key and key_file:
@@ -384,6 +388,7 @@ class _Loader(_Table):
                 ) from None
             if not key:
                 raise ConfigError(f"{source} is empty; put the MAVI API key in it")
+            self.secrets.append(key)
             if os.name == "posix" and mode & 0o077:
                 self.warnings.append(
                     f"api_key_file {path} is readable by group/others (mode {oct(mode & 0o777)});"
@@ -391,7 +396,4 @@ class _Loader(_Table):
                 )
         if any(c.isspace() for c in key):
             raise ConfigError(f"{source}: the key holds whitespace; it must be the key alone")
-        if required and not key:
-            where = f" (config file {self.config_file})" if self.config_file else ""
-            raise ConfigError(f"no MAVI API key{where}: set MAVI_API_KEY or api_key_file")
         return key

@@ -1,0 +1,156 @@
+"""End to end: `mavi-uploader run` as a subprocess against the fake MAVI server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import DaemonProcess, sha256_of, wait_for, write_video
+from fakemavi import FakeMavi, Fault
+
+DaemonFactory = Callable[..., DaemonProcess]
+
+
+def done_count(daemon: DaemonProcess) -> int:
+    counts = daemon.status()["counts"]
+    return int(counts["done"]) + int(counts["duplicate"])
+
+
+def test_once_uploads_a_folder_and_exits_0(fake: FakeMavi, daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory()
+    watch = daemon.watch
+    videos = [
+        write_video(watch / "a.mp4", 2_500_000),
+        write_video(watch / "with space 'quoted'.mov", 70_000),
+        write_video(watch / "day1" / "cam B" / "C0001.MXF", 300_000),
+    ]
+    write_video(watch / "render.mp4.part", 1000)
+    write_video(watch / ".hidden.mp4", 1000)
+    write_video(watch / "._a.mp4", 1000)
+    (watch / "notes.txt").write_text("not a video")
+
+    result = daemon.start("--once").wait_exit()
+
+    assert result == 0, daemon.log_text()
+    assert sorted(fake.received_sha256s()) == sorted(sha256_of(v) for v in videos)
+    status = daemon.status()
+    assert status["state_dir"] == str(daemon.state_dir)
+    assert status["daemon"] == {"running": False, "pid": None}
+    assert status["paused"] is None
+    assert status["counts"] == {
+        "settling": 0, "queued": 0, "uploading": 0, "confirming": 0, "done": 3,
+        "duplicate": 0, "failed": 0, "vanished": 0, "skipped": 0,
+    }  # fmt: skip
+    files = {f["path"]: f for f in daemon.files()}
+    for video in videos:
+        row = files[str(video)]
+        assert row["state"] == "done"
+        assert row["sha256"] == sha256_of(video)
+        assert row["asset_id"] in fake.uploads
+        assert fake.uploads[row["asset_id"]].sha256 == row["sha256"]
+        assert {"id", "size", "attempts", "last_error", "updated_at"} <= row.keys()
+
+
+def test_slowly_written_file_is_uploaded_once_and_whole(
+    fake: FakeMavi, daemon_factory: DaemonFactory
+) -> None:
+    daemon = daemon_factory(settle_seconds=1.5)
+    daemon.start()
+    daemon.wait_ready()
+    target = daemon.watch / "camera.mp4"
+    # A camera writing 1 MB every 0.5 s for ~4 s: never quiet for settle_seconds.
+    with open(target, "wb") as fileobj:
+        for block in range(8):
+            fileobj.write(bytes([block]) * 1_000_000)
+            fileobj.flush()
+            time.sleep(0.5)
+    wait_for(lambda: done_count(daemon) == 1, timeout=30, what="camera.mp4 done")
+    assert fake.received_sha256s() == [sha256_of(target)]
+    assert [u.size for u in fake.completed] == [8_000_000]
+
+
+def test_export_to_temp_name_then_rename(fake: FakeMavi, daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory()
+    daemon.start()
+    daemon.wait_ready()
+    temp = write_video(daemon.watch / "export.mp4.tmp", 1_500_000)
+    final = daemon.watch / "export.mp4"
+    os.rename(temp, final)
+    wait_for(lambda: done_count(daemon) == 1, what="export.mp4 done")
+    assert fake.received_sha256s() == [sha256_of(final)]
+    assert [u.filename for u in fake.completed] == ["export.mp4"]
+
+
+def test_folder_moved_in_is_uploaded(
+    fake: FakeMavi, daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    daemon = daemon_factory()
+    daemon.start()
+    daemon.wait_ready()
+    outside = tmp_path / "card"
+    clips = [write_video(outside / "DCIM" / f"C{n:04}.MP4", 50_000 + n) for n in range(5)]
+    expected = sorted(sha256_of(c) for c in clips)
+    os.rename(outside, daemon.watch / "card")
+    wait_for(lambda: done_count(daemon) == 5, what="5 clips done")
+    assert sorted(fake.received_sha256s()) == expected
+
+
+def test_kill_9_and_restart_loses_nothing(fake: FakeMavi, daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory(concurrency=2)
+    videos = [write_video(daemon.watch / f"clip{n}.mp4", 400_000 + n) for n in range(8)]
+    fake.inject("storage", Fault("slow", delay=0.4), times=4)  # keep uploads in flight for the kill
+    daemon.start()
+    wait_for(lambda: fake.calls_to("storage"), what="first storage call")
+    assert daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+    later = write_video(daemon.watch / "added-while-down.mp4", 123_456)
+    daemon.start()
+    wait_for(lambda: done_count(daemon) == 9, timeout=40, what="all 9 done after restart")
+    received = set(fake.received_sha256s())
+    assert received == {sha256_of(v) for v in [*videos, later]}
+    files = daemon.files()
+    assert all(f["state"] == "done" for f in files)
+    assert len({f["asset_id"] for f in files}) == 9
+    # Uploads that landed just before the kill are found by the metadata check on restart,
+    # not sent again: at most the ones cut off mid-body are re-sent (never accepted twice).
+    assert len(fake.completed) == 9, [u.filename for u in fake.completed]
+
+
+def test_restart_does_not_upload_done_files_again(
+    fake: FakeMavi, daemon_factory: DaemonFactory
+) -> None:
+    daemon = daemon_factory()
+    write_video(daemon.watch / "one.mp4", 10_000)
+    assert daemon.start("--once").wait_exit() == 0
+    assert len(fake.completed) == 1
+    write_video(daemon.watch / "two.mp4", 20_000)
+    assert daemon.start("--once").wait_exit() == 0
+    assert [u.filename for u in fake.completed] == ["one.mp4", "two.mp4"]
+
+
+def test_second_daemon_on_the_same_state_dir_exits_3(daemon_factory: DaemonFactory) -> None:
+    first = daemon_factory().start()
+    first.wait_ready()
+    second = first.cli("run", timeout=30)
+    assert second.returncode == 3
+    assert "already uses the state dir" in second.stderr
+    status = first.status()
+    assert status["daemon"]["running"] is True
+    assert status["daemon"]["pid"] == first.proc.pid if first.proc else False
+
+
+def test_sigterm_stops_cleanly(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory().start()
+    daemon.wait_ready()
+    assert daemon.kill(signal.SIGTERM) == 0
+    assert daemon.status()["daemon"]["running"] is False
+
+
+def test_missing_api_key_is_a_config_error(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory()
+    del daemon.env["MAVI_API_KEY"]
+    result = daemon.cli("run", "--once")
+    assert result.returncode == 2
+    assert "set MAVI_API_KEY or api_key_file" in result.stderr

@@ -1,0 +1,242 @@
+"""The journal on real SQLite files: transitions, events, claims, leases, the crash rule."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mavi_uploader.journal import DB_NAME, Journal
+from mavi_uploader.records import Observation, State
+from mavi_uploader.schema import SCHEMA_VERSION, JournalError
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def journal(tmp_path: Path, clock: Clock) -> Iterator[Journal]:
+    j = Journal.open(tmp_path / "state", clock=clock)
+    yield j
+    j.close()
+
+
+def obs(path: str, size: int = 10, mtime_ns: int = 1, root: str = "/w") -> Observation:
+    return Observation(path, root, size, mtime_ns)
+
+
+def queued(journal: Journal, path: str, size: int = 10) -> int:
+    (rec,) = journal.sight([obs(path, size)])
+    moved = journal.transition(rec.id, State.QUEUED, "settled", expect=State.SETTLING)
+    assert moved is not None
+    return rec.id
+
+
+def test_state_dir_is_0700_and_database_0600(tmp_path: Path) -> None:
+    Journal.open(tmp_path / "state").close()
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "state" / DB_NAME).stat().st_mode) == 0o600
+    conn = sqlite3.connect(tmp_path / "state" / DB_NAME)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sighting_creates_one_settling_row_with_an_event(journal: Journal) -> None:
+    created = journal.sight([obs("/w/a.mp4"), obs("/w/a.mp4")])
+    assert len(created) == 1
+    assert created[0].state is State.SETTLING
+    assert journal.sight([obs("/w/a.mp4", size=99)]) == []  # settle tick owns changes
+    events = journal.history(created[0].id)
+    assert [(e.from_state, e.to_state, e.reason) for e in events] == [
+        (None, State.SETTLING, "seen")
+    ]
+
+
+def test_handled_file_is_not_sighted_again_but_a_rewrite_is_a_new_generation(
+    journal: Journal,
+) -> None:
+    file_id = queued(journal, "/w/a.mp4")
+    journal.transition(file_id, State.DONE, "confirmed", asset_id="re_1")
+    assert journal.sight([obs("/w/a.mp4")]) == []
+    assert journal.handled_index("/w") == {"/w/a.mp4": (10, 1)}
+    (again,) = journal.sight([obs("/w/a.mp4", size=11, mtime_ns=2)])
+    assert again.id != file_id
+    assert [r.state for r in journal.by_path("/w/a.mp4")] == [State.DONE, State.SETTLING]
+    assert "new generation" in journal.history(again.id)[0].reason
+
+
+def test_a_queued_file_that_changes_goes_back_to_settling(journal: Journal) -> None:
+    file_id = queued(journal, "/w/a.mp4")
+    (moved,) = journal.sight([obs("/w/a.mp4", size=20, mtime_ns=5)])
+    assert moved.id == file_id and moved.state is State.SETTLING
+    assert (moved.size, moved.mtime_ns) == (20, 5)
+
+
+def test_non_utf8_path_round_trips(journal: Journal) -> None:
+    odd = "/w/" + b"caf\xe9 \xf0\x9f\x8e\xac.mp4".decode("utf-8", "surrogateescape")
+    (rec,) = journal.sight([obs(odd)])
+    assert journal.get(rec.id).path == odd  # type: ignore[union-attr]
+    assert [r.id for r in journal.by_path(odd)] == [rec.id]
+
+
+def test_transition_guard_refuses_wrong_state_or_owner(journal: Journal) -> None:
+    file_id = queued(journal, "/w/a.mp4")
+    assert journal.transition(file_id, State.DONE, "x", expect=State.CONFIRMING) is None
+    claimed = journal.claim("me", 60)
+    assert claimed is not None and claimed.id == file_id
+    assert journal.transition(file_id, State.CONFIRMING, "x", owner="someone else") is None
+    assert journal.transition(file_id, State.CONFIRMING, "sent", owner="me") is not None
+    with pytest.raises(ValueError, match="not writable"):
+        journal.transition(file_id, State.DONE, "x", state="done")
+
+
+def test_claim_takes_due_rows_in_order_and_records_the_owner(
+    journal: Journal, clock: Clock
+) -> None:
+    first = queued(journal, "/w/1.mp4")
+    second = queued(journal, "/w/2.mp4")
+    journal.update(first, next_attempt_at=clock.now + 30)
+    rec = journal.claim("w1", 60)
+    assert rec is not None and rec.id == second
+    assert rec.state is State.UPLOADING
+    assert (rec.lease_owner, rec.lease_expires_at) == ("w1", clock.now + 60)
+    assert journal.claim("w2", 60) is None  # the other is not due yet
+    clock.now += 31
+    late = journal.claim("w2", 60)
+    assert late is not None and late.id == first
+
+
+def test_confirming_rows_without_a_lease_are_claimed_and_keep_their_state(
+    journal: Journal,
+) -> None:
+    file_id = queued(journal, "/w/a.mp4")
+    journal.claim("w1", 60)
+    journal.transition(file_id, State.CONFIRMING, "sent", owner="w1")
+    assert journal.claim("w2", 60) is None  # still leased by w1
+    journal.update(file_id, owner="w1", lease_owner=None)
+    rec = journal.claim("w2", 60)
+    assert rec is not None and rec.state is State.CONFIRMING and rec.lease_owner == "w2"
+
+
+def test_concurrent_claims_never_hand_out_a_row_twice(tmp_path: Path) -> None:
+    setup = Journal.open(tmp_path / "state")
+    for n in range(200):
+        queued(setup, f"/w/{n}.mp4")
+    setup.close()
+    # Separate Journal objects = separate connections, as separate processes would have.
+    journals = [Journal.open(tmp_path / "state") for _ in range(4)]
+    got: list[list[int]] = [[] for _ in journals]
+
+    def drain(index: int) -> None:
+        while (rec := journals[index].claim(f"w{index}", 60)) is not None:
+            got[index].append(rec.id)
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    claimed = [i for ids in got for i in ids]
+    assert len(claimed) == 200 and len(set(claimed)) == 200
+    for j in journals:
+        j.close()
+
+
+def test_crash_rule_requeues_uploads_keeps_signed_url_and_frees_confirming(
+    journal: Journal, clock: Clock
+) -> None:
+    uploading = queued(journal, "/w/a.mp4")
+    confirming = queued(journal, "/w/b.mp4")
+    journal.claim("dead", 60)
+    journal.transition(
+        uploading, State.UPLOADING, "signed", owner="dead",
+        asset_id="re_1", signed_url="https://s/x?sig=1", url_expires_at=clock.now + 9000,
+    )  # fmt: skip
+    journal.claim("dead", 60)
+    journal.transition(confirming, State.CONFIRMING, "sent", owner="dead", asset_id="re_2")
+
+    assert journal.recover_after_crash() == 2
+
+    a, b = journal.get(uploading), journal.get(confirming)
+    assert a is not None and b is not None
+    assert a.state is State.QUEUED and a.lease_owner is None
+    assert (a.asset_id, a.signed_url) == ("re_1", "https://s/x?sig=1")
+    assert b.state is State.CONFIRMING and b.lease_owner is None
+    assert journal.history(uploading)[-1].reason == "daemon stopped during upload; will resume"
+
+
+def test_every_transition_appends_an_event_in_the_same_transaction(journal: Journal) -> None:
+    file_id = queued(journal, "/w/a.mp4")
+    journal.claim("w", 60)
+    journal.transition(file_id, State.CONFIRMING, "sent", owner="w")
+    journal.transition(file_id, State.DONE, "confirmed", owner="w")
+    path = [(e.from_state, e.to_state) for e in journal.history(file_id)]
+    assert path == [
+        (None, State.SETTLING),
+        (State.SETTLING, State.QUEUED),
+        (State.QUEUED, State.UPLOADING),
+        (State.UPLOADING, State.CONFIRMING),
+        (State.CONFIRMING, State.DONE),
+    ]
+
+
+def test_failed_transaction_leaves_no_event(journal: Journal) -> None:
+    file_id = queued(journal, "/w/a.mp4")
+    before = len(journal.history(file_id))
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.transition(file_id, State.QUEUED, "bad", duplicate_of=424242)
+    assert len(journal.history(file_id)) == before
+    assert journal.get(file_id).state is State.QUEUED  # type: ignore[union-attr]
+
+
+def test_pause_is_stored_for_other_processes(journal: Journal, tmp_path: Path) -> None:
+    journal.set_pause("401 Unauthorized: check MAVI_API_KEY")
+    reader = Journal.open_existing(tmp_path / "state")
+    assert reader is not None
+    pause = reader.pause()
+    assert pause is not None and pause.reason.startswith("401")
+    journal.clear_pause()
+    assert reader.pause() is None
+    reader.close()
+
+
+def test_enqueue_skips_settling_and_counts(journal: Journal) -> None:
+    (rec,) = journal.sight([obs("/w/a.mp4")])
+    moved = journal.enqueue(obs("/w/a.mp4"), "by hand")
+    assert moved.id == rec.id and moved.state is State.QUEUED
+    fresh = journal.enqueue(obs("/w/b.mp4"), "by hand")
+    assert fresh.state is State.QUEUED
+    assert journal.counts()["queued"] == 2
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    Journal.open(tmp_path / "state").close()
+    conn = sqlite3.connect(tmp_path / "state" / DB_NAME)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(JournalError, match="newer than this"):
+        Journal.open(tmp_path / "state")
+
+
+def test_corrupt_database_is_refused_not_recreated(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    garbage = b"this is not a database" * 1000
+    (state / DB_NAME).write_bytes(garbage)
+    with pytest.raises(JournalError, match=str(state / DB_NAME)):
+        Journal.open(state)
+    assert (state / DB_NAME).read_bytes() == garbage
