@@ -1,0 +1,330 @@
+"""The worker, one `run_once()` at a time, against a real journal and the fake MAVI server."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import API_KEY, sha256_of, write_video
+from fakemavi import FakeMavi, Fault
+from mavi_uploader.config import AfterUpload
+from mavi_uploader.journal import Journal
+from mavi_uploader.mavi import MaviClient
+from mavi_uploader.pause import PauseGate
+from mavi_uploader.ratelimit import RateLimiter
+from mavi_uploader.records import FileRecord, Observation, State
+from mavi_uploader.retry import MAX_SERVER_FAILURES
+from mavi_uploader.uploader import Worker, WorkerSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Rig:
+    tmp: Path
+    fake: FakeMavi
+    journal: Journal
+    clock: Clock
+    gate: PauseGate
+    stop: threading.Event
+    client: MaviClient
+    watch: Path
+
+    def worker(self, **settings: Any) -> Worker:
+        return Worker(
+            "w1", self.journal, self.client, self.gate, WorkerSettings(**settings), self.stop,
+            clock=self.clock, rng=random.Random(0),
+        )  # fmt: skip
+
+    def queue(self, name: str, size: int = 50_000, seed: int = 0) -> FileRecord:
+        path = write_video(self.watch / name, size, seed)
+        st = path.stat()
+        (rec,) = self.journal.sight([Observation(str(path), str(self.watch), size, st.st_mtime_ns)])
+        moved = self.journal.transition(rec.id, State.QUEUED, "settled", expect=State.SETTLING)
+        assert moved is not None
+        return moved
+
+    def get(self, rec: FileRecord) -> FileRecord:
+        current = self.journal.get(rec.id)
+        assert current is not None
+        return current
+
+
+@pytest.fixture
+def rig(tmp_path: Path, fake: FakeMavi) -> Iterator[Rig]:
+    clock = Clock()
+    journal = Journal.open(tmp_path / "state", clock=clock)
+    gate_clock = Clock()
+    gate = PauseGate(journal, clock=gate_clock)
+    client = MaviClient(fake.api_base, API_KEY, limiter=RateLimiter(0), timeout=(2.0, 2.0))
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    yield Rig(tmp_path, fake, journal, clock, gate, threading.Event(), client, watch)
+    journal.close()
+
+
+def test_happy_path_signs_uploads_confirms(rig: Rig) -> None:
+    rec = rig.queue("a.mp4", 3_000_000)
+    assert rig.worker().run_once() is True
+    done = rig.get(rec)
+    assert done.state is State.DONE
+    assert done.sha256 == sha256_of(Path(rec.path))
+    assert rig.fake.uploads[done.asset_id or ""].sha256 == done.sha256
+    assert not any(c.had_authorization for c in rig.fake.calls_to("storage"))
+    steps = [(e.from_state, e.to_state) for e in rig.journal.history(rec.id)][2:]
+    assert steps == [
+        (State.QUEUED, State.UPLOADING),
+        (State.UPLOADING, State.UPLOADING),  # signed: asset id journaled before the bytes
+        (State.UPLOADING, State.CONFIRMING),
+        (State.CONFIRMING, State.DONE),
+    ]
+    assert rig.worker().run_once() is False
+
+
+def test_metadata_waiting_is_polled_later_until_success(rig: Rig) -> None:
+    rig.fake.set_metadata_script(["WAITING", "UPLOADING", "SUCCESS"])
+    rec = rig.queue("a.mp4")
+    worker = rig.worker()
+    worker.run_once()
+    waiting = rig.get(rec)
+    assert waiting.state is State.CONFIRMING and waiting.lease_owner is None
+    assert waiting.next_attempt_at is not None and waiting.next_attempt_at > rig.clock.now
+    assert worker.run_once() is False  # not due yet
+    for _ in range(2):
+        rig.clock.now = (rig.get(rec).next_attempt_at or 0) + 0.01
+        assert worker.run_once() is True
+    assert rig.get(rec).state is State.DONE
+    assert len(rig.fake.completed) == 1
+
+
+def test_metadata_failed_uploads_again_with_a_new_asset(rig: Rig) -> None:
+    rig.fake.set_metadata_script(["FAILED"], times=1)
+    rec = rig.queue("a.mp4")
+    worker = rig.worker()
+    worker.run_once()
+    again = rig.get(rec)
+    assert again.state is State.QUEUED and again.asset_id is None and again.attempts == 1
+    assert "FAILED" in (again.last_error or "")
+    rig.clock.now = (again.next_attempt_at or 0) + 0.01
+    worker.run_once()
+    done = rig.get(rec)
+    assert done.state is State.DONE
+    assert len(rig.fake.assets) == 2 and len(rig.fake.completed) == 2
+
+
+def test_expired_signed_url_is_signed_again(rig: Rig) -> None:
+    rig.fake.inject("storage", Fault("expired"))
+    rec = rig.queue("a.mp4")
+    rig.worker().run_once()
+    assert rig.get(rec).state is State.DONE
+    assert len(rig.fake.assets) == 2 and len(rig.fake.completed) == 1
+
+
+def test_storage_rejecting_a_fresh_url_twice_fails_with_its_code(rig: Rig) -> None:
+    rig.fake.inject("storage", Fault("xml_error", 403), times=2)
+    rec = rig.queue("a.mp4")
+    rig.worker().run_once()
+    failed = rig.get(rec)
+    assert failed.state is State.FAILED
+    assert "403" in (failed.last_error or "")
+
+
+@pytest.mark.parametrize("status", [400, 409, 415])
+def test_permanent_api_errors_fail_the_file_with_the_reason(rig: Rig, status: int) -> None:
+    rig.fake.inject("sign", Fault("status", status))
+    rec = rig.queue("a.mp4")
+    rig.worker().run_once()
+    failed = rig.get(rec)
+    assert failed.state is State.FAILED
+    assert str(status) in (failed.last_error or "")
+
+
+def test_server_error_is_retried_later_with_backoff(rig: Rig) -> None:
+    rig.fake.inject("sign", Fault("status", 500))
+    rec = rig.queue("a.mp4")
+    worker = rig.worker()
+    worker.run_once()
+    later = rig.get(rec)
+    assert later.state is State.QUEUED and later.attempts == 1
+    assert "500" in (later.last_error or "")
+    assert later.next_attempt_at is not None and later.next_attempt_at >= rig.clock.now + 1
+    rig.clock.now = later.next_attempt_at + 0.01
+    worker.run_once()
+    assert rig.get(rec).state is State.DONE
+
+
+def test_server_errors_give_up_after_the_limit(rig: Rig) -> None:
+    rig.fake.inject("sign", Fault("status", 503), times=MAX_SERVER_FAILURES)
+    rec = rig.queue("a.mp4")
+    worker = rig.worker()
+    for _ in range(MAX_SERVER_FAILURES):
+        rig.clock.now = (rig.get(rec).next_attempt_at or rig.clock.now) + 0.01
+        worker.run_once()
+    failed = rig.get(rec)
+    assert failed.state is State.FAILED
+    assert f"gave up after {MAX_SERVER_FAILURES} attempts" in rig.journal.history(rec.id)[-1].reason
+
+
+def test_unreachable_network_never_fails_a_file(rig: Rig, fake: FakeMavi) -> None:
+    rec = rig.queue("a.mp4")
+    rig.journal.update(rec.id, attempts=MAX_SERVER_FAILURES + 5)
+    fake.stop()  # nothing listens on the port any more
+    rig.worker().run_once()
+    later = rig.get(rec)
+    assert later.state is State.QUEUED
+    assert "connection failed" in (later.last_error or "")
+
+
+def test_bad_key_pauses_everything_and_a_probe_resumes(rig: Rig) -> None:
+    rig.fake.set_api_key("rotated")
+    first = rig.queue("a.mp4")
+    second = rig.queue("b.mp4", seed=1)
+    worker = rig.worker()
+    worker.run_once()
+    assert rig.gate.paused()
+    pause = rig.journal.pause()
+    assert pause is not None and pause.reason.startswith("401")
+    assert rig.get(first).state is State.QUEUED and rig.get(first).attempts == 0
+    signs = len(rig.fake.calls_to("sign"))
+    assert worker.run_once() is False  # no probe before the interval
+    assert len(rig.fake.calls_to("sign")) == signs
+    rig.fake.set_api_key(API_KEY)
+    rig.gate.reset()  # what SIGHUP does
+    assert worker.run_once() is True
+    assert not rig.gate.paused() and rig.journal.pause() is None
+    worker.run_once()
+    assert {rig.get(first).state, rig.get(second).state} == {State.DONE}
+
+
+def test_identical_content_becomes_duplicate_without_upload(rig: Rig) -> None:
+    original = rig.queue("a.mp4")
+    worker = rig.worker()
+    worker.run_once()
+    copy_path = rig.watch / "copy.mp4"
+    copy_path.write_bytes(Path(original.path).read_bytes())
+    st = copy_path.stat()
+    (copy,) = rig.journal.sight(
+        [Observation(str(copy_path), str(rig.watch), st.st_size, st.st_mtime_ns)]
+    )
+    rig.journal.transition(copy.id, State.QUEUED, "settled")
+    worker.run_once()
+    dup = rig.get(copy)
+    assert dup.state is State.DUPLICATE
+    assert dup.duplicate_of == original.id
+    assert dup.asset_id == rig.get(original).asset_id
+    assert len(rig.fake.completed) == 1
+
+
+def test_file_changed_since_queued_goes_back_to_settling(rig: Rig) -> None:
+    rec = rig.queue("a.mp4")
+    with open(rec.path, "ab") as fileobj:
+        fileobj.write(b"more")
+    rig.worker().run_once()
+    again = rig.get(rec)
+    assert again.state is State.SETTLING
+    assert again.size == (rec.size or 0) + 4
+    assert rig.fake.completed == []
+
+
+def test_file_appended_during_upload_is_uploaded_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = rig.queue("a.mp4")
+    real_upload = rig.client.upload
+
+    def upload_while_camera_appends(*args: Any, **kwargs: Any) -> None:
+        real_upload(*args, **kwargs)
+        with open(rec.path, "ab") as fileobj:
+            fileobj.write(b"late frames")
+
+    monkeypatch.setattr(rig.client, "upload", upload_while_camera_appends)
+    rig.worker().run_once()
+    again = rig.get(rec)
+    assert again.state is State.SETTLING and again.asset_id is None
+    assert "changed during its upload" in rig.journal.history(rec.id)[-1].reason
+
+
+def test_deleted_file_vanishes_and_empty_file_is_skipped(rig: Rig) -> None:
+    gone = rig.queue("gone.mp4")
+    os.unlink(gone.path)
+    empty = rig.queue("empty.mp4", size=0)
+    worker = rig.worker()
+    worker.run_once()
+    worker.run_once()
+    assert rig.get(gone).state is State.VANISHED
+    assert rig.get(empty).state is State.SKIPPED
+    assert rig.fake.calls == []
+
+
+def test_resume_after_crash_asks_metadata_before_sending_again(rig: Rig) -> None:
+    rec = rig.queue("a.mp4")
+    signed = rig.client.sign("a.mp4")
+    assert rec.size is not None
+    rig.client.upload(signed.url, Path(rec.path), rec.size, "a.mp4")  # landed, then "crash"
+    rig.journal.claim("dead", 60)
+    rig.journal.transition(
+        rec.id, State.UPLOADING, "signed", owner="dead", asset_id=signed.asset_id,
+        signed_url=signed.url, url_expires_at=signed.expires_at,
+    )  # fmt: skip
+    rig.journal.recover_after_crash()
+    rig.worker().run_once()
+    done = rig.get(rec)
+    assert done.state is State.DONE and done.asset_id == signed.asset_id
+    assert len(rig.fake.completed) == 1 and len(rig.fake.assets) == 1
+
+
+def test_resume_reuses_an_unexpired_signed_url(rig: Rig) -> None:
+    rec = rig.queue("a.mp4")
+    signed = rig.client.sign("a.mp4")
+    rig.journal.update(
+        rec.id, asset_id=signed.asset_id, signed_url=signed.url, url_expires_at=signed.expires_at
+    )
+    rig.worker().run_once()
+    done = rig.get(rec)
+    assert done.state is State.DONE and done.asset_id == signed.asset_id
+    assert len(rig.fake.assets) == 1  # no orphan asset from a second sign
+
+
+def test_after_upload_move_keeps_the_folder_layout(rig: Rig) -> None:
+    done_dir = rig.tmp / "uploaded"
+    rec = rig.queue("day1/a.mp4")
+    content = Path(rec.path).read_bytes()
+    rig.worker(after_upload=AfterUpload.MOVE, done_dir=done_dir).run_once()
+    assert not Path(rec.path).exists()
+    assert (done_dir / "day1" / "a.mp4").read_bytes() == content
+    assert "moved to" in rig.journal.history(rec.id)[-1].reason
+
+
+def test_after_upload_delete_only_after_success(rig: Rig) -> None:
+    rig.fake.set_metadata_script(["WAITING", "SUCCESS"])
+    rec = rig.queue("a.mp4")
+    worker = rig.worker(after_upload=AfterUpload.DELETE)
+    worker.run_once()
+    assert Path(rec.path).exists()  # confirming: not deleted yet
+    rig.clock.now = (rig.get(rec).next_attempt_at or 0) + 0.01
+    worker.run_once()
+    assert rig.get(rec).state is State.DONE
+    assert not Path(rec.path).exists()
+
+
+def test_stop_during_upload_releases_the_file(rig: Rig) -> None:
+    rec = rig.queue("big.mp4", size=4_000_000)
+    rig.stop.set()
+    rig.worker().run_once()
+    released = rig.get(rec)
+    assert released.state is State.QUEUED and released.lease_owner is None
+    assert released.attempts == 0
