@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from fakemavi_multipart import (
+from fakemavi_wire import (
     DEFAULT_TTL,
     AssetRecord,
     BadBody,

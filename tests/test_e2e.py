@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import DaemonProcess, sha256_of, wait_for, write_video
+from conftest import API_KEY, DaemonProcess, sha256_of, wait_for, write_video
 from fakemavi import FakeMavi, Fault
 
 DaemonFactory = Callable[..., DaemonProcess]
@@ -52,6 +52,10 @@ def test_once_uploads_a_folder_and_exits_0(fake: FakeMavi, daemon_factory: Daemo
         assert row["asset_id"] in fake.uploads
         assert fake.uploads[row["asset_id"]].sha256 == row["sha256"]
         assert {"id", "size", "attempts", "last_error", "updated_at"} <= row.keys()
+    log = daemon.log_text()
+    assert API_KEY not in log
+    for asset in fake.assets.values():
+        assert asset.signature not in log
 
 
 def test_slowly_written_file_is_uploaded_once_and_whole(

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from fakemavi import CallRecord, FakeMavi, Fault
-from fakemavi_multipart import BadBody, MultipartFileSink
+from fakemavi_wire import BadBody, MultipartFileSink
 
 KEY = "k-123"
 BOUNDARY = "b0undary-XyZ"

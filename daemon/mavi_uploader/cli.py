@@ -14,6 +14,7 @@ from mavi_uploader.journal import Journal, JournalError
 from mavi_uploader.lock import AlreadyRunning, probe
 from mavi_uploader.log import configure_logging, get_logger
 from mavi_uploader.records import FileRecord, Observation, State, display_path
+from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import Daemon
 from mavi_uploader.views import (
     event_document,
@@ -82,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         configure_logging("console", stream=sys.stderr)
         config = load_config(config_path=args.config, require_api_key=False)
+        register_secret(config.api_key)
         handler = {
             "status": _status,
             "list": _list,

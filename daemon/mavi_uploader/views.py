@@ -110,6 +110,8 @@ def event_document(event: Event) -> dict[str, Any]:
 
 def history_text(record: FileRecord, events: Sequence[Event]) -> str:
     head = f"#{record.id} {display_path(record.path)}  [{record.state.value}]"
+    if record.last_error:
+        head += f"\nlast error: {redact(record.last_error)}"
     rows = [
         [
             iso(e.at) or "",

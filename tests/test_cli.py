@@ -1,0 +1,160 @@
+"""The command line in-process: exit codes, JSON shapes, messages, redaction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import API_KEY, write_video
+from mavi_uploader.cli import main
+from mavi_uploader.journal import Journal
+from mavi_uploader.records import Observation, State
+
+STATES = [
+    "settling", "queued", "uploading", "confirming", "done", "duplicate", "failed",
+    "vanished", "skipped",
+]  # fmt: skip
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[watch]]\npath = "{watch}"\n')
+    for var in ("MAVI_API_KEY", "MAVI_API_BASE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MAVI_UPLOADER_CONFIG", str(config))
+    monkeypatch.setenv("MAVI_UPLOADER_STATE_DIR", str(tmp_path / "state"))
+    return {"watch": watch, "state": tmp_path / "state", "config": config}
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def journal_with(setup: dict[str, Path], state: State, name: str = "a.mp4", **fields: Any) -> int:
+    path = write_video(setup["watch"] / name, 1000)
+    journal = Journal.open(setup["state"])
+    (rec,) = journal.sight([Observation(str(path), str(setup["watch"]), 1000, 1)])
+    journal.transition(rec.id, state, "test", **fields)
+    journal.close()
+    return rec.id
+
+
+def test_status_json_without_any_journal(setup: dict[str, Path], capsys: Any) -> None:
+    code, out, _ = run(capsys, "status", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc == {
+        "state_dir": str(setup["state"]),
+        "daemon": {"running": False, "pid": None},
+        "paused": None,
+        "counts": dict.fromkeys(STATES, 0),
+    }
+
+
+def test_status_shows_counts_and_pause(setup: dict[str, Path], capsys: Any) -> None:
+    journal_with(setup, State.DONE)
+    journal = Journal.open(setup["state"])
+    journal.set_pause("402 Payment Required: the MAVI account balance is exhausted; top it up")
+    journal.close()
+    doc = json.loads(run(capsys, "status", "--json")[1])
+    assert doc["counts"]["done"] == 1
+    assert doc["paused"]["reason"].startswith("402")
+    assert doc["paused"]["since"].endswith("+00:00")
+    code, text, _ = run(capsys, "status")
+    assert code == 0 and "402 Payment Required" in text and "not running" in text
+
+
+def test_list_and_history(setup: dict[str, Path], capsys: Any) -> None:
+    done = journal_with(setup, State.DONE, asset_id="re_1")
+    failed = journal_with(setup, State.FAILED, name="b.mp4", last_error="415 unsupported")
+    code, out, _ = run(capsys, "list", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["id"] for r in rows] == [failed, done]
+    for key in ("id", "path", "state", "size", "sha256", "asset_id", "attempts", "last_error",
+                "updated_at"):  # fmt: skip
+        assert key in rows[0]
+    only_failed = json.loads(run(capsys, "list", "--json", "--state", "failed")[1])
+    assert [r["id"] for r in only_failed] == [failed]
+    assert "415 unsupported" in run(capsys, "list")[1]
+
+    code, out, _ = run(capsys, "history", str(setup["watch"] / "a.mp4"), "--json")
+    assert code == 0
+    (entry,) = json.loads(out)
+    assert [e["to"] for e in entry["events"]] == ["settling", "done"]
+    code, out, _ = run(capsys, "history", str(failed))
+    assert code == 0 and "settling -> failed" in out
+    code, _, err = run(capsys, "history", "/nowhere.mp4")
+    assert code == 1 and "no file" in err
+
+
+def test_enqueue_checks_the_rules(setup: dict[str, Path], capsys: Any, tmp_path: Path) -> None:
+    good = write_video(setup["watch"] / "clip.mp4", 100)
+    code, out, _ = run(capsys, "enqueue", str(good))
+    assert code == 0 and out.startswith("queued #")
+    outside = write_video(tmp_path / "elsewhere.mp4", 100)
+    text = setup["watch"] / "notes.txt"
+    text.write_text("x")
+    code, _, err = run(capsys, "enqueue", str(outside), str(text), str(setup["watch"] / "no.mp4"))
+    assert code == 1
+    assert "outside every watch folder" in err
+    assert "not a candidate" in err
+    assert "No such file" in err
+    journal = Journal.open(setup["state"])
+    assert journal.counts()["queued"] == 1 and journal.counts()["skipped"] == 2
+    journal.close()
+
+
+def test_retry_moves_failed_back_to_queued(setup: dict[str, Path], capsys: Any) -> None:
+    failed = journal_with(setup, State.FAILED, attempts=10, last_error="boom")
+    done = journal_with(setup, State.DONE, name="b.mp4")
+    code, out, err = run(capsys, "retry", str(failed), str(done))
+    assert code == 1
+    assert f"queued #{failed}" in out and f"#{done} is done" in err
+    journal = Journal.open(setup["state"])
+    rec = journal.get(failed)
+    assert rec is not None and rec.state is State.QUEUED and rec.attempts == 0
+    journal.close()
+    assert run(capsys, "retry")[0] == 2
+    journal_with(setup, State.FAILED, name="c.mp4")
+    code, out, _ = run(capsys, "retry", "--all-failed")
+    assert code == 0 and out.count("queued #") == 1
+
+
+def test_config_errors_exit_2_and_name_the_key(setup: dict[str, Path], capsys: Any) -> None:
+    setup["config"].write_text("concurency = 2\n")
+    code, _, err = run(capsys, "status")
+    assert code == 2
+    assert str(setup["config"]) in err and "concurency" in err and "concurrency" in err
+
+
+def test_run_without_a_watch_folder_exits_2(
+    setup: dict[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup["config"].write_text("settle_seconds = 1\n")
+    monkeypatch.setenv("MAVI_API_KEY", API_KEY)
+    code, _, err = run(capsys, "run", "--once")
+    assert code == 2 and "no watch folders" in err and "--watch" in err
+
+
+def test_reports_never_show_the_key_or_a_signed_url(
+    setup: dict[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAVI_API_KEY", API_KEY)
+    leak = f"storage upload to https://storage.example/b/o?X-Goog-Signature=abc123 key {API_KEY}"
+    file_id = journal_with(setup, State.FAILED, last_error=leak)
+    outputs = [
+        run(capsys, "list")[1], run(capsys, "list", "--json")[1],
+        run(capsys, "history", str(file_id))[1], run(capsys, "history", str(file_id), "--json")[1],
+    ]  # fmt: skip
+    for out in outputs:
+        assert "storage.example/b/o" in out
+        assert "abc123" not in out and API_KEY not in out
