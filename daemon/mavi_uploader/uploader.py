@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mavi_uploader.config import AfterUpload
 from mavi_uploader.disposal import DisposalError, dispose
 from mavi_uploader.hashing import sha256_file
 from mavi_uploader.journal import Journal
+from mavi_uploader.ledger import NO_ASSET, Ledger
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi import (
     AuthProblem,
@@ -32,11 +32,6 @@ from mavi_uploader.multipart import FileShrank
 from mavi_uploader.pause import PauseGate
 from mavi_uploader.ratelimit import Stopped
 from mavi_uploader.records import FileRecord, State, display_path
-from mavi_uploader.retry import (
-    CONFIRM_BACKOFF,
-    MAX_SERVER_FAILURES,
-    UPLOAD_BACKOFF,
-)
 
 log = get_logger(__name__)
 
@@ -45,8 +40,8 @@ PROGRESS_EVERY_SECONDS = 5.0
 # Reuse a journaled signed URL only if it stays valid long enough to send the file again.
 URL_REUSE_MARGIN_SECONDS = 900.0
 TWIN_WAIT_SECONDS = 15.0
+MAX_EXPIRED_URLS = 3
 CONFIRM_MAX_POLLS = 80  # ≈ 1 h with CONFIRM_BACKOFF; then the file is sent again
-_NO_ASSET = {"asset_id": None, "signed_url": None, "url_expires_at": None}
 
 
 class FileChanged(Exception):
@@ -82,7 +77,7 @@ class Worker:
         self._settings = settings
         self._stop = stop
         self._clock = clock
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._ledger = Ledger(journal, self.owner, clock=clock, rng=rng)
 
     def run_once(self) -> bool:
         """Claim and work on one file; False when there was nothing to do (or paused)."""
@@ -100,14 +95,14 @@ class Worker:
             else:
                 self._upload(record)
         except Stopped:
-            self._release(record, "daemon stopping; will resume")
+            self._ledger.release(record, "daemon stopping; will resume")
         except AuthProblem as exc:
             self._gate.trip(exc.reason)
-            self._release(record, f"paused: {exc.reason}")
+            self._ledger.release(record, f"paused: {exc.reason}")
         except Exception as exc:
             # A bug must not kill the worker thread or strand the row: retry it later.
             log.exception("unexpected error", file_id=record.id, path=display_path(record.path))
-            self._retry_later(record, f"internal error: {type(exc).__name__}: {exc}", True)
+            self._ledger.retry_later(record, f"internal error: {type(exc).__name__}: {exc}")
         return True
 
     # ---- the upload path ------------------------------------------------------------
@@ -117,7 +112,9 @@ class Worker:
         try:
             self._check_unchanged(rec)
             if rec.size == 0:
-                self._to(rec, State.SKIPPED, "empty file (0 bytes)", last_error="empty file")
+                self._ledger.move(
+                    rec, State.SKIPPED, "empty file (0 bytes)", last_error="empty file"
+                )
                 return
             sha = rec.sha256 or self._hash(rec, path)
             self._check_unchanged(rec)
@@ -125,19 +122,21 @@ class Worker:
                 return
             self._send(rec, path)
         except FileNotFoundError:
-            self._to(rec, State.VANISHED, "file disappeared before its upload finished")
+            self._ledger.move(rec, State.VANISHED, "file disappeared before its upload finished")
         except FileChanged as exc:
-            self._back_to_settling(rec, str(exc))
+            self._ledger.back_to_settling(rec, str(exc))
         except FileShrank as exc:
-            self._back_to_settling(rec, str(exc))
+            self._ledger.back_to_settling(rec, str(exc))
         except PermissionError as exc:
-            self._retry_later(rec, f"cannot read the file: {exc.strerror} (check permissions)")
+            # A person can fix permissions at any time: keep trying, never give up.
+            why = f"cannot read the file: {exc.strerror} (check permissions)"
+            self._ledger.retry_later(rec, why, counts=False)
         except OSError as exc:
-            self._retry_later(rec, f"cannot read the file: {exc}")
+            self._ledger.retry_later(rec, f"cannot read the file: {exc}", counts=False)
         except PermanentError as exc:
-            self._to(rec, State.FAILED, exc.reason, last_error=exc.reason)
+            self._ledger.move(rec, State.FAILED, exc.reason, last_error=exc.reason)
         except TransientError as exc:
-            self._retry_later(rec, exc.reason, counts=not exc.network)
+            self._ledger.retry_later(rec, exc.reason, counts=not exc.network)
 
     def _check_unchanged(self, rec: FileRecord) -> None:
         st = os.stat(rec.path)
@@ -146,7 +145,7 @@ class Worker:
 
     def _hash(self, rec: FileRecord, path: Path) -> str:
         sha = sha256_file(path, self._progress_hook(rec, record_bytes=False))
-        self._journal.update(rec.id, owner=self.owner, sha256=sha)
+        self._ledger.note(rec, sha256=sha)
         return sha
 
     def _deduplicated(self, rec: FileRecord, sha: str) -> bool:
@@ -157,7 +156,7 @@ class Worker:
                 return False
             # Copies dropped together: wait for the older one instead of uploading twice.
             # Only the younger row waits, so two copies can never wait for each other.
-            self._to(
+            self._ledger.move(
                 rec,
                 State.QUEUED,
                 f"same content as #{pending.id}, in flight; waiting for it",
@@ -166,7 +165,7 @@ class Worker:
             )
             return True
         why = f"same content as #{twin.id} ({display_path(twin.path)}), asset {twin.asset_id}"
-        done = self._to(
+        done = self._ledger.move(
             rec, State.DUPLICATE, why, sha256=sha, duplicate_of=twin.id, asset_id=twin.asset_id
         )
         if done is not None:
@@ -175,6 +174,7 @@ class Worker:
 
     def _send(self, rec: FileRecord, path: Path) -> None:
         rejected_once = False
+        rejections = 0
         while True:
             signed = self._reusable_url(rec)
             if signed is not None and self._already_landed(rec, signed):
@@ -182,7 +182,7 @@ class Worker:
             if signed is None:
                 signed = self._client.sign(rec.name)
                 self._gate.lift()
-                moved = self._to(
+                moved = self._ledger.move(
                     rec,
                     State.UPLOADING,
                     f"signed: asset {signed.asset_id}",
@@ -201,14 +201,18 @@ class Worker:
             except SignedUrlRejected as exc:
                 if not exc.expired and rejected_once:
                     raise PermanentError(f"{exc.reason} (after signing again)") from None
+                rejections += 1
+                if rejections > MAX_EXPIRED_URLS:
+                    # Fresh URLs that are "expired" at once: a clock or server problem.
+                    raise TransientError(f"{exc.reason} ({rejections} fresh URLs)") from None
                 rejected_once = rejected_once or not exc.expired
                 log.warning("signing again", file_id=rec.id, reason=exc.reason)
-                self._journal.update(rec.id, owner=self.owner, **_NO_ASSET)
+                self._ledger.note(rec, **NO_ASSET)
                 rec = self._journal.get(rec.id) or rec
                 continue
             break
         self._check_unchanged_after_send(rec)
-        confirming = self._to(
+        confirming = self._ledger.move(
             rec,
             State.CONFIRMING,
             f"storage accepted {rec.size} bytes",
@@ -232,7 +236,9 @@ class Worker:
         self._gate.lift()
         if status.upload_status != "SUCCESS" or status.file_size not in (None, rec.size):
             return False
-        done = self._to(rec, State.DONE, f"asset {signed.asset_id} already uploaded (SUCCESS)")
+        done = self._ledger.move(
+            rec, State.DONE, f"asset {signed.asset_id} already uploaded (SUCCESS)"
+        )
         if done is not None:
             self._after_upload(done)
         return True
@@ -249,135 +255,29 @@ class Worker:
         try:
             status = self._client.metadata(rec.asset_id)
         except TransientError as exc:
-            self._poll_later(rec, exc.reason)
+            self._ledger.poll_later(rec, exc.reason)
             return
         except PermanentError as exc:
-            self._upload_again(rec, f"metadata check failed: {exc.reason}")
+            self._ledger.upload_again(rec, f"metadata check failed: {exc.reason}")
             return
         self._gate.lift()
         if status.upload_status == "SUCCESS":
             if status.file_size is not None and status.file_size != rec.size:
-                self._upload_again(
+                self._ledger.upload_again(
                     rec, f"MAVI holds {status.file_size} bytes but the file has {rec.size}"
                 )
                 return
-            done = self._to(rec, State.DONE, f"MAVI confirmed asset {rec.asset_id} (SUCCESS)")
+            done = self._ledger.move(
+                rec, State.DONE, f"MAVI confirmed asset {rec.asset_id} (SUCCESS)"
+            )
             if done is not None:
                 self._after_upload(done)
         elif status.upload_status == "FAILED":
-            self._upload_again(rec, f"MAVI reported asset {rec.asset_id} FAILED")
+            self._ledger.upload_again(rec, f"MAVI reported asset {rec.asset_id} FAILED")
         elif rec.confirm_polls + 1 >= CONFIRM_MAX_POLLS:
-            self._upload_again(rec, f"asset {rec.asset_id} still {status.upload_status}")
+            self._ledger.upload_again(rec, f"asset {rec.asset_id} still {status.upload_status}")
         else:
-            self._poll_later(rec, f"upload_status {status.upload_status}")
-
-    def _poll_later(self, rec: FileRecord, why: str) -> None:
-        polls = rec.confirm_polls + 1
-        delay = CONFIRM_BACKOFF.delay(polls, self._rng)
-        self._journal.update(
-            rec.id,
-            owner=self.owner,
-            confirm_polls=polls,
-            last_error=None if why.startswith("upload_status") else why,
-            next_attempt_at=self._clock() + delay,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-
-    def _upload_again(self, rec: FileRecord, why: str) -> None:
-        attempts = rec.attempts + 1
-        if attempts >= MAX_SERVER_FAILURES:
-            self._to(
-                rec,
-                State.FAILED,
-                f"gave up after {attempts} attempts: {why}",
-                attempts=attempts,
-                last_error=why,
-            )
-            return
-        self._to(
-            rec,
-            State.QUEUED,
-            f"{why}; uploading again",
-            attempts=attempts,
-            last_error=why,
-            next_attempt_at=self._clock() + UPLOAD_BACKOFF.delay(attempts, self._rng),
-            lease_owner=None,
-            lease_expires_at=None,
-            **_NO_ASSET,
-        )
-
-    # ---- bookkeeping -----------------------------------------------------------------
-
-    def _to(self, rec: FileRecord, new: State, why: str, **fields: Any) -> FileRecord | None:
-        if new not in (State.UPLOADING, State.CONFIRMING):
-            fields.setdefault("lease_owner", None)
-            fields.setdefault("lease_expires_at", None)
-        moved = self._journal.transition(rec.id, new, why, owner=self.owner, **fields)
-        if moved is None:
-            log.warning("lost the claim", file_id=rec.id, wanted=new.value)
-        else:
-            log.info(
-                "transition",
-                file_id=rec.id,
-                path=display_path(rec.path),
-                state=new.value,
-                reason=why,
-            )
-        return moved
-
-    def _release(self, rec: FileRecord, why: str) -> None:
-        """Give the row back without counting an attempt (stop, pause)."""
-        current = self._journal.get(rec.id)
-        if current is None or current.lease_owner != self.owner:
-            return
-        if current.state is State.UPLOADING:
-            self._to(current, State.QUEUED, why, next_attempt_at=None)
-        else:
-            self._journal.update(rec.id, owner=self.owner, lease_owner=None, lease_expires_at=None)
-
-    def _retry_later(self, rec: FileRecord, why: str, counts: bool = True) -> None:
-        current = self._journal.get(rec.id) or rec
-        if current.state is State.CONFIRMING:
-            self._poll_later(current, why)
-            return
-        attempts = current.attempts + 1
-        if counts and attempts >= MAX_SERVER_FAILURES:
-            self._to(
-                current,
-                State.FAILED,
-                f"gave up after {attempts} attempts: {why}",
-                attempts=attempts,
-                last_error=why,
-            )
-            return
-        delay = UPLOAD_BACKOFF.delay(attempts, self._rng)
-        self._to(
-            current,
-            State.QUEUED,
-            f"{why}; retry in {delay:.0f}s",
-            attempts=attempts,
-            last_error=why,
-            next_attempt_at=self._clock() + delay,
-        )
-
-    def _back_to_settling(self, rec: FileRecord, why: str) -> None:
-        try:
-            st = os.stat(rec.path)
-        except FileNotFoundError:
-            self._to(rec, State.VANISHED, f"{why}; then it disappeared")
-            return
-        self._to(
-            rec,
-            State.SETTLING,
-            why,
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            stable_since=self._clock(),
-            sha256=None,
-            bytes_sent=0,
-            **_NO_ASSET,
-        )
+            self._ledger.poll_later(rec, f"upload_status {status.upload_status}", quiet=True)
 
     def _progress_hook(self, rec: FileRecord, record_bytes: bool) -> Callable[[int], None]:
         """Per-chunk hook: honour stop, renew the lease and publish progress now and then."""
@@ -395,7 +295,7 @@ class Worker:
                 fields: dict[str, object] = {"lease_expires_at": now + LEASE_SECONDS}
                 if record_bytes:
                     fields["bytes_sent"] = sent
-                self._journal.update(rec.id, owner=self.owner, **fields)
+                self._ledger.note(rec, **fields)
 
         return hook
 

@@ -125,6 +125,7 @@ class Watcher:
         self._inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]] = queue.SimpleQueue()
         self._observers: list[BaseObserver] = []
         self._scheduled: set[str] = set()
+        self._missing: set[str] = set()  # warned about once, watched as soon as they appear
 
     def start(self) -> None:
         """Schedule every root that exists; missing ones are retried by `ensure_watching`."""
@@ -137,8 +138,11 @@ class Watcher:
             if root.root in self._scheduled:
                 continue
             if not os.path.isdir(root.root):
-                log.warning("watch folder does not exist (yet)", path=display_path(root.root))
+                if root.root not in self._missing:
+                    self._missing.add(root.root)
+                    log.warning("watch folder does not exist (yet)", path=display_path(root.root))
                 continue
+            self._missing.discard(root.root)
             observer: BaseObserver = (
                 PollingObserver(timeout=root.poll_interval) if root.poll else Observer()
             )
@@ -178,10 +182,10 @@ class Watcher:
                     continue
                 batch.append(obs)
                 if len(batch) >= BATCH_SIZE:
-                    count += len(self._journal.sight(batch))
+                    count += self._journal_batch(batch)
                     batch = []
             if batch:
-                count += len(self._journal.sight(batch))
+                count += self._journal_batch(batch)
         return count
 
     def pump(self, timeout: float) -> int:
@@ -206,7 +210,19 @@ class Watcher:
             obs = root.observe(path)
             if obs is not None:
                 batch.append(obs)
-        return len(self._journal.sight(batch)) if batch else 0
+        return self._journal_batch(batch) if batch else 0
+
+    def _journal_batch(self, batch: list[Observation]) -> int:
+        records = self._journal.sight(batch)
+        for rec in records:
+            log.info(
+                "transition",
+                file_id=rec.id,
+                path=display_path(rec.path),
+                state=rec.state.value,
+                size=rec.size,
+            )
+        return len(records)
 
     def _observe_tree(self, root: WatchRoot, path: str) -> Iterator[Observation]:
         if rules.directory_ignored(path, root.root, root.ignore, root.recursive):

@@ -1,0 +1,138 @@
+"""A worker's moves in the journal: each decision (retry, give up, poll later...) as one call.
+
+Owns the retry policy's application: attempts and next_attempt_at live in the row.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mavi_uploader.journal import Journal
+from mavi_uploader.log import get_logger
+from mavi_uploader.records import FileRecord, State, display_path
+from mavi_uploader.retry import CONFIRM_BACKOFF, MAX_SERVER_FAILURES, UPLOAD_BACKOFF
+
+log = get_logger(__name__)
+NO_ASSET: dict[str, Any] = {"asset_id": None, "signed_url": None, "url_expires_at": None}
+
+
+class Ledger:
+    """Journal moves made under one worker's lease (`owner`)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        owner: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.journal = journal
+        self.owner = owner
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+
+    def move(self, rec: FileRecord, new: State, why: str, **fields: Any) -> FileRecord | None:
+        """Transition under our lease; leaving the in-flight states drops the lease."""
+        if new not in (State.UPLOADING, State.CONFIRMING):
+            fields.setdefault("lease_owner", None)
+            fields.setdefault("lease_expires_at", None)
+        moved = self.journal.transition(rec.id, new, why, owner=self.owner, **fields)
+        if moved is None:
+            log.warning("lost the claim", file_id=rec.id, wanted=new.value)
+        else:
+            log.info(
+                "transition",
+                file_id=rec.id,
+                path=display_path(rec.path),
+                state=new.value,
+                reason=why,
+            )
+        return moved
+
+    def note(self, rec: FileRecord, **fields: Any) -> None:
+        """Bookkeeping under our lease, no state change (hash, progress, lease renewal)."""
+        self.journal.update(rec.id, owner=self.owner, **fields)
+
+    def release(self, rec: FileRecord, why: str) -> None:
+        """Give the row back without counting an attempt (stop, pause)."""
+        current = self.journal.get(rec.id)
+        if current is None or current.lease_owner != self.owner:
+            return
+        if current.state is State.UPLOADING:
+            self.move(current, State.QUEUED, why, next_attempt_at=None)
+        else:
+            self.note(rec, lease_owner=None, lease_expires_at=None)
+
+    def poll_later(self, rec: FileRecord, why: str, *, quiet: bool = False) -> None:
+        """Confirmation not there yet: free the row and look again after a backoff."""
+        polls = rec.confirm_polls + 1
+        self.note(
+            rec,
+            confirm_polls=polls,
+            last_error=None if quiet else why,
+            next_attempt_at=self._clock() + CONFIRM_BACKOFF.delay(polls, self._rng),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+
+    def upload_again(self, rec: FileRecord, why: str) -> None:
+        """MAVI did not take this upload: a new sign and upload, unless we are out of tries."""
+        self._retry(rec, why, counts=True, fresh_asset=True)
+
+    def retry_later(self, rec: FileRecord, why: str, *, counts: bool = True) -> None:
+        """A failed step: back to queued after a backoff (same asset), or failed if spent.
+
+        `counts=False` for failures a person or the network fixes (unreadable file, offline):
+        they never make a file `failed`.
+        """
+        current = self.journal.get(rec.id) or rec
+        if current.state is State.CONFIRMING:
+            self.poll_later(current, why)
+            return
+        self._retry(current, why, counts=counts, fresh_asset=False)
+
+    def _retry(self, rec: FileRecord, why: str, *, counts: bool, fresh_asset: bool) -> None:
+        attempts = rec.attempts + 1
+        if counts and attempts >= MAX_SERVER_FAILURES:
+            self.move(
+                rec,
+                State.FAILED,
+                f"gave up after {attempts} attempts: {why}",
+                attempts=attempts,
+                last_error=why,
+            )
+            return
+        delay = UPLOAD_BACKOFF.delay(attempts, self._rng)
+        self.move(
+            rec,
+            State.QUEUED,
+            f"{why}; retry in {delay:.0f}s",
+            attempts=attempts,
+            last_error=why,
+            next_attempt_at=self._clock() + delay,
+            **(NO_ASSET if fresh_asset else {}),
+        )
+
+    def back_to_settling(self, rec: FileRecord, why: str) -> None:
+        """The file changed under us: settle again, forget hash and asset."""
+        try:
+            st = os.stat(rec.path)
+        except FileNotFoundError:
+            self.move(rec, State.VANISHED, f"{why}; then it disappeared")
+            return
+        self.move(
+            rec,
+            State.SETTLING,
+            why,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            stable_since=self._clock(),
+            sha256=None,
+            bytes_sent=0,
+            **NO_ASSET,
+        )
