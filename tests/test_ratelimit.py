@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -196,5 +197,5 @@ def test_concurrent_reserves_get_distinct_spaced_slots() -> None:
     ordered = sorted(delays)
     assert len({round(d, 6) for d in ordered}) == 40
     assert ordered[0] == 0.0
-    assert all(b - a >= 0.1 - 1e-9 for a, b in zip(ordered, ordered[1:]))
+    assert all(b - a >= 0.1 - 1e-9 for a, b in itertools.pairwise(ordered))
     assert ordered[-1] == pytest.approx(3.9)

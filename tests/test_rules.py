@@ -19,9 +19,7 @@ def candidate(
     recursive: bool = True,
     extensions: frozenset[str] = EXTS,
 ) -> bool:
-    return rules.is_candidate(
-        path, root, extensions=extensions, ignore=ignore, recursive=recursive
-    )
+    return rules.is_candidate(path, root, extensions=extensions, ignore=ignore, recursive=recursive)
 
 
 def why(

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_video
 
+from conftest import write_video
 from mavi_uploader.journal import Journal
 from mavi_uploader.records import FileRecord, Observation, State
 from mavi_uploader.settle import UNREADABLE_RETRY_SECONDS, Settler
