@@ -48,13 +48,6 @@ TIMEOUT = (2.0, 2.0)
 register_secret(KEY)
 
 
-RETRY_AFTER_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: mavi.py _retry_after accepts any float: Retry-After 'inf' or '1e12' becomes"
-    " a limiter penalty that RateLimiter.acquire passes to Event.wait -> OverflowError",
-)
-
-
 class RecordingLimiter(RateLimiter):
     """A real limiter that remembers every acquire and penalty."""
 
@@ -228,12 +221,6 @@ def test_upload_of_a_missing_file_raises_oserror_before_sending(
     assert mavi.calls_to("storage") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: mavi.py upload: an OSError from reading the file mid-body is wrapped by"
-    " urllib3/requests as ConnectionError, so it surfaces as TransientError(network=True)"
-    " (uncounted retries, 'connection failed') instead of OSError as documented",
-)
 def test_read_error_mid_upload_is_an_oserror_not_a_network_error(
     mavi: FakeMavi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -736,8 +723,8 @@ def test_api_retry_after_parsing(header: str | None, expected: float | None) -> 
     "header",
     [
         "nan",
-        pytest.param("inf", marks=RETRY_AFTER_BUG),
-        pytest.param("1e12", marks=RETRY_AFTER_BUG),
+        "inf",
+        "1e12",
     ],
 )
 def test_api_absurd_retry_after_is_not_taken_at_face_value(header: str) -> None:
@@ -747,7 +734,6 @@ def test_api_absurd_retry_after_is_not_taken_at_face_value(header: str) -> None:
     assert value is None or (math.isfinite(value) and 0 <= value <= threading.TIMEOUT_MAX)
 
 
-@RETRY_AFTER_BUG
 def test_infinite_retry_after_does_not_crash_the_client(mavi: FakeMavi) -> None:
     mavi.inject("sign", Fault("rate_limit_429", 429, retry_after=float("inf")))
     limiter = NoWaitLimiter()

@@ -8,6 +8,7 @@ retried here, behind the shared limiter, so callers never see them unless the da
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 import requests
 
-from mavi_uploader.multipart import MultipartFileBody
+from mavi_uploader.multipart import FileReadFailed, MultipartFileBody
 from mavi_uploader.ratelimit import RateLimiter
 from mavi_uploader.redaction import redact, url_without_query
 
@@ -86,12 +87,19 @@ class AssetStatus:
     file_size: int | None
 
 
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
 def _retry_after(response: requests.Response) -> float | None:
+    """Retry-After in seconds, clamped: a broken proxy's "inf" must not stall us forever."""
     value = response.headers.get("Retry-After")
     try:
-        return max(0.0, float(value)) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 def _json(response: requests.Response, what: str) -> dict[str, Any]:
@@ -261,7 +269,10 @@ class MaviClient:
                 )
             interpret_storage_response(response)
 
-        self._polite("storage", call)
+        try:
+            self._polite("storage", call)
+        except FileReadFailed as exc:
+            raise exc.error from None
 
     def metadata(self, asset_id: str) -> AssetStatus:
         """GET /{asset_id}/metadata: where MAVI says the asset's upload stands."""

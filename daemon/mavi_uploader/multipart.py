@@ -19,6 +19,15 @@ class FileShrank(Exception):
     """The file got shorter while it was being sent; the upload is not usable."""
 
 
+class FileReadFailed(Exception):
+    """Reading the file failed mid-body. Deliberately not an OSError: urllib3 would report an
+    OSError raised inside the body as a dropped connection, hiding a disk error."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _quote(value: str) -> str:
     # RFC 7578: names are quoted strings; escape what would end or break the quoted string.
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
@@ -71,7 +80,10 @@ class MultipartFileBody:
             return self._head
         if self._stage == 1:
             if self._remaining > 0:
-                chunk = self._file.read(min(self._chunk_size, self._remaining))
+                try:
+                    chunk = self._file.read(min(self._chunk_size, self._remaining))
+                except OSError as exc:
+                    raise FileReadFailed(exc) from exc
                 if not chunk:
                     raise FileShrank(
                         f"file ended {self._remaining} bytes early: it shrank during the upload"

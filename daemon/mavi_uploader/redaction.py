@@ -7,7 +7,7 @@ import threading
 
 # A signed URL's query string is its credential (X-Goog-Signature, X-Goog-Credential, ...).
 # Any URL's query is dropped: we never need it in a log line or an error message.
-_URL_QUERY = re.compile(r"(?P<base>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]+)\?[^\s\"'<>]*")
+_URL_QUERY = re.compile(r"(?P<base>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]+)\?[^\s\"'<>]+")
 # Bare signature parameters can show up without their URL (urllib3 prints paths).
 _SIGNATURE_PARAM = re.compile(r"(?i)(X-Goog-[A-Za-z-]+|X-Amz-[A-Za-z-]+|Signature|sig)=[^&\s\"']+")
 REDACTED = "<redacted>"

@@ -19,7 +19,14 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        # Grow the exponent only until the cap is reached: 2.0 ** 1024 overflows, and offline
+        # retries keep counting attempts for as long as the network is down.
+        exponent = max(0, attempt - 1)
+        raw = self.base
+        while exponent > 0 and raw < self.cap:
+            raw *= self.factor
+            exponent -= 1
+        raw = min(self.cap, raw)
         wait = rng.uniform(raw / 2, raw)
         if retry_after is not None:
             wait = max(wait, retry_after)

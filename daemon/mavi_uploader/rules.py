@@ -31,7 +31,7 @@ def directory_ignored(path: str, root: str, ignore: Sequence[str], recursive: bo
     """Should a directory under `root` be skipped entirely (hidden, ignored, or too deep)?"""
     parts = relative_parts(path, root)
     if parts is None:
-        return path != os.path.normpath(root)
+        return os.path.normpath(path) != os.path.normpath(root)
     if not recursive:
         return True
     return any(ignored_by(part, ignore) for part in parts)
