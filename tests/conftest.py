@@ -51,6 +51,16 @@ def write_video(path: Path, size: int, seed: int = 0) -> Path:
     return path
 
 
+class Clock:
+    """An injectable clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeMavi]:
     with FakeMavi(API_KEY) as server:

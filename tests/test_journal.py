@@ -10,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Clock
 from mavi_uploader.journal import DB_NAME, Journal
 from mavi_uploader.records import Observation, State
 from mavi_uploader.schema import SCHEMA_VERSION, JournalError
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -8,20 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_video
+from conftest import Clock, write_video
 from mavi_uploader.journal import Journal
 from mavi_uploader.records import FileRecord, Observation, State
 from mavi_uploader.settle import UNREADABLE_RETRY_SECONDS, Settler
 
 SETTLE = 5.0
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

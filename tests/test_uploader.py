@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import API_KEY, sha256_of, write_video
+from conftest import API_KEY, Clock, sha256_of, write_video
 from fakemavi import FakeMavi, Fault
 from mavi_uploader.config import AfterUpload
 from mavi_uploader.journal import Journal
@@ -23,14 +23,6 @@ from mavi_uploader.ratelimit import RateLimiter
 from mavi_uploader.records import FileRecord, Observation, State
 from mavi_uploader.retry import MAX_SERVER_FAILURES
 from mavi_uploader.uploader import Worker, WorkerSettings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -66,9 +58,9 @@ class Rig:
 
 @pytest.fixture
 def rig(tmp_path: Path, fake: FakeMavi) -> Iterator[Rig]:
-    clock = Clock()
+    clock = Clock(time.time())
     journal = Journal.open(tmp_path / "state", clock=clock)
-    gate_clock = Clock()
+    gate_clock = Clock(time.time())
     gate = PauseGate(journal, clock=gate_clock)
     client = MaviClient(fake.api_base, API_KEY, limiter=RateLimiter(0), timeout=(2.0, 2.0))
     watch = tmp_path / "watch"

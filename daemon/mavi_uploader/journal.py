@@ -160,24 +160,35 @@ class Journal(JournalReads):
             return None
         if row is not None and same and row["state"] in [s.value for s in HANDLED_STATES]:
             return None
+        record = self._insert(conn, obs, State.SETTLING)
+        why = "seen" if row is None else f"seen again after {row['state']} (new generation)"
+        self._event(conn, record.id, None, State.SETTLING, why)
+        return record
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        obs: Observation,
+        state: State,
+        last_error: str | None = None,
+    ) -> FileRecord:
+        now = self._clock()
         cur = conn.execute(
             "INSERT INTO files (path, watch_root, state, size, mtime_ns, stable_since,"
-            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) RETURNING *",
+            " last_error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING *",
             (
-                blob,
-                path_to_blob(obs.watch_root),
-                State.SETTLING.value,
+                path_to_blob(obs.path),
+                path_to_blob(obs.watch_root) if obs.watch_root else None,
+                state.value,
                 obs.size,
                 obs.mtime_ns,
                 now,
+                last_error,
                 now,
                 now,
             ),
         )
-        record = to_record(cur.fetchone())
-        why = "seen" if row is None else f"seen again after {row['state']} (new generation)"
-        self._event(conn, record.id, None, State.SETTLING, why)
-        return record
+        return to_record(cur.fetchone())
 
     # ---- transitions -----------------------------------------------------------------
 
@@ -321,7 +332,6 @@ class Journal(JournalReads):
 
     def enqueue(self, obs: Observation, why: str) -> FileRecord:
         """Queue a file now (no settle wait), reusing its live row when it has one."""
-        now = self._clock()
         blob = path_to_blob(obs.path)
         with self._tx() as conn:
             row = conn.execute(
@@ -342,43 +352,14 @@ class Journal(JournalReads):
                 )
                 assert moved is not None  # the row is locked by our IMMEDIATE transaction
                 return moved
-            cur = conn.execute(
-                "INSERT INTO files (path, watch_root, state, size, mtime_ns, stable_since,"
-                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) RETURNING *",
-                (
-                    blob,
-                    path_to_blob(obs.watch_root),
-                    State.QUEUED.value,
-                    obs.size,
-                    obs.mtime_ns,
-                    now,
-                    now,
-                    now,
-                ),
-            )
-            record = to_record(cur.fetchone())
+            record = self._insert(conn, obs, State.QUEUED)
             self._event(conn, record.id, None, State.QUEUED, why)
             return record
 
     def record_rejection(self, obs: Observation, why: str) -> FileRecord:
         """Journal a file refused outright (e.g. `enqueue` of a path outside every watch)."""
-        now = self._clock()
         with self._tx() as conn:
-            cur = conn.execute(
-                "INSERT INTO files (path, watch_root, state, size, mtime_ns, last_error,"
-                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) RETURNING *",
-                (
-                    path_to_blob(obs.path),
-                    path_to_blob(obs.watch_root) if obs.watch_root else None,
-                    State.SKIPPED.value,
-                    obs.size,
-                    obs.mtime_ns,
-                    why,
-                    now,
-                    now,
-                ),
-            )
-            record = to_record(cur.fetchone())
+            record = self._insert(conn, obs, State.SKIPPED, last_error=why)
             self._event(conn, record.id, None, State.SKIPPED, why)
             return record
 
