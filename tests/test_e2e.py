@@ -158,3 +158,27 @@ def test_missing_api_key_is_a_config_error(daemon_factory: DaemonFactory) -> Non
     result = daemon.cli("run", "--once")
     assert result.returncode == 2
     assert "set MAVI_API_KEY or api_key_file" in result.stderr
+
+
+def test_once_with_a_rejected_key_pauses_and_exits_1(
+    fake: FakeMavi, daemon_factory: DaemonFactory
+) -> None:
+    daemon = daemon_factory()
+    write_video(daemon.watch / "a.mp4", 1000)
+    fake.set_api_key("a-different-key")
+    assert daemon.start("--once").wait_exit() == 1
+    status = daemon.status()
+    assert status["paused"]["reason"] == "401 Unauthorized: check MAVI_API_KEY"
+    assert status["counts"]["queued"] == 1 and status["counts"]["failed"] == 0
+    assert "uploads paused" in daemon.log_text()
+
+
+def test_enqueue_skips_the_settle_wait(fake: FakeMavi, daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory(settle_seconds=3600)
+    daemon.start()
+    daemon.wait_ready()
+    clip = write_video(daemon.watch / "urgent.mp4", 5000)
+    result = daemon.cli("enqueue", str(clip))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: done_count(daemon) == 1, what="urgent.mp4 done without settling")
+    assert fake.received_sha256s() == [sha256_of(clip)]
