@@ -149,6 +149,8 @@ class Daemon:
                 next_watch_check = now + WATCH_RETRY_SECONDS
                 for root in watcher.ensure_watching():
                     watcher.rescan([root])
+            if watcher.overflowed():
+                log.warning("kernel dropped file events; rescanning", new_files=watcher.rescan())
             if now >= next_rescan:
                 next_rescan = now + self.config.rescan_interval_seconds
                 log.info("periodic rescan", new_files=watcher.rescan())

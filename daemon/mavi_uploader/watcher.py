@@ -6,9 +6,12 @@ queue. `Watcher.pump()` (the watcher thread) stats, filters and journals them in
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import queue
 import stat
+import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +30,30 @@ from mavi_uploader.records import Observation, display_path
 
 log = get_logger(__name__)
 BATCH_SIZE = 500
+_WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+# errno -> the sysctl to raise when inotify runs out of it.
+_INOTIFY_LIMITS = {
+    errno.ENOSPC: "fs.inotify.max_user_watches",
+    errno.EMFILE: "fs.inotify.max_user_instances",
+}
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a directory, or None when there is none at `path`."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _quietly_stop(observer: BaseObserver) -> None:
+    try:
+        observer.stop()
+        if observer.is_alive():
+            observer.join(timeout=5)
+    except (OSError, RuntimeError) as exc:
+        log.debug("observer stop failed", error=str(exc))
 
 
 @dataclass(frozen=True)
@@ -116,6 +143,19 @@ class _Handler(FileSystemEventHandler):
         self._inbox.put((self._root, path, event.is_directory))
 
 
+class _OverflowAlarm(logging.Handler):
+    """watchdog reports a kernel event-queue overflow only as a log line: catch it, so the
+    daemon can run a full rescan for the events that were dropped."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.tripped = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.tripped.set()
+
+
 class Watcher:
     """Observers for every watch root plus the start-up and periodic rescans."""
 
@@ -123,50 +163,91 @@ class Watcher:
         self._roots = list(roots)
         self._journal = journal
         self._inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]] = queue.SimpleQueue()
-        self._observers: list[BaseObserver] = []
-        self._scheduled: set[str] = set()
+        self._observers: dict[str, tuple[BaseObserver, tuple[int, int]]] = {}
         self._missing: set[str] = set()  # warned about once, watched as soon as they appear
+        self._forced_polling: set[str] = set()  # inotify ran out: poll these instead
+        self._alarm = _OverflowAlarm()
 
     def start(self) -> None:
         """Schedule every root that exists; missing ones are retried by `ensure_watching`."""
+        for name in _WATCHDOG_LOGGERS:
+            logging.getLogger(name).addHandler(self._alarm)
         self.ensure_watching()
 
+    def overflowed(self) -> bool:
+        """True once after the kernel dropped events (the caller should rescan everything)."""
+        if self._alarm.tripped.is_set():
+            self._alarm.tripped.clear()
+            return True
+        return False
+
     def ensure_watching(self) -> list[WatchRoot]:
-        """Start observers for roots that exist now and are not watched; returns those."""
+        """(Re)start observers for roots that exist and are not watched; returns those.
+
+        A root that was deleted (or replaced by a new folder of the same name) loses its
+        observer; it is watched again, and should be rescanned, once it is back.
+        """
         started = []
         for root in self._roots:
-            if root.root in self._scheduled:
-                continue
-            if not os.path.isdir(root.root):
+            identity = _identity(root.root)
+            current = self._observers.get(root.root)
+            if current is not None:
+                if identity == current[1] and current[0].is_alive():
+                    continue
+                log.warning(
+                    "watch folder disappeared or was replaced", path=display_path(root.root)
+                )
+                self._stop_observer(root.root)
+            if identity is None:
                 if root.root not in self._missing:
                     self._missing.add(root.root)
                     log.warning("watch folder does not exist (yet)", path=display_path(root.root))
                 continue
             self._missing.discard(root.root)
-            observer: BaseObserver = (
-                PollingObserver(timeout=root.poll_interval) if root.poll else Observer()
-            )
-            observer.schedule(_Handler(root, self._inbox), root.root, recursive=root.recursive)
-            observer.daemon = True
-            observer.start()
-            self._observers.append(observer)
-            self._scheduled.add(root.root)
-            started.append(root)
-            log.info(
-                "watching",
-                path=display_path(root.root),
-                recursive=root.recursive,
-                polling=root.poll,
-            )
+            observer = self._start_observer(root)
+            if observer is not None:
+                self._observers[root.root] = (observer, identity)
+                started.append(root)
         return started
 
+    def _start_observer(self, root: WatchRoot) -> BaseObserver | None:
+        polling = root.poll or root.root in self._forced_polling
+        observer: BaseObserver = (
+            PollingObserver(timeout=root.poll_interval) if polling else Observer()
+        )
+        observer.daemon = True
+        try:
+            observer.schedule(_Handler(root, self._inbox), root.root, recursive=root.recursive)
+            observer.start()
+        except OSError as exc:
+            _quietly_stop(observer)
+            limit = _INOTIFY_LIMITS.get(exc.errno or 0)
+            if polling or limit is None:
+                log.error("cannot watch folder", path=display_path(root.root), error=str(exc))
+                return None
+            log.error(
+                "inotify limit reached; polling this folder instead",
+                path=display_path(root.root),
+                error=str(exc),
+                fix=f"raise it: sudo sysctl -w {limit}=524288 (and persist it in "
+                "/etc/sysctl.d/), then restart mavi-uploader",
+            )
+            self._forced_polling.add(root.root)
+            return self._start_observer(root)
+        log.info(
+            "watching", path=display_path(root.root), recursive=root.recursive, polling=polling
+        )
+        return observer
+
+    def _stop_observer(self, key: str) -> None:
+        observer, _ = self._observers.pop(key)
+        _quietly_stop(observer)
+
     def stop(self) -> None:
-        for observer in self._observers:
-            observer.stop()
-        for observer in self._observers:
-            observer.join(timeout=5)
-        self._observers.clear()
-        self._scheduled.clear()
+        for key in list(self._observers):
+            self._stop_observer(key)
+        for name in _WATCHDOG_LOGGERS:
+            logging.getLogger(name).removeHandler(self._alarm)
 
     def rescan(self, roots: Sequence[WatchRoot] | None = None) -> int:
         """Walk the roots and journal candidates not already handled; returns sightings."""

@@ -1,0 +1,122 @@
+"""The watcher when the system misbehaves: folders removed and re-created, inotify limits,
+kernel event-queue overflows."""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from watchdog.observers.inotify import InotifyObserver
+from watchdog.observers.polling import PollingObserver
+
+from conftest import wait_for, write_video
+from mavi_uploader import watcher as watcher_module
+from mavi_uploader.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from mavi_uploader.journal import Journal
+from mavi_uploader.log import configure_logging
+from mavi_uploader.watcher import Watcher, WatchRoot
+
+
+def make_root(path: Path, poll_interval: float = 10.0) -> WatchRoot:
+    return WatchRoot(
+        root=str(path), recursive=True, ignore=DEFAULT_IGNORE,
+        extensions=frozenset(DEFAULT_EXTENSIONS), poll_interval=poll_interval,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal.open(tmp_path / "state")
+    yield j
+    j.close()
+
+
+def journaled(watcher: Watcher, journal: Journal, path: Path) -> bool:
+    watcher.pump(0.1)
+    return bool(journal.by_path(str(path)))
+
+
+def test_a_watch_folder_removed_and_recreated_is_watched_again(
+    tmp_path: Path, journal: Journal
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    watcher = Watcher([make_root(folder)], journal)
+    watcher.start()
+    try:
+        shutil.rmtree(folder)
+        assert watcher.ensure_watching() == []
+        folder.mkdir()
+        (restarted,) = watcher.ensure_watching()
+        assert restarted.root == str(folder)
+        clip = write_video(folder / "after.mp4", 1000)
+        wait_for(lambda: journaled(watcher, journal, clip), what="file in re-created folder")
+    finally:
+        watcher.stop()
+
+
+def test_a_folder_replaced_between_checks_is_watched_again(
+    tmp_path: Path, journal: Journal
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    watcher = Watcher([make_root(folder)], journal)
+    watcher.start()
+    try:
+        os.rename(folder, tmp_path / "old")  # the old inode lives on elsewhere
+        folder.mkdir()
+        assert [r.root for r in watcher.ensure_watching()] == [str(folder)]
+        clip = write_video(folder / "new.mp4", 1000)
+        wait_for(lambda: journaled(watcher, journal, clip), what="file in replacement folder")
+    finally:
+        watcher.stop()
+
+
+class _ExhaustedInotify(InotifyObserver):
+    """Stands in for a machine whose inotify watches are used up (as root we cannot lower
+    the per-user limit for one test): scheduling fails the way watchdog reports it."""
+
+    def schedule(self, *args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+
+def test_inotify_limit_falls_back_to_polling_with_the_sysctl_to_raise(
+    tmp_path: Path, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    monkeypatch.setattr(watcher_module, "Observer", _ExhaustedInotify)
+    folder = tmp_path / "share"
+    folder.mkdir()
+    watcher = Watcher([make_root(folder, poll_interval=0.2)], journal)
+    watcher.start()
+    try:
+        ((observer, _),) = watcher._observers.values()
+        assert isinstance(observer, PollingObserver)
+        assert "fs.inotify.max_user_watches" in out.getvalue()
+        clip = write_video(folder / "polled.mp4", 1000)
+        wait_for(lambda: journaled(watcher, journal, clip), what="file seen by polling")
+    finally:
+        watcher.stop()
+
+
+def test_kernel_queue_overflow_requests_one_full_rescan(tmp_path: Path, journal: Journal) -> None:
+    watcher = Watcher([make_root(tmp_path)], journal)
+    watcher.start()
+    try:
+        assert watcher.overflowed() is False
+        # What watchdog's inotify reader logs on IN_Q_OVERFLOW.
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        assert watcher.overflowed() is True
+        assert watcher.overflowed() is False
+    finally:
+        watcher.stop()
