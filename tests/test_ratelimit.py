@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mavi_uploader.ratelimit import RateLimiter, Stopped
+from mavi_uploader.ratelimit import JITTER_MARGIN, RateLimiter, Stopped
 
 
 class FakeClock:
@@ -33,14 +33,14 @@ class RecordingEvent(threading.Event):
 
 def test_reserve_spaces_slots_by_one_over_rate() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock)
+    limiter = RateLimiter(10, clock=clock, margin=1.0)
     delays = [limiter.reserve("sign") for _ in range(4)]
     assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3])
 
 
 def test_reserve_accounts_for_elapsed_time() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(2, clock=clock)  # one slot every 0.5 s
+    limiter = RateLimiter(2, clock=clock, margin=1.0)  # one slot every 0.5 s
     assert limiter.reserve("sign") == 0.0
     assert limiter.reserve("sign") == pytest.approx(0.5)  # slot at +0.5
     clock.now += 0.3
@@ -51,7 +51,7 @@ def test_reserve_accounts_for_elapsed_time() -> None:
 
 
 def test_endpoints_are_independent() -> None:
-    limiter = RateLimiter(1, clock=FakeClock())
+    limiter = RateLimiter(1, clock=FakeClock(), margin=1.0)
     assert limiter.reserve("sign") == 0.0
     assert limiter.reserve("sign") == pytest.approx(1.0)
     assert limiter.reserve("storage") == 0.0
@@ -62,7 +62,7 @@ def test_endpoints_are_independent() -> None:
 
 def test_penalize_pushes_the_next_slot_later() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock)
+    limiter = RateLimiter(10, clock=clock, margin=1.0)
     assert limiter.reserve("sign") == 0.0
     limiter.penalize("sign", 5.0)
     assert limiter.reserve("sign") == pytest.approx(5.0)
@@ -72,7 +72,7 @@ def test_penalize_pushes_the_next_slot_later() -> None:
 
 def test_penalize_never_pulls_a_slot_earlier() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(1, clock=clock)
+    limiter = RateLimiter(1, clock=clock, margin=1.0)
     for _ in range(4):
         limiter.reserve("sign")  # next slot at +4
     limiter.penalize("sign", 0.5)
@@ -80,21 +80,21 @@ def test_penalize_never_pulls_a_slot_earlier() -> None:
 
 
 def test_penalize_an_unused_endpoint() -> None:
-    limiter = RateLimiter(1, clock=FakeClock())
+    limiter = RateLimiter(1, clock=FakeClock(), margin=1.0)
     limiter.penalize("metadata", 3.0)
     assert limiter.reserve("metadata") == pytest.approx(3.0)
 
 
 def test_rate_zero_never_waits() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(0, clock=clock)
+    limiter = RateLimiter(0, clock=clock, margin=1.0)
     assert [limiter.reserve("sign") for _ in range(100)] == [0.0] * 100
 
 
 def test_rate_zero_still_honours_a_penalty() -> None:
     # "Unlimited" is our choice; a 429's Retry-After is the server's.
     clock = FakeClock()
-    limiter = RateLimiter(0, clock=clock)
+    limiter = RateLimiter(0, clock=clock, margin=1.0)
     limiter.penalize("sign", 2.0)
     assert limiter.reserve("sign") == pytest.approx(2.0)
     clock.now += 2.0
@@ -103,7 +103,7 @@ def test_rate_zero_still_honours_a_penalty() -> None:
 
 def test_acquire_waits_on_the_stop_event_for_the_reserved_delay() -> None:
     stop = RecordingEvent()
-    limiter = RateLimiter(4, clock=FakeClock(), stop=stop)
+    limiter = RateLimiter(4, clock=FakeClock(), stop=stop, margin=1.0)
     limiter.acquire("sign")
     limiter.acquire("sign")
     limiter.acquire("sign")
@@ -114,7 +114,7 @@ def test_acquire_waits_on_the_stop_event_for_the_reserved_delay() -> None:
 def test_acquire_raises_stopped_if_already_stopping_and_must_wait() -> None:
     stop = RecordingEvent()
     stop.set()
-    limiter = RateLimiter(1, clock=FakeClock(), stop=stop)
+    limiter = RateLimiter(1, clock=FakeClock(), stop=stop, margin=1.0)
     limiter.acquire("sign")  # free slot: nothing to wait for
     with pytest.raises(Stopped):
         limiter.acquire("sign")
@@ -131,7 +131,7 @@ def test_acquire_raises_stopped_when_stop_is_set_during_the_wait() -> None:
             return super().wait(timeout)
 
     stop = SignallingEvent()
-    limiter = RateLimiter(1 / 60, stop=stop)  # the second slot is a minute away
+    limiter = RateLimiter(1 / 60, stop=stop, margin=1.0)  # the second slot is a minute away
     limiter.acquire("sign")
     outcome: list[BaseException | None] = []
 
@@ -155,7 +155,7 @@ def test_acquire_raises_stopped_when_stop_is_set_during_the_wait() -> None:
 
 
 def test_acquire_really_waits_with_the_real_clock() -> None:
-    limiter = RateLimiter(20)  # 50 ms apart
+    limiter = RateLimiter(20, margin=1.0)  # 50 ms apart
     started = time.monotonic()
     for _ in range(3):
         limiter.acquire("sign")
@@ -174,7 +174,7 @@ class YieldingName(str):
 
 
 def test_concurrent_reserves_get_distinct_spaced_slots() -> None:
-    limiter = RateLimiter(10, clock=FakeClock(0.0))
+    limiter = RateLimiter(10, clock=FakeClock(0.0), margin=1.0)
     endpoint = YieldingName("sign")
     barrier = threading.Barrier(4)
     delays: list[float] = []
@@ -199,3 +199,12 @@ def test_concurrent_reserves_get_distinct_spaced_slots() -> None:
     assert ordered[0] == 0.0
     assert all(b - a >= 0.1 - 1e-9 for a, b in itertools.pairwise(ordered))
     assert ordered[-1] == pytest.approx(3.9)
+
+
+def test_default_spacing_leaves_a_margin_for_network_jitter() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1.0, clock=clock)
+    limiter.reserve("sign")
+    # Requests sent exactly 1 s apart can arrive less than 1 s apart: keep 5% spare.
+    assert limiter.reserve("sign") == pytest.approx(1.0 * JITTER_MARGIN)
+    assert JITTER_MARGIN >= 1.05

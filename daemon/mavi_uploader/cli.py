@@ -105,13 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
-    config = load_config(config_path=args.config, watch_dirs=args.watch)
+
+    def reload_config() -> Config:
+        return load_config(config_path=args.config, watch_dirs=args.watch)
+
+    config = reload_config()
     for warning in config.warnings:
         log.warning("config", problem=warning)
     if not config.watches:
         where = config.config_file or "the config file"
         raise ConfigError(f"{where}: no watch folders: add a [[watch]] table or pass --watch DIR")
-    daemon = Daemon(config, once=args.once)
+    daemon = Daemon(config, once=args.once, reload_config=reload_config)
     daemon.install_signal_handlers()
     return daemon.run()
 

@@ -186,6 +186,11 @@ class MaviClient:
         self._clock = clock
         self._local = threading.local()
 
+    def set_credentials(self, api_base: str, api_key: str) -> None:
+        """A reloaded config: later calls use the new base and key (sessions hold neither)."""
+        self.api_base = api_base.rstrip("/")
+        self._api_key = api_key
+
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:

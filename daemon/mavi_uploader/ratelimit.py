@@ -13,6 +13,15 @@ class Stopped(Exception):
     """Raised by a wait that was cut short because the daemon is stopping."""
 
 
+# The server counts requests by their arrival; network jitter can bring two requests closer
+# together than we sent them, so space them a little wider than the limit.
+JITTER_MARGIN = 1.05
+
+
+def _interval(rate_per_second: float, margin: float) -> float:
+    return margin / rate_per_second if rate_per_second > 0 else 0.0
+
+
 class RateLimiter:
     """Hands out call slots at most `rate` per second for each endpoint.
 
@@ -26,12 +35,18 @@ class RateLimiter:
         *,
         clock: Clock = time.monotonic,
         stop: threading.Event | None = None,
+        margin: float = JITTER_MARGIN,
     ) -> None:
-        self._interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
+        self._margin = margin
+        self._interval = _interval(rate_per_second, margin)
         self._clock = clock
         self._stop = stop or threading.Event()
         self._lock = threading.Lock()
         self._next_slot: dict[str, float] = {}
+
+    def set_rate(self, rate_per_second: float) -> None:
+        with self._lock:
+            self._interval = _interval(rate_per_second, self._margin)
 
     def reserve(self, endpoint: str) -> float:
         """Reserve the next slot; returns how long the caller must wait before using it."""

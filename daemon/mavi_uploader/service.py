@@ -3,6 +3,7 @@
 Signal handlers only set flags; the main loop decides. First SIGTERM/SIGINT: warm stop
 (in-flight uploads are interrupted and their rows released for the next start); a second one:
 exit at once (the journal is consistent at every commit, so the crash rule covers it).
+SIGHUP: reload the config (key, limits, watch folders) without dropping in-flight uploads.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 
-from mavi_uploader.config import Config
+from mavi_uploader.config import Config, ConfigError
 from mavi_uploader.journal import Journal
 from mavi_uploader.lock import StateDirLock
 from mavi_uploader.log import get_logger
@@ -32,16 +34,46 @@ log = get_logger(__name__)
 WATCH_RETRY_SECONDS = 10.0
 ONCE_POLL_SECONDS = 0.2
 COLD_STOP_EXIT = 130
+# Settings a reload cannot change in a running daemon.
+_RESTART_ONLY = ("state_dir",)
+
+
+def _roots(cfg: Config) -> list[WatchRoot]:
+    return [WatchRoot.from_config(w, cfg.extensions) for w in cfg.watches]
+
+
+def _worker_settings(cfg: Config) -> WorkerSettings:
+    return WorkerSettings(cfg.dedupe, cfg.after_upload, cfg.done_dir)
+
+
+@dataclass
+class _Parts:
+    journal: Journal
+    limiter: RateLimiter
+    client: MaviClient
+    gate: PauseGate
+    watcher: Watcher
+    settler: Settler
 
 
 class Daemon:
-    def __init__(self, config: Config, *, once: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        once: bool = False,
+        reload_config: Callable[[], Config] | None = None,
+    ) -> None:
         self.config = config
         self.once = once
         self.stop = threading.Event()
         self.work_ready = threading.Event()  # set when files are queued: wakes idle workers
+        self._reload_config = reload_config
         self._signals = 0
+        self._hup = False
         self._threads: list[threading.Thread] = []
+        self._workers: list[Worker] = []
+        self._workers_lock = threading.Lock()
 
     # ---- signals ---------------------------------------------------------------------
 
@@ -50,7 +82,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
 
-    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+    def _on_stop_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals > 1:
             os._exit(COLD_STOP_EXIT)
@@ -60,16 +92,13 @@ class Daemon:
     def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
         self._hup = True
 
-    _hup = False
-
     # ---- life cycle ------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until stopped (or, with once=True, until nothing is left); returns exit code."""
-        cfg = self.config
-        register_secret(cfg.api_key)
-        lock = StateDirLock(cfg.state_dir)
-        journal = Journal.open(cfg.state_dir)
+        register_secret(self.config.api_key)
+        lock = StateDirLock(self.config.state_dir)
+        journal = Journal.open(self.config.state_dir)
         try:
             lock.acquire()
             return self._run_locked(journal)
@@ -81,66 +110,80 @@ class Daemon:
             journal.close()
             lock.release()
 
-    def _run_locked(self, journal: Journal) -> int:
+    def _assemble(self, journal: Journal) -> _Parts:
         cfg = self.config
+        limiter = RateLimiter(cfg.rate_limit_per_second, stop=self.stop)
+        return _Parts(
+            journal=journal,
+            limiter=limiter,
+            client=MaviClient(cfg.api_base, cfg.api_key, limiter=limiter),
+            gate=PauseGate(journal),
+            watcher=Watcher(_roots(cfg), journal),
+            settler=Settler(journal, cfg.settle_seconds),
+        )
+
+    def _run_locked(self, journal: Journal) -> int:
         recovered = journal.recover_after_crash()
         if recovered:
             log.info("recovered in-flight files after a stop", count=recovered)
-        limiter = RateLimiter(cfg.rate_limit_per_second, stop=self.stop)
-        client = MaviClient(cfg.api_base, cfg.api_key, limiter=limiter)
-        gate = PauseGate(journal)
-        roots = [WatchRoot.from_config(w, cfg.extensions) for w in cfg.watches]
-        watcher = Watcher(roots, journal)
+        parts = self._assemble(journal)
         if not self.once:
-            watcher.start()  # observers first, so nothing lands unseen during the rescan
+            parts.watcher.start()  # observers first, so nothing lands unseen during the rescan
         started = time.monotonic()
-        seen = watcher.rescan()
+        seen = parts.watcher.rescan()
         log.info(
             "ready",
-            state_dir=str(cfg.state_dir),
-            watches=[r.root for r in roots],
+            state_dir=str(self.config.state_dir),
+            watches=[str(w.path) for w in self.config.watches],
             new_files=seen,
             rescan_s=round(time.monotonic() - started, 3),
             once=self.once,
         )
-        settler = Settler(journal, cfg.settle_seconds)
-        settings = WorkerSettings(cfg.dedupe, cfg.after_upload, cfg.done_dir)
-        tick = min(1.0, max(0.05, cfg.settle_seconds / 4))
-        self._spawn("settle", lambda: self._settle_loop(settler, tick))
+        self._spawn("settle", lambda: self._settle_loop(parts.settler))
         if not self.once:
-            self._spawn("watcher", lambda: self._watch_loop(watcher))
-        for n in range(cfg.concurrency):
-            worker = Worker(
-                f"worker-{n + 1}",
-                journal,
-                client,
-                gate,
-                settings,
-                self.stop,
-                on_claim=self.work_ready.set,
-            )
-            self._spawn(worker.owner, functools.partial(self._work_loop, worker, journal))
+            self._spawn("watcher", lambda: self._watch_loop(parts.watcher))
+        self._staff_workers(parts)
         try:
-            return self._supervise(journal, watcher, gate)
+            return self._supervise(parts)
         finally:
             self.stop.set()
             self.work_ready.set()
-            watcher.stop()
+            parts.watcher.stop()
 
-    def _supervise(self, journal: Journal, watcher: Watcher, gate: PauseGate) -> int:
+    def _staff_workers(self, parts: _Parts) -> None:
+        """Start workers up to `concurrency`; extra ones retire after their current file."""
+        settings = _worker_settings(self.config)
+        with self._workers_lock:
+            for worker in self._workers:
+                worker.settings = settings
+            for n in range(len(self._workers), self.config.concurrency):
+                worker = Worker(
+                    f"worker-{n + 1}",
+                    parts.journal,
+                    parts.client,
+                    parts.gate,
+                    settings,
+                    self.stop,
+                    on_claim=self.work_ready.set,
+                )
+                self._workers.append(worker)
+                body = functools.partial(self._work_loop, worker, n, parts.journal)
+                self._spawn(worker.owner, body)
+
+    def _supervise(self, parts: _Parts) -> int:
+        watcher, gate = parts.watcher, parts.gate
         next_rescan = time.monotonic() + (self.config.rescan_interval_seconds or float("inf"))
         next_watch_check = time.monotonic() + WATCH_RETRY_SECONDS
         while not self.stop.wait(ONCE_POLL_SECONDS if self.once else 1.0):
             if self._hup:
                 self._hup = False
-                log.info("SIGHUP: probing the API again if paused")
-                gate.reset()
+                self._reload(parts)
             if self.once:
                 if gate.paused():
                     log.error("stopping: uploads are paused", reason=gate.reason)
                     return 1
-                if not journal.has_unfinished():
-                    counts = journal.counts()
+                if not parts.journal.has_unfinished():
+                    counts = parts.journal.counts()
                     log.info("all files handled", **counts)
                     return 1 if counts[State.FAILED.value] else 0
                 continue
@@ -152,10 +195,37 @@ class Daemon:
             if watcher.overflowed():
                 log.warning("kernel dropped file events; rescanning", new_files=watcher.rescan())
             if now >= next_rescan:
-                next_rescan = now + self.config.rescan_interval_seconds
+                next_rescan = now + (self.config.rescan_interval_seconds or float("inf"))
                 log.info("periodic rescan", new_files=watcher.rescan())
         log.info("stopping")
         return 0
+
+    def _reload(self, parts: _Parts) -> None:
+        """SIGHUP: re-read the config; keep running on the old one if the new one is bad."""
+        parts.gate.reset()  # a paused daemon probes at once: the key may have been fixed
+        if self._reload_config is None:
+            return
+        try:
+            new = self._reload_config()
+        except ConfigError as exc:
+            log.error("SIGHUP: config not reloaded, keeping the running one", error=str(exc))
+            return
+        for key in _RESTART_ONLY:
+            if getattr(new, key) != getattr(self.config, key):
+                log.warning("SIGHUP: this setting needs a restart", setting=key)
+        register_secret(new.api_key)
+        parts.client.set_credentials(new.api_base, new.api_key)
+        parts.limiter.set_rate(new.rate_limit_per_second)
+        parts.settler.settle_seconds = new.settle_seconds
+        self.config = new
+        self._staff_workers(parts)
+        added = parts.watcher.set_roots(_roots(new))
+        if self.once:
+            parts.watcher.rescan(added)
+        else:
+            for root in parts.watcher.ensure_watching():
+                parts.watcher.rescan([root])
+        log.info("SIGHUP: config reloaded", watches=[str(w.path) for w in new.watches])
 
     # ---- thread bodies ---------------------------------------------------------------
 
@@ -177,21 +247,25 @@ class Daemon:
 
         return run
 
-    def _settle_loop(self, settler: Settler, tick: float) -> None:
+    def _settle_loop(self, settler: Settler) -> None:
         while not self.stop.is_set():
             if settler.tick():
                 self.work_ready.set()
-            self.stop.wait(tick)
+            self.stop.wait(min(1.0, max(0.05, settler.settle_seconds / 4)))
 
     def _watch_loop(self, watcher: Watcher) -> None:
         while not self.stop.is_set():
             watcher.pump(timeout=0.5)
 
-    def _work_loop(self, worker: Worker, journal: Journal) -> None:
-        while not self.stop.is_set():
+    def _work_loop(self, worker: Worker, index: int, journal: Journal) -> None:
+        while not self.stop.is_set() and index < self.config.concurrency:
             self.work_ready.clear()
             if worker.run_once():
                 continue
             due = journal.next_due_at()
             wait = 2.0 if due is None else min(2.0, max(0.05, due - time.time()))
             self.work_ready.wait(wait)
+        if index >= self.config.concurrency:
+            with self._workers_lock:
+                self._workers.remove(worker)
+            log.info("worker retired (concurrency lowered)", worker=worker.owner)

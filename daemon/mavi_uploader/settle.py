@@ -33,7 +33,7 @@ class Settler:
         check_readable: Callable[[str], None] = can_read,
     ) -> None:
         self._journal = journal
-        self._settle_seconds = settle_seconds
+        self.settle_seconds = settle_seconds
         self._clock = clock
         self._stat = stat
         self._check_readable = check_readable
@@ -64,7 +64,7 @@ class Settler:
             # Still being written: start the quiet period again.
             self._journal.update(rec.id, size=st.st_size, mtime_ns=st.st_mtime_ns, stable_since=now)
             return 0
-        if now - (rec.stable_since or now) < self._settle_seconds:
+        if now - (rec.stable_since or now) < self.settle_seconds:
             return 0
         try:
             self._check_readable(rec.path)
@@ -74,7 +74,7 @@ class Settler:
         moved = self._journal.transition(
             rec.id,
             State.QUEUED,
-            f"unchanged for {self._settle_seconds:g}s ({st.st_size} bytes)",
+            f"unchanged for {self.settle_seconds:g}s ({st.st_size} bytes)",
             expect=State.SETTLING,
             next_attempt_at=None,
             last_error=None,

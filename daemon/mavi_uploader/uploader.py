@@ -74,7 +74,7 @@ class Worker:
         self._journal = journal
         self._client = client
         self._gate = gate
-        self._settings = settings
+        self.settings = settings
         self._stop = stop
         self._clock = clock
         self._ledger = Ledger(journal, self.owner, clock=clock, rng=rng)
@@ -118,7 +118,7 @@ class Worker:
                 return
             sha = rec.sha256 or self._hash(rec, path)
             self._check_unchanged(rec)
-            if self._settings.dedupe and self._deduplicated(rec, sha):
+            if self.settings.dedupe and self._deduplicated(rec, sha):
                 return
             self._send(rec, path)
         except FileNotFoundError:
@@ -300,15 +300,15 @@ class Worker:
         return hook
 
     def _after_upload(self, rec: FileRecord) -> None:
-        if self._settings.after_upload is AfterUpload.KEEP:
+        if self.settings.after_upload is AfterUpload.KEEP:
             return
         assert rec.size is not None and rec.mtime_ns is not None
         try:
             what = dispose(
                 Path(rec.path),
                 watch_root=Path(rec.watch_root) if rec.watch_root else None,
-                action=self._settings.after_upload,
-                done_dir=self._settings.done_dir,
+                action=self.settings.after_upload,
+                done_dir=self.settings.done_dir,
                 expected=(rec.size, rec.mtime_ns),
             )
         except DisposalError as exc:

@@ -210,6 +210,16 @@ class Watcher:
                 started.append(root)
         return started
 
+    def set_roots(self, roots: Sequence[WatchRoot]) -> list[WatchRoot]:
+        """Replace the watch list (config reload); returns the roots that are new."""
+        keep = {r.root for r in roots}
+        old = {r.root: r for r in self._roots}
+        for key in [k for k in self._observers if k not in keep or old.get(k) not in roots]:
+            self._stop_observer(key)  # gone, or its options changed
+        self._missing &= keep
+        self._roots = list(roots)
+        return [r for r in roots if old.get(r.root) != r]
+
     def _start_observer(self, root: WatchRoot) -> BaseObserver | None:
         polling = root.poll or root.root in self._forced_polling
         observer: BaseObserver = (
