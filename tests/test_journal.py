@@ -233,3 +233,16 @@ def test_corrupt_database_is_refused_not_recreated(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match=str(state / DB_NAME)):
         Journal.open(state)
     assert (state / DB_NAME).read_bytes() == garbage
+
+
+def test_an_expired_lease_is_reclaimed_with_an_event(journal: Journal, clock: Clock) -> None:
+    file_id = queued(journal, "/w/a.mp4")
+    journal.claim("hung-worker", 60)
+    assert journal.claim("w2", 60) is None  # leased
+    clock.now += 61
+    rec = journal.claim("w2", 60)
+    assert rec is not None and rec.id == file_id
+    assert rec.state is State.UPLOADING and rec.lease_owner == "w2"
+    assert "lease of hung-worker expired" in journal.history(file_id)[-1].reason
+    # The hung worker's late moves are refused: it no longer owns the row.
+    assert journal.transition(file_id, State.DONE, "late", owner="hung-worker") is None

@@ -166,7 +166,14 @@ def _read_config(flag: str | None, env: Mapping[str, str]) -> tuple[Path | None,
         path, fix = _abspath(env[ENV_CONFIG], Path.cwd()), f"unset {ENV_CONFIG}"
     else:
         path, fix = default_config_path(), ""  # absent: fine, all defaults
-    if not path.exists():
+    try:
+        present = path.exists()
+    except OSError as exc:  # e.g. a service user whose HOME it may not enter
+        raise ConfigError(
+            f"cannot look for the config file {path}: {exc.strerror}; fix the permissions "
+            f"or set {ENV_CONFIG}"
+        ) from None
+    if not present:
         if not fix:
             return None, {}
         raise ConfigError(f"config file {path} does not exist; create it or {fix}")

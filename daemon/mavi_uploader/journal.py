@@ -22,7 +22,13 @@ from mavi_uploader.records import (
     State,
     path_to_blob,
 )
-from mavi_uploader.schema import JournalError, connect, create_private_file, migrate
+from mavi_uploader.schema import (
+    JournalError,
+    connect,
+    create_private_file,
+    migrate,
+    unusable_journal,
+)
 
 DB_NAME = "journal.sqlite3"
 Clock = Callable[[], float]
@@ -91,7 +97,7 @@ class Journal(JournalReads):
             try:
                 conn = connect(self.db_path, read_only=self._read_only)
             except sqlite3.DatabaseError as exc:
-                raise JournalError(f"{self.db_path}: cannot open the journal ({exc})") from exc
+                raise unusable_journal(self.db_path, exc) from exc
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -260,24 +266,32 @@ class Journal(JournalReads):
     # ---- workers ---------------------------------------------------------------------
 
     def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
-        """Atomically take the next due queued file (-> uploading) or confirming file."""
+        """Atomically take the next due file: queued (-> uploading), confirming, or an
+        in-flight one whose lease expired (its worker died or hung without renewing)."""
         now = self._clock()
         with self._tx() as conn:
             row = conn.execute(
-                "UPDATE files SET state = CASE state WHEN 'queued' THEN 'uploading' ELSE state END,"
-                " lease_owner = ?, lease_expires_at = ?, updated_at = ?"
-                " WHERE id = (SELECT id FROM files"
-                "   WHERE (state = 'queued' OR (state = 'confirming' AND lease_owner IS NULL))"
-                "     AND COALESCE(next_attempt_at, 0) <= ?"
-                "   ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1)"
-                " RETURNING *",
-                (owner, now + lease_seconds, now, now),
+                "SELECT id, state, lease_owner FROM files WHERE"
+                " (state = 'queued' AND COALESCE(next_attempt_at, 0) <= :now)"
+                " OR (state = 'confirming' AND lease_owner IS NULL"
+                "     AND COALESCE(next_attempt_at, 0) <= :now)"
+                " OR (state IN ('uploading', 'confirming') AND lease_expires_at < :now)"
+                " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1",
+                {"now": now},
             ).fetchone()
             if row is None:
                 return None
-            record = to_record(row)
-            if record.state is State.UPLOADING:
-                self._event(conn, record.id, State.QUEUED, State.UPLOADING, f"claimed by {owner}")
+            old = State(row["state"])
+            new = State.UPLOADING if old is State.QUEUED else old
+            if row["lease_owner"] is not None:
+                why = f"lease of {row['lease_owner']} expired; reclaimed by {owner}"
+            elif old is State.QUEUED:
+                why = f"claimed by {owner}"
+            else:
+                why = ""  # a routine confirmation poll: not worth an event
+            fields = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
+            record = self._move(conn, row["id"], old, new, why, fields)
+            assert record is not None  # we hold the write lock since the SELECT
             return record
 
     def renew_lease(self, file_id: int, owner: str, lease_seconds: float) -> bool:

@@ -87,7 +87,7 @@ class AssetStatus:
     file_size: int | None
 
 
-MAX_RETRY_AFTER_SECONDS = 3600.0
+MAX_RETRY_AFTER_SECONDS = 600.0
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -68,7 +68,7 @@ class JournalError(Exception):
 def connect(db_path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     """Open one connection with our settings; transactions are issued by hand."""
     if read_only:
-        uri = f"file:{db_path}?mode=ro"
+        uri = f"{db_path.absolute().as_uri()}?mode=ro"  # as_uri escapes "?" and "#" in names
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     else:
         conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
@@ -110,10 +110,15 @@ def migrate(conn: sqlite3.Connection, db_path: Path) -> None:
                 conn.execute("ROLLBACK")
                 raise
     except sqlite3.DatabaseError as exc:
-        raise JournalError(
-            f"{db_path}: cannot open the journal ({exc}). If the file is corrupt, move it "
-            "aside; mavi-uploader will not overwrite it"
-        ) from exc
+        raise unusable_journal(db_path, exc) from exc
+
+
+def unusable_journal(db_path: Path, exc: Exception) -> JournalError:
+    return JournalError(
+        f"{db_path}: cannot open the journal ({exc}). If the file is corrupt, move it aside "
+        "and start again (files already uploaded will be uploaded again); mavi-uploader will "
+        "not overwrite it"
+    )
 
 
 def _split(script: str) -> list[str]:

@@ -35,7 +35,8 @@ from mavi_uploader.records import FileRecord, State, display_path
 
 log = get_logger(__name__)
 
-LEASE_SECONDS = 300.0
+# Renewed every PROGRESS_EVERY_SECONDS while bytes move; longer than any limiter wait.
+LEASE_SECONDS = 900.0
 PROGRESS_EVERY_SECONDS = 5.0
 # Reuse a journaled signed URL only if it stays valid long enough to send the file again.
 URL_REUSE_MARGIN_SECONDS = 900.0
@@ -78,9 +79,14 @@ class Worker:
         self._stop = stop
         self._clock = clock
         self._ledger = Ledger(journal, self.owner, clock=clock, rng=rng)
+        self._stranded: FileRecord | None = None
 
     def run_once(self) -> bool:
         """Claim and work on one file; False when there was nothing to do (or paused)."""
+        if self._stranded is not None:
+            # Our last file could not be handed back (journal write failed, e.g. disk full).
+            stranded, self._stranded = self._stranded, None
+            self._ledger.release(stranded, "handed back after a journal write failure")
         if not self._gate.admit():
             return False
         record = self._journal.claim(self.owner, LEASE_SECONDS)
@@ -100,9 +106,13 @@ class Worker:
             self._gate.trip(exc.reason)
             self._ledger.release(record, f"paused: {exc.reason}")
         except Exception as exc:
-            # A bug must not kill the worker thread or strand the row: retry it later.
+            # A bug or a failing journal must not kill the worker or strand the row.
             log.exception("unexpected error", file_id=record.id, path=display_path(record.path))
-            self._ledger.retry_later(record, f"internal error: {type(exc).__name__}: {exc}")
+            try:
+                self._ledger.retry_later(record, f"internal error: {type(exc).__name__}: {exc}")
+            except Exception:
+                self._stranded = record
+                raise
         return True
 
     # ---- the upload path ------------------------------------------------------------

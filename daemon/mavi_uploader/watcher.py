@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import queue
+import sqlite3
 import stat
 import threading
 import time
@@ -167,6 +168,7 @@ class Watcher:
         self._missing: set[str] = set()  # warned about once, watched as soon as they appear
         self._forced_polling: set[str] = set()  # inotify ran out: poll these instead
         self._alarm = _OverflowAlarm()
+        self._unjournaled: dict[tuple[WatchRoot, str], bool] = {}
 
     def start(self) -> None:
         """Schedule every root that exists; missing ones are retried by `ensure_watching`."""
@@ -281,11 +283,13 @@ class Watcher:
 
     def pump(self, timeout: float) -> int:
         """Journal the events that arrived (waiting up to `timeout` for the first one)."""
+        pending, self._unjournaled = self._unjournaled, {}
         try:
             first = self._inbox.get(timeout=timeout)
+            pending[(first[0], first[1])] = pending.get((first[0], first[1]), False) or first[2]
         except queue.Empty:
-            return 0
-        pending = {(first[0], first[1]): first[2]}
+            if not pending:
+                return 0
         deadline = time.monotonic() + 0.05  # gather a burst into one transaction
         while len(pending) < BATCH_SIZE and time.monotonic() < deadline:
             try:
@@ -301,7 +305,14 @@ class Watcher:
             obs = root.observe(path)
             if obs is not None:
                 batch.append(obs)
-        return self._journal_batch(batch) if batch else 0
+        try:
+            return self._journal_batch(batch) if batch else 0
+        except sqlite3.Error as exc:
+            # Disk full, or the journal briefly unwritable: keep the paths for the next pump.
+            log.error("cannot journal new files; will retry", error=str(exc), files=len(batch))
+            self._unjournaled.update(pending)
+            time.sleep(min(timeout, 1.0))
+            return 0
 
     def _journal_batch(self, batch: list[Observation]) -> int:
         records = self._journal.sight(batch)
