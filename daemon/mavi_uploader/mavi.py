@@ -214,6 +214,9 @@ class MaviClient:
     def _request(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
         try:
             return self._session().request(method, url, timeout=self._timeout, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            # Never retried without verification: a bad certificate is someone's problem to fix.
+            raise TransientError(f"{what}: TLS verification failed ({exc})") from None
         except requests.Timeout as exc:
             raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
         except requests.ConnectionError as exc:
