@@ -22,6 +22,7 @@ from mavi_uploader.journal import Journal
 from mavi_uploader.lock import StateDirLock
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi import MaviClient
+from mavi_uploader.notify import Notifier
 from mavi_uploader.pause import PauseGate
 from mavi_uploader.ratelimit import RateLimiter
 from mavi_uploader.records import State
@@ -34,8 +35,18 @@ log = get_logger(__name__)
 WATCH_RETRY_SECONDS = 10.0
 ONCE_POLL_SECONDS = 0.2
 COLD_STOP_EXIT = 130
+# systemd's WatchdogSec is 60 s in our units: ping well inside it, report STATUS as often.
+REPORT_EVERY_SECONDS = 5.0
+STALE_BEAT_SECONDS = 30.0
 # Settings a reload cannot change in a running daemon.
 _RESTART_ONLY = ("state_dir",)
+
+
+def summary(counts: dict[str, int], paused: str | None = None) -> str:
+    """One line for `systemctl status`: the non-zero states, and the pause if any."""
+    parts = [f"{n} {state}" for state, n in counts.items() if n]
+    text = ", ".join(parts) or "no files yet"
+    return f"PAUSED ({paused}); {text}" if paused else text
 
 
 def _roots(cfg: Config) -> list[WatchRoot]:
@@ -74,6 +85,8 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._workers: list[Worker] = []
         self._workers_lock = threading.Lock()
+        self._beats: dict[str, float] = {}  # loop name -> last turn (monotonic)
+        self.notifier = Notifier()
 
     # ---- signals ---------------------------------------------------------------------
 
@@ -143,9 +156,11 @@ class Daemon:
         if not self.once:
             self._spawn("watcher", lambda: self._watch_loop(parts.watcher))
         self._staff_workers(parts)
+        self.notifier.ready(summary(journal.counts()))
         try:
             return self._supervise(parts)
         finally:
+            self.notifier.stopping()
             self.stop.set()
             self.work_ready.set()
             parts.watcher.stop()
@@ -174,7 +189,11 @@ class Daemon:
         watcher, gate = parts.watcher, parts.gate
         next_rescan = time.monotonic() + (self.config.rescan_interval_seconds or float("inf"))
         next_watch_check = time.monotonic() + WATCH_RETRY_SECONDS
+        next_report = 0.0
         while not self.stop.wait(ONCE_POLL_SECONDS if self.once else 1.0):
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + REPORT_EVERY_SECONDS
+                self._report(parts)
             if self._hup:
                 self._hup = False
                 self._reload(parts)
@@ -199,6 +218,21 @@ class Daemon:
                 log.info("periodic rescan", new_files=watcher.rescan())
         log.info("stopping")
         return 0
+
+    def _report(self, parts: _Parts) -> None:
+        """STATUS= for `systemctl status`, and WATCHDOG=1 only while the machinery moves.
+
+        The counts query proves the journal answers; the beats prove the settle and watcher
+        loops turn. A wedged daemon stops pinging and systemd restarts it.
+        """
+        counts = parts.journal.counts()
+        self.notifier.status(summary(counts, parts.gate.reason))
+        now = time.monotonic()
+        stale = [name for name, beat in self._beats.items() if now - beat > STALE_BEAT_SECONDS]
+        if stale:
+            log.error("threads not making progress; withholding the watchdog ping", threads=stale)
+            return
+        self.notifier.watchdog()
 
     def _reload(self, parts: _Parts) -> None:
         """SIGHUP: re-read the config; keep running on the old one if the new one is bad."""
@@ -249,12 +283,14 @@ class Daemon:
 
     def _settle_loop(self, settler: Settler) -> None:
         while not self.stop.is_set():
+            self._beats["settle"] = time.monotonic()
             if settler.tick():
                 self.work_ready.set()
             self.stop.wait(min(1.0, max(0.05, settler.settle_seconds / 4)))
 
     def _watch_loop(self, watcher: Watcher) -> None:
         while not self.stop.is_set():
+            self._beats["watcher"] = time.monotonic()
             watcher.pump(timeout=0.5)
 
     def _work_loop(self, worker: Worker, index: int, journal: Journal) -> None:
