@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from mavi_uploader.multipart import FileReadFailed, MultipartFileBody
+from mavi_uploader.multipart import CHUNK_SIZE, FileReadFailed, MultipartFileBody
 from mavi_uploader.ratelimit import RateLimiter
 from mavi_uploader.redaction import redact, url_without_query
 
@@ -258,6 +258,7 @@ class MaviClient:
         size: int,
         filename: str,
         on_chunk: Callable[[int], None] | None = None,
+        chunk_size: int = CHUNK_SIZE,
     ) -> None:
         """Stream `size` bytes of `path` as multipart field `file` to the signed URL.
 
@@ -266,7 +267,9 @@ class MaviClient:
 
         def call() -> None:
             with open(path, "rb") as fileobj:
-                body = MultipartFileBody(fileobj, size, filename, on_chunk=on_chunk)
+                body = MultipartFileBody(
+                    fileobj, size, filename, on_chunk=on_chunk, chunk_size=chunk_size
+                )
                 # No Authorization header: the signature in the URL is the credential.
                 response = self._request(
                     "POST",

@@ -68,3 +68,51 @@ class RateLimiter:
             earliest = self._clock() + seconds
             if self._next_slot.get(endpoint, 0.0) < earliest:
                 self._next_slot[endpoint] = earliest
+
+
+class BandwidthLimiter:
+    """Paces bytes sent by all workers together to `bytes_per_second` (0 = unlimited).
+
+    Each chunk reserves its share of the timeline; a caller waits until its chunk may start.
+    Chunks are kept small (`chunk_size`) so the pace is smooth, not bursts and long pauses.
+    """
+
+    def __init__(
+        self,
+        bytes_per_second: int,
+        *,
+        clock: Clock = time.monotonic,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._rate = max(0, bytes_per_second)
+        self._clock = clock
+        self._stop = stop or threading.Event()
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    @property
+    def chunk_size(self) -> int:
+        """Bytes per read: about 1/8 s of the allowed rate, between 64 KiB and 1 MiB."""
+        if self._rate == 0:
+            return 1024 * 1024
+        return min(1024 * 1024, max(64 * 1024, self._rate // 8))
+
+    def set_rate(self, bytes_per_second: int) -> None:
+        with self._lock:
+            self._rate = max(0, bytes_per_second)
+
+    def reserve(self, nbytes: int) -> float:
+        """Book `nbytes` on the shared timeline; returns how long to wait before sending."""
+        with self._lock:
+            if self._rate == 0:
+                return 0.0
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + nbytes / self._rate
+            return start - now
+
+    def consume(self, nbytes: int) -> None:
+        """Wait for our turn to send `nbytes`; raises Stopped if the daemon stops meanwhile."""
+        delay = self.reserve(nbytes)
+        if delay > 0 and self._stop.wait(delay):
+            raise Stopped

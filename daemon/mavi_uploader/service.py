@@ -24,7 +24,7 @@ from mavi_uploader.log import get_logger
 from mavi_uploader.mavi import MaviClient
 from mavi_uploader.notify import Notifier
 from mavi_uploader.pause import PauseGate
-from mavi_uploader.ratelimit import RateLimiter
+from mavi_uploader.ratelimit import BandwidthLimiter, RateLimiter
 from mavi_uploader.records import State
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.settle import Settler
@@ -61,6 +61,7 @@ def _worker_settings(cfg: Config) -> WorkerSettings:
 class _Parts:
     journal: Journal
     limiter: RateLimiter
+    bandwidth: BandwidthLimiter
     client: MaviClient
     gate: PauseGate
     watcher: Watcher
@@ -129,6 +130,7 @@ class Daemon:
         return _Parts(
             journal=journal,
             limiter=limiter,
+            bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=self.stop),
             client=MaviClient(cfg.api_base, cfg.api_key, limiter=limiter),
             gate=PauseGate(journal),
             watcher=Watcher(_roots(cfg), journal),
@@ -180,6 +182,7 @@ class Daemon:
                     settings,
                     self.stop,
                     on_claim=self.work_ready.set,
+                    bandwidth=parts.bandwidth,
                 )
                 self._workers.append(worker)
                 body = functools.partial(self._work_loop, worker, n, parts.journal)
@@ -250,6 +253,7 @@ class Daemon:
         register_secret(new.api_key)
         parts.client.set_credentials(new.api_base, new.api_key)
         parts.limiter.set_rate(new.rate_limit_per_second)
+        parts.bandwidth.set_rate(new.bandwidth_limit)
         parts.settler.settle_seconds = new.settle_seconds
         self.config = new
         self._staff_workers(parts)

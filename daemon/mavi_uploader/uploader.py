@@ -30,7 +30,7 @@ from mavi_uploader.mavi import (
 )
 from mavi_uploader.multipart import FileShrank
 from mavi_uploader.pause import PauseGate
-from mavi_uploader.ratelimit import Stopped
+from mavi_uploader.ratelimit import BandwidthLimiter, Stopped
 from mavi_uploader.records import FileRecord, State, display_path
 
 log = get_logger(__name__)
@@ -69,9 +69,11 @@ class Worker:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_claim: Callable[[], None] | None = None,
+        bandwidth: BandwidthLimiter | None = None,
     ) -> None:
         self.owner = f"{os.getpid()}:{name}"
         self._on_claim = on_claim
+        self._bandwidth = bandwidth or BandwidthLimiter(0)
         self._journal = journal
         self._client = client
         self._gate = gate
@@ -206,7 +208,12 @@ class Worker:
             try:
                 assert rec.size is not None
                 self._client.upload(
-                    signed.url, path, rec.size, rec.name, self._progress_hook(rec, True)
+                    signed.url,
+                    path,
+                    rec.size,
+                    rec.name,
+                    self._progress_hook(rec, True),
+                    chunk_size=self._bandwidth.chunk_size,
                 )
             except SignedUrlRejected as exc:
                 if not exc.expired and rejected_once:
@@ -298,6 +305,8 @@ class Worker:
             nonlocal sent, last
             if self._stop.is_set():
                 raise Stopped
+            if record_bytes:
+                self._bandwidth.consume(n)
             sent += n
             now = self._clock()
             if now - last >= PROGRESS_EVERY_SECONDS:
