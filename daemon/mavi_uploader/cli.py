@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from mavi_uploader import __version__
+from mavi_uploader.checks import report, run_checks
 from mavi_uploader.config import Config, ConfigError, load_config
 from mavi_uploader.journal import Journal, JournalError
 from mavi_uploader.lock import AlreadyRunning, probe
@@ -70,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     enqueue = sub.add_parser("enqueue", parents=[common], help="queue files now (no settle wait)")
     enqueue.add_argument("paths", metavar="PATH", nargs="+")
 
+    sub.add_parser(
+        "check", parents=[common], help="validate config, folders, key and API; print fixes"
+    )
+
     retry = sub.add_parser("retry", parents=[common], help="move failed files back to queued")
     retry.add_argument("ids", metavar="ID", nargs="*", type=int)
     retry.add_argument("--all-failed", action="store_true")
@@ -81,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "check":
+            return _check(args)
         configure_logging("console", stream=sys.stderr)
         config = load_config(config_path=args.config, require_api_key=False)
         register_secret(config.api_key)
@@ -118,6 +125,17 @@ def _run(args: argparse.Namespace) -> int:
     daemon = Daemon(config, once=args.once, reload_config=reload_config)
     daemon.install_signal_handlers()
     return daemon.run()
+
+
+def _check(args: argparse.Namespace) -> int:
+    def load() -> Config:
+        config = load_config(config_path=args.config)
+        register_secret(config.api_key)
+        return config
+
+    findings = run_checks(load)
+    print(report(findings))
+    return EXIT_OK if all(f.ok for f in findings) else EXIT_FAILURE
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:

@@ -1,0 +1,151 @@
+"""`check`: everything that would stop the daemon from working, each with its fix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mavi_uploader.config import AfterUpload, Config, ConfigError
+from mavi_uploader.mavi import AuthProblem, MaviClient, MaviError, TransientError
+from mavi_uploader.ratelimit import RateLimiter
+from mavi_uploader.rules import directory_ignored
+
+INOTIFY_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+# An asset id nobody has: asking for its metadata is harmless and needs a valid key.
+PROBE_ASSET_ID = "re_000000000000000000"
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    what: str
+    fix: str = ""
+
+
+def _folder(path: Path, label: str, fix_key: str) -> Finding:
+    if not path.exists():
+        return Finding(False, f"{label} {path} does not exist", f"create it, or change {fix_key}")
+    if not path.is_dir():
+        return Finding(False, f"{label} {path} is not a folder", f"change {fix_key}")
+    try:
+        next(os.scandir(path), None)
+    except OSError as exc:
+        return Finding(
+            False,
+            f"{label} {path} cannot be read: {exc.strerror}",
+            "give the daemon's user read and execute permission",
+        )
+    return Finding(True, f"{label} {path} is readable")
+
+
+def _writable_dir(path: Path, label: str, fix: str) -> Finding:
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return Finding(False, f"{label} {path} is not writable", fix)
+    return Finding(True, f"{label} {path} is writable")
+
+
+def _api(client: MaviClient) -> Finding:
+    try:
+        client.metadata(PROBE_ASSET_ID)
+    except AuthProblem as exc:
+        return Finding(
+            False,
+            f"the API rejected the key: {exc.reason}",
+            "set a valid key in MAVI_API_KEY or the api_key_file",
+        )
+    except TransientError as exc:
+        if exc.network or "timed out" in exc.reason or "TLS" in exc.reason:
+            return Finding(
+                False,
+                f"the API at {client.api_base} is unreachable: {exc.reason}",
+                "check the network, a proxy, or MAVI_API_BASE / api_base",
+            )
+    except MaviError:
+        pass  # "no such asset" in any form: the server answered and took the key
+    return Finding(True, f"the API at {client.api_base} answers and accepts the key")
+
+
+def _count_dirs(config: Config) -> int:
+    total = 0
+    for watch in config.watches:
+        if watch.poll or not watch.recursive or not watch.path.is_dir():
+            total += 1 if watch.path.is_dir() else 0
+            continue
+        root = os.fspath(watch.path)
+        for top, dirs, _files in os.walk(root):
+            dirs[:] = [
+                d
+                for d in dirs
+                if not directory_ignored(os.path.join(top, d), root, watch.ignore, True)
+            ]
+            total += 1
+    return total
+
+
+def _inotify(config: Config, limit_file: Path) -> Finding | None:
+    try:
+        limit = int(limit_file.read_text().strip())
+    except (OSError, ValueError):
+        return None  # not Linux, or not readable: nothing to compare
+    needed = _count_dirs(config)
+    # Other programs of the same user need watches too: keep a fifth of the limit spare.
+    if needed > limit * 0.8:
+        return Finding(
+            False,
+            f"{needed} folders to watch but fs.inotify.max_user_watches is {limit}",
+            f"sudo sysctl -w fs.inotify.max_user_watches={max(524288, needed * 2)} (persist it"
+            " in /etc/sysctl.d/), or set poll = true on the biggest [[watch]]",
+        )
+    return Finding(True, f"{needed} folders to watch, inotify allows {limit}")
+
+
+def run_checks(
+    load: Callable[[], Config],
+    *,
+    make_client: Callable[[Config], MaviClient] | None = None,
+    inotify_limit_file: Path = INOTIFY_WATCHES,
+) -> list[Finding]:
+    """Every finding, good and bad, in the order a person would fix them."""
+    try:
+        config = load()
+    except ConfigError as exc:
+        return [Finding(False, f"config: {exc}", "fix the file or the environment as named")]
+    where = config.config_file or "the config file"
+    findings = [Finding(True, f"config {where} is valid; API key is set")]
+    findings += [Finding(False, w, "see the warning") for w in config.warnings]
+    if not config.watches:
+        findings.append(Finding(False, "no watch folders", f"add a [[watch]] table to {where}"))
+    findings += [_folder(w.path, "watch folder", f"path in {where}") for w in config.watches]
+    if config.after_upload is AfterUpload.MOVE and config.done_dir is not None:
+        findings.append(_writable_dir(config.done_dir, "done_dir", "fix its permissions"))
+    findings.append(
+        _writable_dir(
+            config.state_dir, "state dir", "fix its permissions or set MAVI_UPLOADER_STATE_DIR"
+        )
+    )
+    inotify = _inotify(config, inotify_limit_file)
+    if inotify is not None:
+        findings.append(inotify)
+    client = (make_client or _default_client)(config)
+    findings.append(_api(client))
+    return findings
+
+
+def _default_client(config: Config) -> MaviClient:
+    return MaviClient(config.api_base, config.api_key, limiter=RateLimiter(0), timeout=(10, 20))
+
+
+def report(findings: list[Finding]) -> str:
+    lines = []
+    for f in findings:
+        lines.append(f"{'ok  ' if f.ok else 'FAIL'}  {f.what}")
+        if not f.ok and f.fix:
+            lines.append(f"      fix: {f.fix}")
+    problems = sum(not f.ok for f in findings)
+    lines.append("all good" if not problems else f"{problems} problem(s)")
+    return "\n".join(lines)

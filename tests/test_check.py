@@ -1,0 +1,82 @@
+"""`check`: each problem is found and printed with its fix; exit 0 only when all is well."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import API_KEY
+from fakemavi import FakeMavi
+from mavi_uploader.checks import report, run_checks
+from mavi_uploader.cli import main
+from mavi_uploader.config import load_config
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeMavi) -> Path:
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    (watch / "sub").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[watch]]\npath = "{watch}"\n')
+    monkeypatch.setenv("MAVI_UPLOADER_CONFIG", str(config))
+    monkeypatch.setenv("MAVI_UPLOADER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("MAVI_API_KEY", API_KEY)
+    monkeypatch.setenv("MAVI_API_BASE", fake.api_base)
+    return config
+
+
+def check(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["check"])
+    return code, capsys.readouterr().out
+
+
+def test_all_good_exits_0(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(capsys)
+    assert code == 0, out
+    assert "FAIL" not in out and out.rstrip().endswith("all good")
+    assert "answers and accepts the key" in out
+
+
+def test_missing_watch_folder_is_reported_with_its_fix(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.write_text(f'[[watch]]\npath = "{tmp_path / "nowhere"}"\n')
+    code, out = check(capsys)
+    assert code == 1
+    assert f"FAIL  watch folder {tmp_path / 'nowhere'} does not exist" in out
+    assert "fix: create it" in out
+
+
+def test_rejected_key(env: Path, fake: FakeMavi, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.set_api_key("another-key-entirely")
+    code, out = check(capsys)
+    assert code == 1 and "rejected the key" in out and API_KEY not in out
+
+
+def test_unreachable_api(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MAVI_API_BASE", "http://127.0.0.1:9/serve/api/v2")  # discard port
+    code, out = check(capsys)
+    assert code == 1 and "unreachable" in out and "MAVI_API_BASE" in out
+
+
+def test_missing_key(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MAVI_API_KEY")
+    code, out = check(capsys)
+    assert code == 1 and "set MAVI_API_KEY or api_key_file" in out
+
+
+def test_too_many_folders_for_inotify(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    limit = tmp_path / "max_user_watches"
+    limit.write_text("2\n")
+    findings = run_checks(load_config, inotify_limit_file=limit)
+    text = report(findings)
+    assert "2 folders to watch but fs.inotify.max_user_watches is 2" in text
+    assert "sudo sysctl -w fs.inotify.max_user_watches=" in text
