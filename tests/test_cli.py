@@ -56,6 +56,8 @@ def test_status_json_without_any_journal(setup: dict[str, Path], capsys: Any) ->
         "daemon": {"running": False, "pid": None},
         "paused": None,
         "counts": dict.fromkeys(STATES, 0),
+        "uploads": [],
+        "recent_errors": [],
     }
 
 

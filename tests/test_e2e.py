@@ -182,3 +182,27 @@ def test_enqueue_skips_the_settle_wait(fake: FakeMavi, daemon_factory: DaemonFac
     assert result.returncode == 0, result.stderr
     wait_for(lambda: done_count(daemon) == 1, what="urgent.mp4 done without settling")
     assert fake.received_sha256s() == [sha256_of(clip)]
+
+
+def test_status_shows_uploads_in_flight_with_progress(
+    fake: FakeMavi, daemon_factory: DaemonFactory
+) -> None:
+    daemon = daemon_factory(bandwidth_limit="4M")
+    daemon.start()
+    daemon.wait_ready()
+    big = write_video(daemon.watch / "interview.mov", 24_000_000)
+
+    def moving() -> dict[str, object] | None:
+        uploads = daemon.status()["uploads"]
+        return uploads[0] if uploads and uploads[0]["speed_bytes_per_second"] else None
+
+    upload = wait_for(moving, what="progress with a speed")
+    assert upload["path"] == str(big) and upload["size"] == 24_000_000
+    assert 0 < upload["percent"] < 100
+    assert upload["eta_seconds"] is not None
+    # Speed is measured by the worker: the bandwidth limit caps it (with a little slack).
+    assert upload["speed_bytes_per_second"] <= 4_000_000 * 1.3
+    text = daemon.cli("status").stdout
+    assert "uploading now:" in text and "interview.mov" in text
+    wait_for(lambda: done_count(daemon) == 1, timeout=30, what="big upload done")
+    assert daemon.status()["uploads"] == []

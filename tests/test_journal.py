@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Clock
+from mavi_uploader import schema
 from mavi_uploader.journal import DB_NAME, Journal
 from mavi_uploader.records import Observation, State
 from mavi_uploader.schema import SCHEMA_VERSION, JournalError
@@ -246,3 +247,26 @@ def test_an_expired_lease_is_reclaimed_with_an_event(journal: Journal, clock: Cl
     assert "lease of hung-worker expired" in journal.history(file_id)[-1].reason
     # The hung worker's late moves are refused: it no longer owns the row.
     assert journal.transition(file_id, State.DONE, "late", owner="hung-worker") is None
+
+
+def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    conn = sqlite3.connect(state / DB_NAME)
+    for statement in schema._split(schema._MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO files (path, state, created_at, updated_at) VALUES (?, 'done', 1, 1)",
+        (b"/w/old.mp4",),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    journal = Journal.open(state)
+    (old,) = journal.by_path("/w/old.mp4")
+    assert old.state is State.DONE and old.upload_started_at is None
+    journal.update(old.id, progress_at=5.0)
+    assert journal.get(old.id).progress_at == 5.0  # type: ignore[union-attr]
+    journal.close()
+    conn = sqlite3.connect(state / DB_NAME)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2

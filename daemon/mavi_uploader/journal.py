@@ -51,6 +51,8 @@ _WRITABLE = frozenset(
         "lease_owner",
         "lease_expires_at",
         "bytes_sent",
+        "upload_started_at",
+        "progress_at",
     }
 )
 

@@ -64,6 +64,14 @@ class JournalReads:
         )
         return to_record(row) if row else None
 
+    def recent_errors(self, limit: int = 5) -> list[FileRecord]:
+        """Files whose last attempt left an error, newest first (for `status`)."""
+        rows = self._conn().execute(
+            "SELECT * FROM files WHERE last_error IS NOT NULL ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [to_record(r) for r in rows]
+
     def find_uploaded_twin(self, sha256: str, exclude_id: int) -> FileRecord | None:
         """A done file with identical content (for dedupe)."""
         row = (

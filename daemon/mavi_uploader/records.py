@@ -60,6 +60,8 @@ class FileRecord:
     bytes_sent: int
     created_at: float
     updated_at: float
+    upload_started_at: float | None = None
+    progress_at: float | None = None
 
     @property
     def name(self) -> str:

@@ -6,7 +6,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _ACTIVE = "('settling', 'queued', 'uploading', 'confirming')"
 _STATES = (
@@ -57,6 +57,12 @@ _MIGRATIONS: dict[int, str] = {
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+    """,
+    # v2: upload progress for `status` (speed, ETA) and an index for journal retention.
+    2: """
+    ALTER TABLE files ADD COLUMN upload_started_at REAL;
+    ALTER TABLE files ADD COLUMN progress_at REAL;
+    CREATE INDEX files_by_age ON files(state, updated_at);
     """,
 }
 

@@ -37,7 +37,7 @@ log = get_logger(__name__)
 
 # Renewed every PROGRESS_EVERY_SECONDS while bytes move; longer than any limiter wait.
 LEASE_SECONDS = 900.0
-PROGRESS_EVERY_SECONDS = 5.0
+PROGRESS_EVERY_SECONDS = 2.0
 # Reuse a journaled signed URL only if it stays valid long enough to send the file again.
 URL_REUSE_MARGIN_SECONDS = 900.0
 TWIN_WAIT_SECONDS = 15.0
@@ -207,6 +207,8 @@ class Worker:
                 rec = moved
             try:
                 assert rec.size is not None
+                started = self._clock()
+                self._ledger.note(rec, upload_started_at=started, progress_at=started, bytes_sent=0)
                 self._client.upload(
                     signed.url,
                     path,
@@ -314,6 +316,7 @@ class Worker:
                 fields: dict[str, object] = {"lease_expires_at": now + LEASE_SECONDS}
                 if record_bytes:
                     fields["bytes_sent"] = sent
+                    fields["progress_at"] = now
                 self._ledger.note(rec, **fields)
 
         return hook

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,45 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def upload_progress(rec: FileRecord, now: float) -> dict[str, Any]:
+    """Percent, speed and ETA of an upload, from the progress the worker journals."""
+    size = rec.size or 0
+    sent = rec.bytes_sent if rec.upload_started_at else 0
+    elapsed = (rec.progress_at or now) - (rec.upload_started_at or now)
+    speed = sent / elapsed if elapsed > 0 and sent else None
+    return {
+        "id": rec.id,
+        "path": display_path(rec.path),
+        "size": size,
+        "bytes_sent": sent,
+        "percent": round(100.0 * sent / size, 1) if size else None,
+        "speed_bytes_per_second": round(speed) if speed else None,
+        "eta_seconds": round((size - sent) / speed) if speed else None,
+    }
+
+
 def status_document(state_dir: Path, journal: Journal | None, holder: LockHolder) -> dict[str, Any]:
     pause = journal.pause() if journal else None
     counts = journal.counts() if journal else {s.value: 0 for s in State}
+    now = time.time()
+    uploading = journal.in_states([State.UPLOADING]) if journal else []
+    errors = journal.recent_errors() if journal else []
     return {
         "state_dir": str(state_dir),
         "daemon": {"running": holder.running, "pid": holder.pid},
         "paused": {"reason": redact(pause.reason), "since": iso(pause.since)} if pause else None,
         "counts": counts,
+        "uploads": [upload_progress(r, now) for r in uploading],
+        "recent_errors": [
+            {
+                "id": r.id,
+                "path": display_path(r.path),
+                "state": r.state.value,
+                "error": redact(r.last_error or ""),
+                "at": iso(r.updated_at),
+            }
+            for r in errors
+        ],
     }
 
 
@@ -43,7 +75,40 @@ def status_text(doc: dict[str, Any]) -> str:
     lines.append("")
     width = max(len(s) for s in doc["counts"])
     lines.extend(f"{state:<{width}}  {n:>7}" for state, n in doc["counts"].items())
+    if doc["uploads"]:
+        rows = [
+            [
+                _percent(u["percent"]),
+                _human_size(u["bytes_sent"]) + " / " + _human_size(u["size"]),
+                _speed(u["speed_bytes_per_second"]),
+                _eta(u["eta_seconds"]),
+                u["path"],
+            ]
+            for u in doc["uploads"]
+        ]
+        lines += ["", "uploading now:", _table(["DONE", "SENT", "SPEED", "ETA", "PATH"], rows)]
+    if doc["recent_errors"]:
+        lines += ["", "recent errors:"]
+        lines += [
+            f"#{e['id']} {e['path']} [{e['state']}]: {e['error']}" for e in doc["recent_errors"]
+        ]
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def _speed(value: int | None) -> str:
+    return "-" if not value else _human_size(value) + "/s"
+
+
+def _eta(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def file_document(rec: FileRecord) -> dict[str, Any]:
