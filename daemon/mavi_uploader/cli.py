@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         "check", parents=[common], help="validate config, folders, key and API; print fixes"
     )
 
+    forget = sub.add_parser(
+        "forget", parents=[common], help="drop finished files from the journal (PATH or ID)"
+    )
+    forget.add_argument("targets", metavar="PATH|ID", nargs="+")
+
     retry = sub.add_parser("retry", parents=[common], help="move failed files back to queued")
     retry.add_argument("ids", metavar="ID", nargs="*", type=int)
     retry.add_argument("--all-failed", action="store_true")
@@ -96,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "list": _list,
             "history": _history,
             "enqueue": _enqueue,
+            "forget": _forget,
             "retry": _retry,
         }[args.command]
         return handler(args, config)
@@ -162,14 +168,7 @@ def _list(args: argparse.Namespace, config: Config) -> int:
 
 def _history(args: argparse.Namespace, config: Config) -> int:
     journal = Journal.open_existing(config.state_dir)
-    records: list[FileRecord] = []
-    if journal is not None:
-        target = args.target
-        if target.isdigit() and not os.path.exists(target):
-            found = journal.get(int(target))
-            records = [found] if found else []
-        else:
-            records = journal.by_path(os.path.abspath(target))
+    records = _find(journal, args.target) if journal is not None else []
     if journal is None or not records:
         print(f"mavi-uploader: no file {args.target!r} in the journal", file=sys.stderr)
         return EXIT_FAILURE
@@ -182,6 +181,32 @@ def _history(args: argparse.Namespace, config: Config) -> int:
     else:
         print("\n\n".join(history_text(r, journal.history(r.id)) for r in records))
     return EXIT_OK
+
+
+def _find(journal: Journal, target: str) -> list[FileRecord]:
+    """A target is a file ID, or a path (all of its generations)."""
+    if target.isdigit() and not os.path.exists(target):
+        found = journal.get(int(target))
+        return [found] if found else []
+    return journal.by_path(os.path.abspath(target))
+
+
+def _forget(args: argparse.Namespace, config: Config) -> int:
+    journal = Journal.open(config.state_dir)
+    problems = 0
+    for target in args.targets:
+        records = _find(journal, target)
+        busy = [r for r in records if r.state in (State.UPLOADING, State.CONFIRMING)]
+        if not records or busy:
+            why = "not in the journal" if not records else f"#{busy[0].id} is {busy[0].state.value}"
+            print(f"{target}: {why}; nothing forgotten", file=sys.stderr)
+            problems += 1
+            continue
+        journal.forget([r.id for r in records])
+        for rec in records:
+            print(f"forgot #{rec.id} {display_path(rec.path)} ({rec.state.value})")
+    journal.close()
+    return EXIT_FAILURE if problems else EXIT_OK
 
 
 def _enqueue(args: argparse.Namespace, config: Config) -> int:

@@ -40,7 +40,7 @@ ENV_STATE_DIR = "MAVI_UPLOADER_STATE_DIR"
 _TOP_KEYS = (
     "api_base", "api_key_file", "concurrency", "settle_seconds", "rate_limit_per_second",
     "bandwidth_limit", "dedupe", "after_upload", "done_dir", "extensions", "state_dir",
-    "rescan_interval_seconds", "watch",
+    "rescan_interval_seconds", "keep_done_days", "watch",
 )
 # fmt: on
 _WATCH_KEYS = ("path", "recursive", "ignore", "poll", "poll_interval_seconds")
@@ -84,6 +84,7 @@ class Config:
     state_dir: Path
     config_file: Path | None
     rescan_interval_seconds: float = 3600.0
+    keep_done_days: float = 90.0  # journal rows of finished files older than this are pruned
     warnings: tuple[str, ...] = ()
 
 
@@ -250,9 +251,13 @@ class _Table:
 
 class _Loader(_Table):
     def __init__(
-        self, data: dict[str, Any], config_file: Path | None, env: Mapping[str, str], cwd: Path,
+        self,
+        data: dict[str, Any],
+        config_file: Path | None,
+        env: Mapping[str, str],
+        cwd: Path,
         secrets: list[str],
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(data, f"{config_file}: " if config_file else "")
         self.config_file, self.env, self.cwd, self.secrets = config_file, env, cwd, secrets
         self.base = config_file.parent if config_file else cwd  # file paths are file-relative
@@ -284,6 +289,7 @@ class _Loader(_Table):
             state_dir=self.state_dir(state_dir),
             config_file=self.config_file,
             rescan_interval_seconds=self.num("rescan_interval_seconds", 3600.0, "seconds, 0 = off"),
+            keep_done_days=self.num("keep_done_days", 90.0, "days >= 0 (0 = keep forever)"),
             warnings=tuple(self.warnings),
         )
         if need_key and not api_key:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,7 @@ from mavi_uploader.records import (
     State,
     path_to_blob,
 )
-from mavi_uploader.schema import (
-    JournalError,
-    connect,
-    create_private_file,
-    migrate,
-    unusable_journal,
-)
+from mavi_uploader.schema import ConnectionPool, JournalError, create_private_file, migrate
 
 DB_NAME = "journal.sqlite3"
 Clock = Callable[[], float]
@@ -63,13 +56,9 @@ class Journal(JournalReads):
     def __init__(self, db_path: Path, *, clock: Clock = time.time, read_only: bool = False):
         self.db_path = db_path
         self._clock = clock
-        self._read_only = read_only
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        migrate_conn = self._conn()
+        self._db = ConnectionPool(db_path, read_only=read_only)
         if not read_only:
-            migrate(migrate_conn, db_path)
+            migrate(self._db.get(), db_path)
 
     @classmethod
     def open(cls, state_dir: Path, *, clock: Clock = time.time) -> Journal:
@@ -94,37 +83,13 @@ class Journal(JournalReads):
         return cls(db_path, read_only=True)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = connect(self.db_path, read_only=self._read_only)
-            except sqlite3.DatabaseError as exc:
-                raise unusable_journal(self.db_path, exc) from exc
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
+        return self._db.get()
 
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        self._db.close()
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front, so no statement inside can hit SQLITE_BUSY
-        # half-way (a deferred read that upgrades to a write ignores the busy timeout).
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self._db.transaction()
 
     def _event(
         self, conn: sqlite3.Connection, file_id: int, old: State | None, new: State, why: str
@@ -343,6 +308,52 @@ class Journal(JournalReads):
     def clear_pause(self) -> None:
         with self._tx() as conn:
             conn.execute("DELETE FROM daemon_flags WHERE key IN ('pause_reason', 'pause_since')")
+
+    # ---- housekeeping ----------------------------------------------------------------
+
+    def prune(self, older_than: float, still_there: Callable[[FileRecord], bool]) -> int:
+        """Delete finished rows (and their events) last touched before `older_than`.
+
+        The latest row of a path whose file is still there is kept: it is what stops a
+        rescan from uploading that file again. Failed rows stay until someone acts on them.
+        """
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT * FROM files WHERE state IN ('done', 'duplicate', 'vanished', 'skipped')"
+                " AND updated_at < ? AND id NOT IN (SELECT MAX(id) FROM files GROUP BY path)",
+                (older_than,),
+            )
+            .fetchall()
+        )
+        latest = (
+            self._conn()
+            .execute(
+                "SELECT * FROM files WHERE state IN ('done', 'duplicate', 'vanished', 'skipped')"
+                " AND updated_at < ? AND id IN (SELECT MAX(id) FROM files GROUP BY path)",
+                (older_than,),
+            )
+            .fetchall()
+        )
+        doomed = [r["id"] for r in rows]
+        doomed += [r["id"] for r in latest if not still_there(to_record(r))]
+        return self.forget(doomed)
+
+    def forget(self, ids: Sequence[int]) -> int:
+        """Delete rows and their events; a duplicate pointing at one keeps its asset id."""
+        removed = 0
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            with self._tx() as conn:
+                conn.execute(
+                    f"UPDATE files SET duplicate_of = NULL WHERE duplicate_of IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+                conn.execute(f"DELETE FROM events WHERE file_id IN ({marks})", chunk)  # noqa: S608
+                sql = f"DELETE FROM files WHERE id IN ({marks})"  # noqa: S608
+                removed += conn.execute(sql, chunk).rowcount
+        return removed
 
     # ---- commands and reports --------------------------------------------------------
 

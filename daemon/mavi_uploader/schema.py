@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 SCHEMA_VERSION = 2
@@ -87,6 +90,50 @@ def connect(db_path: Path, *, read_only: bool = False) -> sqlite3.Connection:
         # cut cannot roll back a journaled signed URL.
         conn.execute("PRAGMA synchronous = FULL")
     return conn
+
+
+class ConnectionPool:
+    """One connection per thread (sqlite3 connections must not be shared mid-transaction)."""
+
+    def __init__(self, db_path: Path, *, read_only: bool = False) -> None:
+        self.db_path = db_path
+        self._read_only = read_only
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = connect(self.db_path, read_only=self._read_only)
+            except sqlite3.DatabaseError as exc:
+                raise unusable_journal(self.db_path, exc) from exc
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so no statement inside can hit SQLITE_BUSY
+        # half-way (a deferred read that upgrades to a write ignores the busy timeout).
+        conn = self.get()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
 
 
 def create_private_file(path: Path) -> None:

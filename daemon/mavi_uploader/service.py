@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+from mavi_uploader import housekeeping
 from mavi_uploader.config import Config, ConfigError
 from mavi_uploader.journal import Journal
 from mavi_uploader.lock import StateDirLock
@@ -193,6 +194,7 @@ class Daemon:
         next_rescan = time.monotonic() + (self.config.rescan_interval_seconds or float("inf"))
         next_watch_check = time.monotonic() + WATCH_RETRY_SECONDS
         next_report = 0.0
+        next_prune = time.monotonic()  # once at start, then hourly
         while not self.stop.wait(ONCE_POLL_SECONDS if self.once else 1.0):
             if time.monotonic() >= next_report:
                 next_report = time.monotonic() + REPORT_EVERY_SECONDS
@@ -216,6 +218,15 @@ class Daemon:
                     watcher.rescan([root])
             if watcher.overflowed():
                 log.warning("kernel dropped file events; rescanning", new_files=watcher.rescan())
+            if now >= next_prune:
+                next_prune = now + housekeeping.PRUNE_EVERY_SECONDS
+                removed = housekeeping.prune(parts.journal, self.config.keep_done_days)
+                if removed:
+                    log.info(
+                        "journal retention",
+                        removed=removed,
+                        keep_done_days=self.config.keep_done_days,
+                    )
             if now >= next_rescan:
                 next_rescan = now + (self.config.rescan_interval_seconds or float("inf"))
                 log.info("periodic rescan", new_files=watcher.rescan())
