@@ -14,6 +14,7 @@ from mavi_uploader.config import Config, ConfigError, load_config
 from mavi_uploader.journal import Journal, JournalError
 from mavi_uploader.lock import AlreadyRunning, probe
 from mavi_uploader.log import configure_logging, get_logger
+from mavi_uploader.progress import UploadBars
 from mavi_uploader.records import FileRecord, Observation, State, display_path
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import Daemon
@@ -128,9 +129,17 @@ def _run(args: argparse.Namespace) -> int:
     if not config.watches:
         where = config.config_file or "the config file"
         raise ConfigError(f"{where}: no watch folders: add a [[watch]] table or pass --watch DIR")
-    daemon = Daemon(config, once=args.once, reload_config=reload_config)
-    daemon.install_signal_handlers()
-    return daemon.run()
+    if args.log_format == "json" or not sys.stdout.isatty():
+        daemon = Daemon(config, once=args.once, reload_config=reload_config)
+        daemon.install_signal_handlers()
+        return daemon.run()
+    with UploadBars() as bars:  # a person is watching: live bars, log lines above them
+        configure_logging("console", stream=bars.log_stream)
+        daemon = Daemon(
+            config, once=args.once, reload_config=reload_config, show_progress=bars.update
+        )
+        daemon.install_signal_handlers()
+        return daemon.run()
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO, cast
 
 import structlog
 
@@ -33,11 +33,19 @@ def redact_processor(
     return {key: _redact_value(value) for key, value in event_dict.items()}
 
 
+class LogStream(Protocol):
+    """Where log lines go: a text file, or the progress display's line printer."""
+
+    def write(self, text: str, /) -> int: ...
+    def flush(self) -> None: ...
+    def isatty(self) -> bool: ...
+
+
 def configure_logging(
-    log_format: LogFormat = "auto", stream: TextIO | None = None, level: int = logging.INFO
+    log_format: LogFormat = "auto", stream: LogStream | None = None, level: int = logging.INFO
 ) -> None:
     """Route structlog and stdlib logging (urllib3, watchdog) through one redacting pipeline."""
-    out = stream if stream is not None else sys.stdout
+    out = cast(TextIO, stream if stream is not None else sys.stdout)
     use_json = log_format == "json" or (log_format == "auto" and not out.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()

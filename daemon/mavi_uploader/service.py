@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from mavi_uploader import housekeeping
 from mavi_uploader.config import Config, ConfigError
@@ -30,6 +31,7 @@ from mavi_uploader.records import State
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.settle import Settler
 from mavi_uploader.uploader import Worker, WorkerSettings
+from mavi_uploader.views import upload_progress
 from mavi_uploader.watcher import Watcher, WatchRoot
 
 log = get_logger(__name__)
@@ -76,12 +78,14 @@ class Daemon:
         *,
         once: bool = False,
         reload_config: Callable[[], Config] | None = None,
+        show_progress: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.config = config
         self.once = once
         self.stop = threading.Event()
         self.work_ready = threading.Event()  # set when files are queued: wakes idle workers
         self._reload_config = reload_config
+        self._show_progress = show_progress
         self._signals = 0
         self._hup = False
         self._threads: list[threading.Thread] = []
@@ -196,6 +200,10 @@ class Daemon:
         next_report = 0.0
         next_prune = time.monotonic()  # once at start, then hourly
         while not self.stop.wait(ONCE_POLL_SECONDS if self.once else 1.0):
+            if self._show_progress is not None:
+                now = time.time()
+                uploading = parts.journal.in_states([State.UPLOADING])
+                self._show_progress([upload_progress(r, now) for r in uploading])
             if time.monotonic() >= next_report:
                 next_report = time.monotonic() + REPORT_EVERY_SECONDS
                 self._report(parts)
