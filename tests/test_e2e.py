@@ -206,3 +206,18 @@ def test_status_shows_uploads_in_flight_with_progress(
     assert "uploading now:" in text and "interview.mov" in text
     wait_for(lambda: done_count(daemon) == 1, timeout=30, what="big upload done")
     assert daemon.status()["uploads"] == []
+
+
+def test_enqueue_wait_follows_the_file_until_done(
+    fake: FakeMavi, daemon_factory: DaemonFactory
+) -> None:
+    daemon = daemon_factory(settle_seconds=3600)
+    clip = write_video(daemon.watch / "now.mp4", 5000)
+    alone = daemon.cli("enqueue", "--wait", str(clip))
+    assert alone.returncode == 1 and "no daemon is running" in alone.stderr
+    daemon.start()
+    daemon.wait_ready()
+    result = daemon.cli("enqueue", "--wait", str(clip), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("done #")
+    assert fake.received_sha256s() == [sha256_of(clip)]

@@ -26,6 +26,7 @@ from mavi_uploader.views import (
     status_document,
     status_text,
 )
+from mavi_uploader.waiting import follow
 from mavi_uploader.watcher import WatchRoot
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
 
     enqueue = sub.add_parser("enqueue", parents=[common], help="queue files now (no settle wait)")
     enqueue.add_argument("paths", metavar="PATH", nargs="+")
+    enqueue.add_argument(
+        "--wait", action="store_true", help="follow the files (progress bars) until done"
+    )
 
     sub.add_parser(
         "check", parents=[common], help="validate config, folders, key and API; print fixes"
@@ -222,6 +226,7 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
     roots = [WatchRoot.from_config(w, config.extensions) for w in config.watches]
     journal = Journal.open(config.state_dir)
     refused = 0
+    queued: list[int] = []
     for raw in args.paths:
         path = os.path.abspath(raw)
         try:
@@ -253,8 +258,20 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
             refused += 1
             continue
         rec = journal.enqueue(obs, "enqueued by hand")
+        queued.append(rec.id)
         print(f"{rec.state.value} #{rec.id} {display_path(path)}")
-    journal.close()
+    try:
+        if args.wait and queued:
+            if not probe(config.state_dir).running:
+                print(
+                    "no daemon is running to upload them: start `mavi-uploader run`",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+            if not follow(journal, queued):
+                refused += 1
+    finally:
+        journal.close()
     return EXIT_FAILURE if refused else EXIT_OK
 
 

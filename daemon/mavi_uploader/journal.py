@@ -358,15 +358,17 @@ class Journal(JournalReads):
     # ---- commands and reports --------------------------------------------------------
 
     def enqueue(self, obs: Observation, why: str) -> FileRecord:
-        """Queue a file now (no settle wait), reusing its live row when it has one."""
+        """Queue a file now (no settle wait). Returns its live row if it has one, or the
+        finished row when this very version (size, mtime) was already handled."""
         blob = path_to_blob(obs.path)
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT * FROM files WHERE path = ? AND state IN"
-                " ('settling','queued','uploading','confirming')",
-                (blob,),
+                "SELECT * FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (blob,)
             ).fetchone()
-            if row is not None:
+            same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
+            if row is not None and same and row["state"] in [s.value for s in HANDLED_STATES]:
+                return to_record(row)
+            if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
                 if row["state"] != State.SETTLING.value:
                     return to_record(row)
                 moved = self._move(

@@ -1,0 +1,54 @@
+"""`enqueue --wait`: follow files until the daemon has finished them, with bars on a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from mavi_uploader.journal import Journal
+from mavi_uploader.progress import UploadBars
+from mavi_uploader.records import ACTIVE_STATES, FileRecord, State, display_path
+from mavi_uploader.views import upload_progress
+
+POLL_SECONDS = 0.5
+GOOD_ENDINGS = (State.DONE, State.DUPLICATE)
+
+
+def _current(journal: Journal, ids: Sequence[int]) -> list[FileRecord]:
+    return [r for r in (journal.get(i) for i in ids) if r is not None]
+
+
+def follow(journal: Journal, ids: Sequence[int], out: TextIO = sys.stdout) -> bool:
+    """Block until every file in `ids` is final; True when all were uploaded (or duplicates)."""
+    if out.isatty():
+        with UploadBars() as bars:
+            return _follow(journal, ids, out, bars)
+    return _follow(journal, ids, out, None)
+
+
+def _follow(journal: Journal, ids: Sequence[int], out: TextIO, bars: UploadBars | None) -> bool:
+    seen: dict[int, State] = {}
+    while True:
+        records = _current(journal, ids)
+        now = time.time()
+        for rec in records:
+            if seen.get(rec.id) is rec.state:
+                continue
+            seen[rec.id] = rec.state
+            if rec.state not in ACTIVE_STATES:
+                line = f"{rec.state.value} #{rec.id} {display_path(rec.path)}"
+                if rec.last_error and rec.state not in GOOD_ENDINGS:
+                    line += f": {rec.last_error}"
+                if bars is not None:
+                    bars.finish(rec.id, f"{rec.name}: {rec.state.value}", rec.size or 0)
+                else:
+                    print(line, file=out, flush=True)
+            elif bars is None:
+                print(f"{rec.state.value} #{rec.id} {display_path(rec.path)}", file=out, flush=True)
+        if bars is not None:
+            bars.update([upload_progress(r, now) for r in records if r.state is State.UPLOADING])
+        if all(r.state not in ACTIVE_STATES for r in records):
+            return all(r.state in GOOD_ENDINGS for r in records)
+        time.sleep(POLL_SECONDS)
