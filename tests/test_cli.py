@@ -160,3 +160,17 @@ def test_reports_never_show_the_key_or_a_signed_url(
     for out in outputs:
         assert "storage.example/b/o" in out
         assert "abc123" not in out and API_KEY not in out
+
+
+def test_install_service_dry_run_writes_nothing(
+    setup: dict[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    code, out, _ = run(capsys, "install-service", "--dry-run", "--config", str(setup["config"]))
+    assert code == 0
+    assert "--- would write " in out and "[Service]" in out and "Type=notify" in out
+    assert not any(home.rglob("*.service")) and not any(home.rglob("*.plist"))
+    code, out, _ = run(capsys, "uninstall-service", "--dry-run")
+    assert code == 0 and "would remove" in out

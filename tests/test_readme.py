@@ -15,7 +15,7 @@ from mavi_uploader.config import WatchConfig, load_config
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from mavi_uploader import __version__
 from mavi_uploader.checks import report, run_checks
 from mavi_uploader.config import Config, ConfigError, load_config
+from mavi_uploader.install import InstallError, apply, describe, plan_install, plan_uninstall
 from mavi_uploader.journal import Journal, JournalError
 from mavi_uploader.lock import AlreadyRunning, probe
 from mavi_uploader.log import configure_logging, get_logger
@@ -85,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     forget.add_argument("targets", metavar="PATH|ID", nargs="+")
 
+    install = sub.add_parser(
+        "install-service",
+        parents=[common],
+        help="write and enable a systemd unit (Linux) or launchd agent (macOS)",
+    )
+    install.add_argument("--system", action="store_true", help="system-wide (root), not per user")
+    install.add_argument("--dry-run", action="store_true", help="print what would be done")
+    install.add_argument("--run-as", metavar="USER", help="--system: the service's user")
+    uninstall = sub.add_parser(
+        "uninstall-service", parents=[common], help="disable and remove the service"
+    )
+    uninstall.add_argument("--system", action="store_true")
+    uninstall.add_argument("--dry-run", action="store_true")
+
     retry = sub.add_parser("retry", parents=[common], help="move failed files back to queued")
     retry.add_argument("ids", metavar="ID", nargs="*", type=int)
     retry.add_argument("--all-failed", action="store_true")
@@ -98,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "check":
             return _check(args)
+        if args.command in ("install-service", "uninstall-service"):
+            return _service(args)
         configure_logging("console", stream=sys.stderr)
         config = load_config(config_path=args.config, require_api_key=False)
         register_secret(config.api_key)
@@ -116,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlreadyRunning as exc:
         print(f"mavi-uploader: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except InstallError as exc:
+        print(f"mavi-uploader: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except JournalError as exc:
         print(f"mavi-uploader: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -144,6 +164,23 @@ def _run(args: argparse.Namespace) -> int:
         )
         daemon.install_signal_handlers()
         return daemon.run()
+
+
+def _service(args: argparse.Namespace) -> int:
+    if args.command == "install-service":
+        # Without --config the plan reads what the service itself will read.
+        config = (
+            load_config(config_path=args.config, require_api_key=False) if args.config else None
+        )
+        plan = plan_install(system=args.system, config=config, user=args.run_as)
+    else:
+        plan = plan_uninstall(system=args.system)
+    if args.dry_run:
+        print(describe(plan), end="")
+        return EXIT_OK
+    messages = apply(plan)
+    print("\n".join(messages))
+    return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:

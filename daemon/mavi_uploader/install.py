@@ -1,9 +1,7 @@
 """install-service / uninstall-service: render the service-files/ templates, then enable them.
 
-Linux gets a systemd unit (system or user), macOS a launchd LaunchAgent. Planning is pure
-(`plan_install`, `plan_uninstall`); `describe` is the --dry-run text; `apply` writes the files
-and runs systemctl / launchctl only where they can work, returning instructions otherwise.
-"""
+Plans are pure data; describe() is the --dry-run text; apply() writes the files and runs
+systemctl / launchctl only where they can work, and otherwise says what to run."""
 
 from __future__ import annotations
 
@@ -22,14 +20,8 @@ from importlib import resources
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
-from mavi_uploader.config import (
-    APP_NAME,
-    AfterUpload,
-    Config,
-    default_config_path,
-    default_state_dir,
-    load_config,
-)
+from mavi_uploader import config as settings
+from mavi_uploader.config import APP_NAME, AfterUpload, Config
 
 SERVICE = "mavi-uploader.service"
 LABEL = "ai.memories.mavi-uploader"
@@ -61,45 +53,38 @@ class PlannedFile:
 
 @dataclass(frozen=True)
 class InstallPlan:
-    """What install/uninstall does, in `apply` order: directories, files, commands, remove."""
+    """What install/uninstall does, in apply() order: directories, files, commands, remove."""
 
     files: tuple[PlannedFile, ...]
     commands: tuple[tuple[str, ...], ...]
     notes: tuple[str, ...]
-    directories: tuple[Path, ...] = ()  # created before the files (e.g. launchd's log folder)
+    directories: tuple[Path, ...] = ()  # created before the files (launchd's log folder)
     remove: tuple[Path, ...] = ()  # deleted after the commands ran (uninstall)
 
 
-def read_template(name: str) -> str:
-    """The text of service-files/`name`, from the installed package or the source checkout."""
-    for folder in (resources.files("mavi_uploader") / "service-files", _CHECKOUT_TEMPLATES):
-        if (folder / name).is_file():
-            return (folder / name).read_text(encoding="utf-8")
-    raise InstallError(
-        f"service template {name} not found in the package or in {_CHECKOUT_TEMPLATES};"
-        " reinstall mavi-uploader"
-    )
-
-
 def render(name: str, values: Mapping[str, str]) -> str:
-    """Template `name` with every ${field} replaced; values must already be escaped."""
-    text = read_template(name)
+    """service-files/`name` with every ${field} replaced; values must already be escaped."""
+    folders = (resources.files("mavi_uploader") / "service-files", _CHECKOUT_TEMPLATES)
+    found = [folder / name for folder in folders if (folder / name).is_file()]
+    if not found:
+        raise InstallError(f"service template {name} not found; reinstall mavi-uploader")
+    text = found[0].read_text(encoding="utf-8")
     unknown = sorted(set(_PLACEHOLDER.findall(text)) - set(values))
     if unknown:
         raise InstallError(f"service template {name} has unknown fields: {', '.join(unknown)}")
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
-def _check_text(value: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InstallError(f"{value!r} holds control characters; a service file cannot name it")
-    return value
+def _text(value: object) -> str:
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InstallError(f"{text!r} holds control characters; a service file cannot name it")
+    return text
 
 
-def _sd_inner(value: str) -> str:
+def _sd_inner(value: object) -> str:
     """A value inside "..." on a unit-file line: specifiers and C escapes neutralised."""
-    escaped = _check_text(value).replace("%", "%%").replace("\\", "\\\\")
-    return escaped.replace('"', '\\"')
+    return _text(value).replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _sd_word(value: str, *, exec_line: bool = False) -> str:
@@ -115,25 +100,23 @@ def _under(path: Path, roots: Iterable[Path]) -> bool:
 
 def _command(executable: str | None) -> tuple[str, ...]:
     """The argv that starts this mavi-uploader: the running script, else this interpreter."""
-    if executable is None:
-        script = Path(sys.argv[0])
-        if script.name == APP_NAME and script.is_file():
-            return (os.path.abspath(script),)
-        # Not started as the script (python -m, tests): the running interpreter surely has us.
-        # sys.executable is not resolved: a venv's python is a symlink that selects the venv.
-        return (sys.executable, "-m", "mavi_uploader")
-    argv = [executable] if Path(executable).is_file() else shlex.split(executable)
-    first = argv[0] if argv else ""
-    found = os.path.abspath(first) if Path(first).is_file() else shutil.which(first)
-    if not found:
-        raise InstallError(f"executable {executable!r} not found; give its absolute path")
-    return (os.path.abspath(found), *argv[1:])
+    if executable is not None:
+        argv = (executable,) if Path(executable).is_file() else tuple(shlex.split(executable))
+        if not argv or not os.path.isabs(argv[0]):
+            raise InstallError(f"executable {executable!r}: give an absolute path")
+        return argv
+    script = Path(sys.argv[0])
+    if script.name == APP_NAME and script.is_file():
+        return (os.path.abspath(script),)
+    # Started as `python -m` (or by tests): this interpreter surely has the package. Not
+    # resolved: a venv's python is a symlink, and its path is what selects the venv.
+    return (sys.executable, "-m", "mavi_uploader")
 
 
 def _user_defaults(platform: str, home: Path | None) -> tuple[Path, Path]:
     """platformdirs' config file and state dir for `home` (the current user's when None)."""
     if home is None and platform == sys.platform:
-        return default_config_path(), default_state_dir()
+        return settings.default_config_path(), settings.default_state_dir()
     home = Path.home() if home is None else home
     if platform == "darwin":
         base = home / "Library" / "Application Support" / APP_NAME
@@ -145,10 +128,8 @@ def _writable(config: Config | None) -> list[Path]:
     """Folders the daemon writes besides its state dir: watches for move/delete, done_dir."""
     if config is None or config.after_upload is AfterUpload.KEEP:
         return []
-    paths = [w.path for w in config.watches]
-    if config.after_upload is AfterUpload.MOVE and config.done_dir is not None:
-        paths.append(config.done_dir)
-    return list(dict.fromkeys(paths))
+    done = [config.done_dir] if config.after_upload is AfterUpload.MOVE and config.done_dir else []
+    return list(dict.fromkeys([*(w.path for w in config.watches), *done]))
 
 
 def plan_install(
@@ -163,36 +144,32 @@ def plan_install(
     """What install-service writes and runs.
 
     Args:
-        config: the config the service will read (watch folders, after_upload, paths). None:
-            --system reads /etc/mavi-uploader/config.toml if present; a user service reads what
-            this user's CLI reads (env included), unless `home` is given (then: none).
-        home: the user's home for user services (tests); default Path.home().
-        user: the account a --system service runs as; default mavi-uploader, created for you.
+        config: what the service reads; None: /etc/mavi-uploader/config.toml if present
+            (--system), else what this user's CLI reads (nothing when `home` is given).
+        user: the account of a --system service; default mavi-uploader, created for you.
     """
     if platform == "darwin" and system:
-        raise InstallError(
-            "--system is not supported on macOS: install-service without --system installs a"
-            " LaunchAgent that runs as you whenever you are logged in"
-        )
+        msg = "--system is not supported on macOS: without it, a LaunchAgent runs as you"
+        raise InstallError(msg + " whenever you are logged in")
     if not platform.startswith(("linux", "darwin")):
         raise InstallError(f"install-service supports Linux (systemd) and macOS, not {platform}")
     if user is not None and not system:
-        raise InstallError("--user NAME applies to --system only; a user service runs as you")
+        raise InstallError("a service user applies to --system only; a user service runs as you")
     argv = _command(executable)
     if system:
         if config is None and SYSTEM_CONFIG.is_file():
-            config = load_config(config_path=str(SYSTEM_CONFIG), env={}, require_api_key=False)
+            path = str(SYSTEM_CONFIG)
+            config = settings.load_config(config_path=path, env={}, require_api_key=False)
         return _systemd_system(argv, config, user or SERVICE_USER)
     if config is None and home is None:
-        config = load_config(require_api_key=False)
+        config = settings.load_config(require_api_key=False)
     config_file, state_dir = _user_defaults(platform, home)
     if config is not None:
         config_file, state_dir = config.config_file or config_file, config.state_dir
     start = config is not None and bool(config.watches)
     notes = [] if start else [f"create {config_file} with your [[watch]] folders (see README)"]
-    if platform == "darwin":
-        return _launchd(argv, config_file, state_dir, home or Path.home(), start, notes)
-    return _systemd_user(argv, config_file, state_dir, home or Path.home(), start, notes)
+    make = _launchd if platform == "darwin" else _systemd_user
+    return make(argv, config_file, state_dir, home or Path.home(), start, notes)
 
 
 def _systemd_system(argv: tuple[str, ...], config: Config | None, user: str) -> InstallPlan:
@@ -200,24 +177,24 @@ def _systemd_system(argv: tuple[str, ...], config: Config | None, user: str) -> 
         try:
             pwd.getpwnam(user)
         except KeyError:
-            raise InstallError(
-                f"user {user} does not exist: create it, or leave out --user to run the service"
-                f" as {SERVICE_USER} (created for you)"
-            ) from None
+            msg = f"user {user} does not exist: create it, or leave it out to use {SERVICE_USER}"
+            raise InstallError(msg) from None
     watches = [w.path for w in config.watches] if config else []
     writable, mode = _writable(config), config.after_upload.value if config else "keep"
     programs = [Path(a) for a in argv if os.path.isabs(a)]
     seen = [*watches, *writable, *programs]
-    rw_block = [f"# after_upload = {mode}: the daemon writes these folders"] if writable else []
-    rw_block += [f"ReadWritePaths={_sd_word(f'-{p}')}" for p in writable]
+    rw_block = [f"# after_upload = {mode}: the watch folders stay read-only"]
+    if writable:
+        rw_block = [f"# after_upload = {mode}: the daemon writes these folders"]
+        rw_block += [f"ReadWritePaths={_sd_word(f'-{p}')}" for p in writable]
     if mode == "move":  # rename(2) never crosses mount points, and each path is a bind mount
         rw_block.append("# done_dir is a separate mount: a move there is a copy, then a delete")
     values = {
         "exec_start": " ".join(_sd_word(a, exec_line=True) for a in argv),
-        "user": _check_text(user),
+        "user": _text(user),
         "protect_home": "read-only" if any(_under(p, _HOMES) for p in seen) else "yes",
         "private_tmp": "no" if any(_under(p, _TMPS) for p in seen) else "yes",
-        "read_write_paths": "\n".join(rw_block or [f"# after_upload = {mode}: all read-only"]),
+        "read_write_paths": "\n".join(rw_block),
     }
     files = [PlannedFile(SYSTEM_UNIT, render("mavi-uploader.service", values), 0o644)]
     commands: list[tuple[str, ...]] = []
@@ -233,38 +210,35 @@ def _systemd_system(argv: tuple[str, ...], config: Config | None, user: str) -> 
     if config is None or not config.watches:
         notes.append(
             f"create {SYSTEM_CONFIG} with your [[watch]] folders (see README), run"
-            " install-service --system again so ReadWritePaths= follows after_upload, then"
+            f" install-service --system again (ReadWritePaths= follows after_upload), then"
             f" systemctl start {SERVICE}"
         )
     else:
         commands.append(("systemctl", "restart", SERVICE))
         if config.config_file not in (None, SYSTEM_CONFIG):
             notes.append(f"the service reads {SYSTEM_CONFIG}: copy {config.config_file} there")
-    if config is not None and user != "root":
-        folders = ", ".join(map(str, dict.fromkeys([*watches, *writable])))
-        rights = "rwX" if writable else "rX"
-        notes.append(
-            f"the service runs as {user}: it needs {rights} on {folders}"
-            f" (e.g. setfacl -R -m u:{user}:{rights},d:u:{user}:{rights} FOLDER)"
-        )
-    if config is not None and config.done_dir is not None and mode == "move":
-        if not config.done_dir.is_dir():  # a missing ReadWritePaths= folder stays read-only
-            notes.append(f"create done_dir {config.done_dir}, writable by {user}, before start")
+        if user != "root":
+            folders = ", ".join(map(str, dict.fromkeys([*watches, *writable])))
+            rights = "rwX" if writable else "rX"
+            notes.append(
+                f"the service runs as {user}: it needs {rights} on {folders}"
+                f" (e.g. setfacl -R -m u:{user}:{rights},d:u:{user}:{rights} FOLDER)"
+            )
+    if config and config.done_dir and mode == "move" and not config.done_dir.is_dir():
+        # A ReadWritePaths= folder that is missing at start stays read-only.
+        notes.append(f"create done_dir {config.done_dir}, writable by {user}, before start")
     if user != "root" and any(_under(p, _HOMES) for p in programs):
         notes.append(
             f"{argv[0]} is in a home directory, which {user} usually cannot enter: install"
             " mavi-uploader system-wide (e.g. a venv in /opt/mavi-uploader) and run this again"
         )
-    notes.append(
-        f"logs: journalctl -u {SERVICE} -f; reload the config: systemctl reload {SERVICE};"
-        f" status: MAVI_UPLOADER_STATE_DIR={SYSTEM_STATE_DIR} mavi-uploader status"
-    )
+    status = f"MAVI_UPLOADER_STATE_DIR={SYSTEM_STATE_DIR} mavi-uploader status"
+    notes.append(f"logs: journalctl -u {SERVICE} -f; reload: systemctl reload {SERVICE}; {status}")
     return InstallPlan(tuple(files), tuple(commands), tuple(notes))
 
 
-def _user_unit_paths(home: Path) -> tuple[Path, Path]:
-    units = home / ".config" / "systemd" / "user"
-    return units / SERVICE, units / "default.target.wants" / SERVICE
+def _user_unit(home: Path) -> Path:
+    return home / ".config" / "systemd" / "user" / SERVICE
 
 
 def _systemd_user(
@@ -273,18 +247,14 @@ def _systemd_user(
 ) -> InstallPlan:  # fmt: skip
     values = {
         "exec_start": " ".join(_sd_word(a, exec_line=True) for a in argv),
-        "config_file": _sd_inner(str(config_file)),
-        "state_dir": _sd_inner(str(state_dir)),
+        "config_file": _sd_inner(config_file),
+        "state_dir": _sd_inner(state_dir),
     }
-    unit = PlannedFile(
-        _user_unit_paths(home)[0], render("mavi-uploader-user.service", values), 0o644
-    )
+    content = render("mavi-uploader-user.service", values)
     ctl = ("systemctl", "--user")
-    commands = [(*ctl, "daemon-reload"), (*ctl, "enable", SERVICE)]
-    if start:
-        commands.append((*ctl, "restart", SERVICE))
-    else:
-        notes.append(f"then: systemctl --user start {SERVICE}")
+    commands = [(*ctl, "daemon-reload"), (*ctl, "enable", SERVICE), (*ctl, "restart", SERVICE)]
+    if not start:
+        notes.append(f"then: {shlex.join(commands.pop())}")
     name = getpass.getuser()
     if not (Path("/var/lib/systemd/linger") / name).exists():
         notes.append(
@@ -292,15 +262,14 @@ def _systemd_user(
             " running after you log out; without it, it runs only while you are logged in"
         )
     notes.append(
-        f"logs: journalctl --user -u {SERVICE} -f; reload the config:"
-        f" systemctl --user reload {SERVICE}"
+        f"logs: journalctl --user -u {SERVICE} -f; reload: systemctl --user reload {SERVICE}"
     )
+    unit = PlannedFile(_user_unit(home), content, 0o644)
     return InstallPlan((unit,), tuple(commands), tuple(notes))
 
 
 def _launchd_paths(home: Path) -> tuple[Path, Path]:
-    library = home / "Library"
-    return library / "LaunchAgents" / f"{LABEL}.plist", library / "Logs" / APP_NAME
+    return home / "Library/LaunchAgents" / f"{LABEL}.plist", home / "Library/Logs" / APP_NAME
 
 
 def _launchd(
@@ -308,25 +277,19 @@ def _launchd(
     notes: list[str],
 ) -> InstallPlan:  # fmt: skip
     plist, log_dir = _launchd_paths(home)
-    xml = [xml_escape(_check_text(str(v))) for v in (config_file, state_dir, log_dir)]
-    words = [f"\t\t<string>{xml_escape(_check_text(a))}</string>" for a in argv]
-    values = dict(zip(("config_file", "state_dir", "log_dir"), xml, strict=True))
-    agent = PlannedFile(
-        plist, render(f"{LABEL}.plist", {**values, "program_arguments": "\n".join(words)}), 0o644
-    )
-    domain = f"gui/{os.getuid()}"
-    commands = [
-        ("launchctl", "bootout", f"{domain}/{LABEL}"),
-        ("launchctl", "enable", f"{domain}/{LABEL}"),
-    ]
-    bootstrap = ("launchctl", "bootstrap", domain, str(plist))
-    if start:
-        commands.append(bootstrap)
-    else:
-        notes.append(f"then: {shlex.join(bootstrap)}")
+    paths = {"config_file": config_file, "state_dir": state_dir, "log_dir": log_dir}
+    values = {key: xml_escape(_text(path)) for key, path in paths.items()}
+    words = [f"\t\t<string>{xml_escape(_text(a))}</string>" for a in argv]
+    values["program_arguments"] = "\n".join(words)
+    agent = PlannedFile(plist, render(f"{LABEL}.plist", values), 0o644)
+    domain, ctl = f"gui/{os.getuid()}", "launchctl"
+    target = f"{domain}/{LABEL}"
+    commands: list[tuple[str, ...]] = [(ctl, "bootout", target), (ctl, "enable", target)]
+    commands.append((ctl, "bootstrap", domain, str(plist)))
+    if not start:
+        notes.append(f"then: {shlex.join(commands.pop())}")
     notes += [
-        f"logs: {log_dir}/mavi-uploader.log and mavi-uploader.err.log; reload the config:"
-        f" launchctl kill HUP {domain}/{LABEL}",
+        f"logs: {log_dir}/mavi-uploader.log and .err.log; reload: launchctl kill HUP {target}",
         "macOS privacy: watching Desktop, Documents, Downloads or external volumes may need Full"
         f" Disk Access for {argv[0]} (System Settings > Privacy & Security)",
     ]
@@ -349,13 +312,11 @@ def plan_uninstall(
     elif system:
         unit, remove = SYSTEM_UNIT, (SYSTEM_UNIT, SYSTEM_WANTS, SYSUSERS_FILE)
         command = ("systemctl", "disable", "--now", SERVICE)
-        kept = (
-            f"kept: /etc/mavi-uploader (config, key), {SYSTEM_STATE_DIR} (journal) and the"
-            f" {SERVICE_USER} user (userdel {SERVICE_USER} removes it)"
-        )
+        kept = f"kept: /etc/mavi-uploader, {SYSTEM_STATE_DIR} and the user {SERVICE_USER}"
     else:
-        unit, wants = _user_unit_paths(home)
-        remove, command = (unit, wants), ("systemctl", "--user", "disable", "--now", SERVICE)
+        unit = _user_unit(home)
+        remove = (unit, unit.parent / "default.target.wants" / SERVICE)
+        command = ("systemctl", "--user", "disable", "--now", SERVICE)
         kept = "kept: your config and the state dir (the journal)"
     if not unit.exists():
         return InstallPlan((), (), (f"no service installed at {unit}", kept), remove=remove)
@@ -415,21 +376,18 @@ def apply(
         hint = " (--system needs root: use sudo)" if isinstance(exc, PermissionError) else ""
         raise InstallError(f"cannot write {exc.filename}: {exc.strerror}{hint}") from None
     for i, command in enumerate(plan.commands):
-        tool, rest = command[0], [shlex.join(c) for c in plan.commands[i:]]
-        if which(tool) is None:
-            problem = f"{tool} is not available here"
-        elif tool == "systemctl" and not booted():
-            problem = "systemd is not running here (no /run/systemd/system)"
-        else:
-            code = run(command)
-            if code == 0 or command[:2] == ("launchctl", "bootout"):  # bootout: may not be loaded
-                messages.append(f"ran {shlex.join(command)}")
-                continue
-            problem = f"`{shlex.join(command)}` failed (exit {code})"
-        # Uninstall removes the files (and enable symlinks) itself: nothing is left to run.
-        todo = "skipped" if plan.remove else "run this yourself"
-        messages.append(f"{problem}: {todo}: {' && '.join(rest)}")
-        break
+        todo = " && ".join(shlex.join(c) for c in plan.commands[i:])
+        if which(command[0]) is None or (command[0] == "systemctl" and not booted()):
+            why = "not available" if which(command[0]) is None else "systemd is not running here"
+            # Uninstalling where nothing runs: removing the files below is all there is to do.
+            todo = "skipped" if plan.remove else f"run this yourself: {todo}"
+            messages.append(f"{command[0]}: {why}; {todo}")
+            break
+        code = run(command)
+        if code != 0 and command[:2] != ("launchctl", "bootout"):  # bootout: maybe not loaded
+            messages.append(f"`{shlex.join(command)}` failed (exit {code}); fix it, then: {todo}")
+            break
+        messages.append(f"ran {shlex.join(command)}")
     for path in plan.remove:
         try:
             if path.is_symlink() or path.exists():
