@@ -71,12 +71,18 @@ def upload_all(tmp_path: Path, fake: FakeMavi, sizes: list[int], limit: int) -> 
     return elapsed
 
 
-def test_one_upload_is_held_to_the_limit_within_20_percent(tmp_path: Path, fake: FakeMavi) -> None:
+# The lower bounds are the limit's promise and hold however loaded the machine is. The upper
+# bounds only catch gross over-throttling: a loaded CI machine can always be slower, so the
+# +-20% figure is measured by bench/bandwidth.py, not asserted here.
+SLACK = 2.0
+
+
+def test_one_upload_is_held_to_the_limit(tmp_path: Path, fake: FakeMavi) -> None:
     elapsed = upload_all(tmp_path, fake, [6_000_000], limit=2_000_000)
-    assert 3.0 * 0.8 <= elapsed <= 3.0 * 1.2, elapsed
+    assert 3.0 * 0.8 <= elapsed <= 3.0 * SLACK, elapsed
 
 
 def test_the_limit_is_shared_by_all_workers(tmp_path: Path, fake: FakeMavi) -> None:
     elapsed = upload_all(tmp_path, fake, [3_000_000, 3_000_000], limit=2_000_000)
     # Two workers at once still move 6 MB at 2 MB/s: about 3 s, not 1.5 s.
-    assert 3.0 * 0.8 <= elapsed <= 3.0 * 1.2, elapsed
+    assert 3.0 * 0.8 <= elapsed <= 3.0 * SLACK, elapsed
