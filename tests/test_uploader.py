@@ -320,3 +320,19 @@ def test_stop_during_upload_releases_the_file(rig: Rig) -> None:
     released = rig.get(rec)
     assert released.state is State.QUEUED and released.lease_owner is None
     assert released.attempts == 0
+
+
+def test_resume_confirms_instead_of_resending_bytes_mavi_already_holds(rig: Rig) -> None:
+    rig.fake.set_metadata_script(["WAITING", "SUCCESS"])
+    rec = rig.queue("a.mp4")
+    signed = rig.client.sign("a.mp4")
+    assert rec.size is not None
+    rig.client.upload(signed.url, Path(rec.path), rec.size, "a.mp4")  # landed, then "crash"
+    rig.journal.update(
+        rec.id, asset_id=signed.asset_id, signed_url=signed.url, url_expires_at=signed.expires_at
+    )
+    rig.worker().run_once()
+    assert rig.get(rec).state is State.DONE
+    reasons = [e.reason for e in rig.journal.history(rec.id)]
+    assert any("confirming instead of sending again" in r for r in reasons)
+    assert len(rig.fake.completed) == 1  # never sent twice

@@ -250,17 +250,39 @@ class Worker:
         return SignedUpload(rec.asset_id, rec.signed_url, rec.url_expires_at)
 
     def _already_landed(self, rec: FileRecord, signed: SignedUpload) -> bool:
-        """After a crash mid-flight the bytes may have landed: ask before sending again."""
+        """After a crash mid-flight the bytes may have landed: ask before sending again.
+
+        SUCCESS (size matching, if given) means done. WAITING/UPLOADING with our exact size
+        means MAVI holds the bytes and is still processing them: confirm, do not re-send.
+        Anything else (FAILED, another size, no size) and the file is sent again.
+        """
         status = self._client.metadata(signed.asset_id)
         self._gate.lift()
-        if status.upload_status != "SUCCESS" or status.file_size not in (None, rec.size):
-            return False
-        done = self._ledger.move(
-            rec, State.DONE, f"asset {signed.asset_id} already uploaded (SUCCESS)"
+        if status.upload_status == "SUCCESS" and status.file_size in (None, rec.size):
+            done = self._ledger.move(
+                rec, State.DONE, f"asset {signed.asset_id} already uploaded (SUCCESS)"
+            )
+            if done is not None:
+                self._after_upload(done)
+            return True
+        if status.upload_status in ("WAITING", "UPLOADING") and status.file_size == rec.size:
+            confirming = self._ledger.move(
+                rec,
+                State.CONFIRMING,
+                f"asset {signed.asset_id} already holds {rec.size} bytes"
+                f" ({status.upload_status}); confirming instead of sending again",
+                confirm_polls=0,
+                next_attempt_at=None,
+            )
+            if confirming is not None:
+                self._confirm(confirming)
+            return True
+        self._ledger.move(
+            rec,
+            State.UPLOADING,
+            f"asset {signed.asset_id} is {status.upload_status} without our bytes; sending",
         )
-        if done is not None:
-            self._after_upload(done)
-        return True
+        return False
 
     def _check_unchanged_after_send(self, rec: FileRecord) -> None:
         st = os.stat(rec.path)
