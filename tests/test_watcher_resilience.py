@@ -120,3 +120,21 @@ def test_kernel_queue_overflow_requests_one_full_rescan(tmp_path: Path, journal:
         assert watcher.overflowed() is False
     finally:
         watcher.stop()
+
+
+def test_an_observer_whose_emitter_stopped_is_replaced(tmp_path: Path, journal: Journal) -> None:
+    # What watchdog does when the watched folder is deleted: the emitter stops, the observer
+    # thread lives on. A folder re-created with the same inode must still be watched again.
+    watcher = Watcher([make_root(tmp_path)], journal)
+    watcher.start()
+    try:
+        ((observer, _),) = watcher._observers.values()
+        for emitter in list(observer.emitters):
+            emitter.stop()
+            emitter.join(timeout=5)
+        assert observer.is_alive()
+        assert [r.root for r in watcher.ensure_watching()] == [str(tmp_path)]
+        clip = write_video(tmp_path / "after.mp4", 1000)
+        wait_for(lambda: journaled(watcher, journal, clip), what="file seen by the new observer")
+    finally:
+        watcher.stop()

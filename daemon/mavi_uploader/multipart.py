@@ -7,10 +7,11 @@ cancellation) and a hard check that the file did not shrink while it was being s
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
 from typing import BinaryIO
+
+from mavi_uploader.records import upload_name
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -51,7 +52,7 @@ class MultipartFileBody:
         chunk_size: int = CHUNK_SIZE,
     ) -> None:
         self.boundary = f"mavi-{uuid.uuid4().hex}"
-        safe_name = _quote(os.fsencode(filename).decode("utf-8", "replace"))
+        safe_name = _quote(upload_name(filename))
         self._head = (
             f"--{self.boundary}\r\n"
             f'Content-Disposition: form-data; name="{field}"; filename="{safe_name}"\r\n'

@@ -37,6 +37,11 @@ def display_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def upload_name(name: str) -> str:
+    """The file name as MAVI gets it: valid UTF-8, undecodable bytes as U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
 @dataclass(frozen=True)
 class FileRecord:
     id: int

@@ -31,7 +31,7 @@ from mavi_uploader.mavi import (
 from mavi_uploader.multipart import FileShrank
 from mavi_uploader.pause import PauseGate
 from mavi_uploader.ratelimit import BandwidthLimiter, Stopped
-from mavi_uploader.records import FileRecord, State, display_path
+from mavi_uploader.records import FileRecord, State, display_path, upload_name
 
 log = get_logger(__name__)
 
@@ -192,7 +192,7 @@ class Worker:
             if signed is not None and self._already_landed(rec, signed):
                 return
             if signed is None:
-                signed = self._client.sign(rec.name)
+                signed = self._client.sign(upload_name(rec.name))
                 self._gate.lift()
                 moved = self._ledger.move(
                     rec,
@@ -213,7 +213,7 @@ class Worker:
                     signed.url,
                     path,
                     rec.size,
-                    rec.name,
+                    upload_name(rec.name),
                     self._progress_hook(rec, True),
                     chunk_size=self._bandwidth.chunk_size,
                 )

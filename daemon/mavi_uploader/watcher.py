@@ -48,6 +48,14 @@ def _identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
+def _observing(observer: BaseObserver) -> bool:
+    """Still watching? watchdog's inotify emitter stops by itself when its folder is deleted
+    while the observer thread lives on; a folder re-created with the same inode needs a new
+    one, so look at the emitters, not the observer."""
+    emitters = observer.emitters
+    return observer.is_alive() and bool(emitters) and all(e.is_alive() for e in emitters)
+
+
 def _quietly_stop(observer: BaseObserver) -> None:
     try:
         observer.stop()
@@ -194,7 +202,7 @@ class Watcher:
             identity = _identity(root.root)
             current = self._observers.get(root.root)
             if current is not None:
-                if identity == current[1] and current[0].is_alive():
+                if identity == current[1] and _observing(current[0]):
                     continue
                 log.warning(
                     "watch folder disappeared or was replaced", path=display_path(root.root)
