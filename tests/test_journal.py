@@ -270,3 +270,16 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     journal.close()
     conn = sqlite3.connect(state / DB_NAME)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+def test_batch_commits_many_transitions_together_or_none(journal: Journal) -> None:
+    first, second = queued(journal, "/w/1.mp4"), queued(journal, "/w/2.mp4")
+    with pytest.raises(RuntimeError), journal.batch():
+        journal.transition(first, State.SKIPPED, "x")
+        journal.transition(second, State.SKIPPED, "x")
+        raise RuntimeError("disk full, say")
+    assert journal.counts()["skipped"] == 0 and journal.counts()["queued"] == 2
+    with journal.batch():
+        journal.transition(first, State.SKIPPED, "x")
+        journal.transition(second, State.SKIPPED, "x")
+    assert journal.counts()["skipped"] == 2

@@ -91,6 +91,10 @@ class Journal(JournalReads):
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return self._db.transaction()
 
+    def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Group the transitions made inside into one transaction (all or none)."""
+        return self._db.transaction()
+
     def _event(
         self, conn: sqlite3.Connection, file_id: int, old: State | None, new: State, why: str
     ) -> None:

@@ -116,9 +116,14 @@ class ConnectionPool:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested calls on the same thread join the outer one, so a
+        caller can batch many transitions into a single commit (one fsync)."""
+        conn = self.get()
+        if conn.in_transaction:
+            yield conn
+            return
         # IMMEDIATE takes the write lock up front, so no statement inside can hit SQLITE_BUSY
         # half-way (a deferred read that upgrades to a write ignores the busy timeout).
-        conn = self.get()
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn

@@ -12,6 +12,7 @@ from mavi_uploader.records import FileRecord, State, display_path
 
 log = get_logger(__name__)
 UNREADABLE_RETRY_SECONDS = 30.0
+BATCH = 500
 
 
 def can_read(path: str) -> None:
@@ -42,10 +43,15 @@ class Settler:
         """Advance settling files; returns how many were queued."""
         queued = 0
         now = self._clock()
-        for rec in self._journal.in_states([State.SETTLING]):
-            if rec.next_attempt_at is not None and rec.next_attempt_at > now:
-                continue
-            queued += self._settle_one(rec, now)
+        due = [
+            rec
+            for rec in self._journal.in_states([State.SETTLING])
+            if rec.next_attempt_at is None or rec.next_attempt_at <= now
+        ]
+        # A burst of thousands of files: one commit per chunk, not one fsync per file.
+        for start in range(0, len(due), BATCH):
+            with self._journal.batch():
+                queued += sum(self._settle_one(rec, now) for rec in due[start : start + BATCH])
         return queued
 
     def _settle_one(self, rec: FileRecord, now: float) -> int:
