@@ -283,3 +283,14 @@ def test_batch_commits_many_transitions_together_or_none(journal: Journal) -> No
         journal.transition(first, State.SKIPPED, "x")
         journal.transition(second, State.SKIPPED, "x")
     assert journal.counts()["skipped"] == 2
+
+
+def test_reports_see_no_journal_until_its_tables_exist(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / DB_NAME).touch()  # what a starting daemon has made before its first commit
+    assert Journal.open_existing(state) is None
+    Journal.open(state).close()
+    reader = Journal.open_existing(state)
+    assert reader is not None and reader.counts()["done"] == 0
+    reader.close()

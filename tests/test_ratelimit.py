@@ -205,6 +205,6 @@ def test_default_spacing_leaves_a_margin_for_network_jitter() -> None:
     clock = FakeClock()
     limiter = RateLimiter(1.0, clock=clock)
     limiter.reserve("sign")
-    # Requests sent exactly 1 s apart can arrive less than 1 s apart: keep 5% spare.
+    # Requests sent exactly 1 s apart can arrive less than 1 s apart: keep 10% spare.
     assert limiter.reserve("sign") == pytest.approx(1.0 * JITTER_MARGIN)
-    assert JITTER_MARGIN >= 1.05
+    assert JITTER_MARGIN >= 1.1

@@ -80,7 +80,12 @@ class Journal(JournalReads):
         db_path = state_dir / DB_NAME
         if not db_path.exists():
             return None
-        return cls(db_path, read_only=True)
+        journal = cls(db_path, read_only=True)
+        # The daemon creates the file a moment before its first migration commits the tables.
+        if journal._conn().execute("PRAGMA user_version").fetchone()[0] == 0:
+            journal.close()
+            return None
+        return journal
 
     def _conn(self) -> sqlite3.Connection:
         return self._db.get()
