@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -12,7 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +177,124 @@ def daemon_factory(tmp_path: Path, fake: FakeMavi) -> Iterator[Callable[..., Dae
     yield make
     for proc in made:
         proc.close()
+
+
+# ---- Scenarios run in the background (test_e2e_faults.py, test_e2e_files.py) ----------------
+
+Scenario = Callable[[Path, contextlib.ExitStack], Any]
+
+
+class Background:
+    """A test module's slow scenarios, all started on threads when its first test runs.
+
+    The daemon's own timers (retry backoff, the 10 s re-check of missing watch folders, the
+    30 s re-check of unreadable files) then overlap instead of adding up. A scenario is
+    registered under the name of the test that checks it, without "test_"; that test calls
+    the `scenario` fixture to get the scenario's return value (or what it raised). Only the
+    scenarios of selected tests run. Each scenario gets its own folder and an ExitStack that
+    is closed after every scenario has finished (daemons killed, fake servers stopped).
+    """
+
+    def __init__(self) -> None:
+        self._bodies: dict[str, Scenario] = {}
+        self._futures: dict[str, Future[Any]] = {}
+
+    def __call__(self, body: Scenario) -> Scenario:
+        self._bodies[body.__name__] = body
+        return body
+
+    @contextlib.contextmanager
+    def running(
+        self, wanted: Collection[str], tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[None]:
+        names = [name for name in self._bodies if name in wanted]
+        with contextlib.ExitStack() as cleanup:
+            stacks = [cleanup.enter_context(contextlib.ExitStack()) for _ in names]
+            with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix="scenario") as pool:
+                self._futures = {
+                    name: pool.submit(self._bodies[name], tmp_path_factory.mktemp(name), stack)
+                    for name, stack in zip(names, stacks, strict=True)
+                }
+                yield
+        self._futures = {}
+
+    def result(self, name: str, timeout: float = 110.0) -> Any:
+        if name not in self._futures:
+            pytest.fail(f"no background scenario named {name!r}")
+        return self._futures[name].result(timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def background(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Background]:
+    """Start the module's `BACKGROUND` scenarios for the tests selected in this module."""
+    scenarios: Background = request.module.BACKGROUND
+    wanted = {
+        item.name.removeprefix("test_")
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+    }
+    with scenarios.running(wanted, tmp_path_factory):
+        yield scenarios
+
+
+@pytest.fixture
+def scenario(background: Background, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Call it in the test body: waits for this test's background scenario, returns its value.
+
+    Takes an optional `timeout` (default 110 s, under pytest's 120 s per test).
+    """
+    return functools.partial(background.result, request.node.name.removeprefix("test_"))
+
+
+def start_fake(stack: contextlib.ExitStack, **options: Any) -> FakeMavi:
+    """A fake MAVI server (stopped when `stack` closes)."""
+    return stack.enter_context(FakeMavi(API_KEY, **options))
+
+
+def new_daemon(
+    stack: contextlib.ExitStack,
+    tmp: Path,
+    fake: FakeMavi,
+    watch: Path | None = None,
+    *,
+    create_watch: bool = True,
+    cls: type[DaemonProcess] = DaemonProcess,
+    **settings: Any,
+) -> DaemonProcess:
+    """Like `daemon_factory` for background scenarios (killed when `stack` closes)."""
+    folder = watch or tmp / "watch"
+    if create_watch:
+        folder.mkdir(parents=True, exist_ok=True)
+    daemon = cls(tmp, fake, folder, **settings)
+    stack.callback(daemon.close)
+    return daemon
+
+
+def exit_code_within(daemon: DaemonProcess, timeout: float) -> int:
+    """The exit code of `run --once`; fails the test (with the log's tail) if it takes longer."""
+    try:
+        return daemon.wait_exit(timeout)
+    except subprocess.TimeoutExpired:
+        daemon.close()
+        tail = "\n".join(daemon.log_text().splitlines()[-15:])
+        pytest.fail(f"run --once still running after {timeout}s; log tail:\n{tail}")
+
+
+def logged(daemon: DaemonProcess, **fields: Any) -> list[dict[str, Any]]:
+    """The daemon's JSON log lines whose fields include `fields` (cheap to poll, no CLI)."""
+    found = []
+    for line in daemon.log_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and all(entry.get(k) == v for k, v in fields.items()):
+            found.append(entry)
+    return found
+
+
+def logged_done(daemon: DaemonProcess) -> set[str]:
+    """Display paths of the files the daemon has logged as done."""
+    return {e["path"] for e in logged(daemon, event="transition", state="done")}

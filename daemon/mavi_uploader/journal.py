@@ -139,6 +139,9 @@ class Journal(JournalReads):
                     "changed while queued",
                     {"size": obs.size, "mtime_ns": obs.mtime_ns, "stable_since": now},
                 )
+            if row["state"] == State.SETTLING.value and row["next_attempt_at"] is not None:
+                # A file deferred as unreadable was touched (chmod?): look again at once.
+                conn.execute("UPDATE files SET next_attempt_at = NULL WHERE id = ?", (row["id"],))
             return None
         if row is not None and same and row["state"] in [s.value for s in HANDLED_STATES]:
             return None
