@@ -44,7 +44,7 @@ def test_delay_is_capped(attempt: int) -> None:
 @pytest.mark.parametrize("attempt", [1025, 5000, 10**6])
 def test_delay_stays_capped_after_very_many_attempts(attempt: int) -> None:
     delay = UPLOAD_BACKOFF.delay(attempt, random.Random(attempt))
-    assert 300.0 <= delay <= 600.0
+    assert UPLOAD_BACKOFF.cap / 2 <= delay <= UPLOAD_BACKOFF.cap
 
 
 @pytest.mark.parametrize("attempt", [0, -3])
@@ -79,8 +79,8 @@ def test_same_seed_same_delays() -> None:
 
 def test_default_plans() -> None:
     rng = random.Random(5)
-    assert 1.0 <= UPLOAD_BACKOFF.delay(1, rng) <= 2.0
-    assert 300.0 <= UPLOAD_BACKOFF.delay(40, rng) <= 600.0
+    assert 0.5 <= UPLOAD_BACKOFF.delay(1, rng) <= 1.0
+    assert 150.0 <= UPLOAD_BACKOFF.delay(40, rng) <= 300.0
     assert 0.5 <= CONFIRM_BACKOFF.delay(1, rng) <= 1.0
     assert 30.0 <= CONFIRM_BACKOFF.delay(40, rng) <= 60.0
 

@@ -35,9 +35,8 @@ class Backoff:
 
 # Server-side failures (5xx, timeouts) count towards giving up; a dead network does not:
 # a camera cart offline overnight must not wake up to a folder of "failed" files.
-UPLOAD_BACKOFF = Backoff(base=2.0, factor=2.0, cap=600.0)
-MAX_SERVER_FAILURES = 10
+# 1, 2, 4 ... 300 s: a blip costs seconds, and 15 failures span about half an hour of outage.
+UPLOAD_BACKOFF = Backoff(base=1.0, factor=2.0, cap=300.0)
+MAX_SERVER_FAILURES = 15
 # Confirmation polls: fast at first (most uploads are SUCCESS within seconds), then relaxed.
 CONFIRM_BACKOFF = Backoff(base=1.0, factor=2.0, cap=60.0)
-# An upload MAVI still has not confirmed after this long is sent again.
-CONFIRM_GIVE_UP_SECONDS = 3600.0

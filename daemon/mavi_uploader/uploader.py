@@ -256,7 +256,12 @@ class Worker:
         means MAVI holds the bytes and is still processing them: confirm, do not re-send.
         Anything else (FAILED, another size, no size) and the file is sent again.
         """
-        status = self._client.metadata(signed.asset_id)
+        try:
+            status = self._client.metadata(signed.asset_id)
+        except TransientError as exc:
+            # Cannot tell: sending again to the same URL is safe (same asset), failing is not.
+            log.info("resume check failed; sending", file_id=rec.id, reason=exc.reason)
+            return False
         self._gate.lift()
         if status.upload_status == "SUCCESS" and status.file_size in (None, rec.size):
             done = self._ledger.move(
