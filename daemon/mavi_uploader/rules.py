@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
+import re
 from collections.abc import Collection, Sequence
 
 # Names no video tool means as an upload: AppleDouble resource forks and OS litter.
@@ -14,16 +16,35 @@ def relative_parts(path: str, root: str) -> list[str] | None:
     """Components of `path` below `root`, or None when it is not strictly inside it."""
     root = os.path.normpath(root)
     path = os.path.normpath(path)
-    if os.path.commonpath([root, path]) != root or path == root:
+    prefix = root if root.endswith(os.sep) else root + os.sep  # "/" ends with one already
+    if not path.startswith(prefix) or path == root:
         return None
-    return os.path.relpath(path, root).split(os.sep)
+    return path[len(prefix) :].split(os.sep)
+
+
+@functools.lru_cache(maxsize=64)
+def _ignore_matcher(ignore: tuple[str, ...]) -> re.Pattern[str]:
+    """All ignore globs as one compiled pattern: a rescan tests every name against them."""
+    patterns = (*_ALWAYS_IGNORED, *ignore)
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def ignored_by(name: str, ignore: Sequence[str]) -> str | None:
     """The glob that ignores `name` (one path component), if any."""
-    for pattern in (*_ALWAYS_IGNORED, *ignore):
-        if fnmatch.fnmatchcase(name, pattern):
-            return pattern
+    if not _ignore_matcher(tuple(ignore)).match(name):
+        return None
+    return next(p for p in (*_ALWAYS_IGNORED, *ignore) if fnmatch.fnmatchcase(name, p))
+
+
+def name_rejection(name: str, *, extensions: Collection[str], ignore: Sequence[str]) -> str | None:
+    """Why a file named `name` is not a candidate, judging the name alone (for paths whose
+    folders were already checked, as in a rescan's walk)."""
+    pattern = ignored_by(name, ignore)
+    if pattern is not None:
+        return f"ignored by pattern {pattern!r}"
+    ext = os.path.splitext(name)[1].lower().lstrip(".")
+    if ext not in extensions:
+        return f"extension {ext or '(none)'!r} is not in the configured extensions"
     return None
 
 
@@ -51,15 +72,11 @@ def rejection(
         return f"outside the watch folder {root}"
     if not recursive and len(parts) > 1:
         return f"in a subfolder and the watch on {root} is not recursive"
-    for part in parts:
+    for part in parts[:-1]:
         pattern = ignored_by(part, ignore)
         if pattern is not None:
             return f"ignored by pattern {pattern!r}"
-    name = parts[-1]
-    ext = os.path.splitext(name)[1].lower().lstrip(".")
-    if ext not in extensions:
-        return f"extension {ext or '(none)'!r} is not in the configured extensions"
-    return None
+    return name_rejection(parts[-1], extensions=extensions, ignore=ignore)
 
 
 def is_candidate(
