@@ -19,8 +19,8 @@ from mavi_uploader.config import (
     ConfigError,
     WatchConfig,
     load_config,
-    parse_bandwidth,
 )
+from mavi_uploader.units import parse_bandwidth
 
 KEY = "mk-test-Sup3rSecretKeyValue-9f8e7d"
 ENV = {"MAVI_API_KEY": KEY}

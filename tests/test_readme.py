@@ -11,6 +11,7 @@ import pytest
 
 from mavi_uploader import config as config_module
 from mavi_uploader.config import WatchConfig, load_config
+from mavi_uploader.units import parse_bandwidth
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,7 +63,7 @@ def test_documented_defaults_are_the_real_ones(tmp_path: Path) -> None:
             continue
         actual = getattr(config, key)
         if key == "bandwidth_limit":
-            value = config_module.parse_bandwidth(value)
+            value = parse_bandwidth(value)
         actual = getattr(actual, "value", actual)
         assert actual == value, f"README says {key} defaults to {default}, code: {actual!r}"
         checked += 1

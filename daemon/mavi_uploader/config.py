@@ -7,16 +7,16 @@ import enum
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import platformdirs
+
+from mavi_uploader.units import BANDWIDTH_HINT, parse_bandwidth
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -94,25 +94,6 @@ def default_config_path() -> Path:
 
 def default_state_dir() -> Path:
     return Path(platformdirs.user_state_dir(APP_NAME))
-
-
-_BANDWIDTH_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgt])(i?))?(b?)(?:/s)?\s*", re.I)
-_BANDWIDTH_HINT = 'bytes per second: 0 (unlimited), an integer, or "500k", "20M", "1.5G", "2MiB"'
-
-
-def parse_bandwidth(value: str | int) -> int:
-    """Bytes/s from an int or "20M" style text: K/M/G(B) = 1000**n, KiB/MiB/GiB = 1024**n."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    match = _BANDWIDTH_RE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"bandwidth {value!r} is not understood; use {_BANDWIDTH_HINT}")
-    number, prefix, binary, _ = match.groups()
-    power = " kmgt".index(prefix.lower()) if prefix else 0
-    amount = Decimal(number) * ((1024 if binary else 1000) ** power)
-    if 0 < amount < 1:  # would truncate to 0, which means unlimited: surely not meant
-        raise ValueError(f"bandwidth {value!r} is below 1 byte/s; use 0 for unlimited")
-    return int(amount)
 
 
 def _show(value: object) -> str:
@@ -302,9 +283,9 @@ class _Loader(_Table):
 
     def bandwidth(self) -> int:
         try:
-            return parse_bandwidth(self.get("bandwidth_limit", 0, _of(int, str), _BANDWIDTH_HINT))
+            return parse_bandwidth(self.get("bandwidth_limit", 0, _of(int, str), BANDWIDTH_HINT))
         except ValueError:
-            raise self.bad("bandwidth_limit", _BANDWIDTH_HINT) from None
+            raise self.bad("bandwidth_limit", BANDWIDTH_HINT) from None
 
     def api_base(self, flag: str | None) -> str:
         # The file's value is checked even when overridden: the file itself is wrong.

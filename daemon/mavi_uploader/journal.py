@@ -27,27 +27,13 @@ DB_NAME = "journal.sqlite3"
 Clock = Callable[[], float]
 
 # Columns a transition may set besides state; guards against typos turning into SQL.
-_WRITABLE = frozenset(
-    {
-        "size",
-        "mtime_ns",
-        "stable_since",
-        "sha256",
-        "asset_id",
-        "signed_url",
-        "url_expires_at",
-        "duplicate_of",
-        "attempts",
-        "next_attempt_at",
-        "confirm_polls",
-        "last_error",
-        "lease_owner",
-        "lease_expires_at",
-        "bytes_sent",
-        "upload_started_at",
-        "progress_at",
-    }
-)
+# fmt: off
+_WRITABLE = frozenset({
+    "size", "mtime_ns", "stable_since", "sha256", "asset_id", "signed_url", "url_expires_at",
+    "duplicate_of", "attempts", "next_attempt_at", "confirm_polls", "last_error",
+    "lease_owner", "lease_expires_at", "bytes_sent", "upload_started_at", "progress_at",
+})
+# fmt: on
 
 
 class Journal(JournalReads):
