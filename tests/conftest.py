@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,37 @@ def logged(daemon: DaemonProcess, **fields: Any) -> list[dict[str, Any]]:
 def logged_done(daemon: DaemonProcess) -> set[str]:
     """Display paths of the files the daemon has logged as done."""
     return {e["path"] for e in logged(daemon, event="transition", state="done")}
+
+
+def shown(path: Path | bytes) -> str:
+    """How reports show a path: undecodable bytes as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+@dataclass
+class ScenarioRun:
+    """What a background scenario leaves for its test to check (CLI reports are read in the
+    scenario, in parallel with the others, since each one starts a Python process)."""
+
+    fake: FakeMavi
+    daemon: DaemonProcess
+    exit_code: int | None = None
+    videos: list[Path] = field(default_factory=list)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # `list --json` by path
+    status: dict[str, Any] = field(default_factory=dict)  # `status --json`
+    seen: dict[str, Any] = field(default_factory=dict)  # observations made along the way
+
+    def read_reports(self) -> ScenarioRun:
+        self.rows = {row["path"]: row for row in self.daemon.files()}
+        self.status = self.daemon.status()
+        return self
+
+    def assert_uploaded_whole(self, *videos: Path) -> None:
+        """Each video is done and the asset its row names holds exactly its bytes."""
+        for video in videos:
+            row = self.rows[shown(video)]
+            assert row["state"] == "done", row
+            assert row["sha256"] == sha256_of(video)
+            upload = self.fake.uploads[row["asset_id"]]
+            assert (upload.sha256, upload.size) == (row["sha256"], video.stat().st_size), row
+            assert self.fake.assets[row["asset_id"]].filename == video.name

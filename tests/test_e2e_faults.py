@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from conftest import (
     API_KEY,
     Background,
     DaemonProcess,
+    ScenarioRun,
     exit_code_within,
     logged_done,
     new_daemon,
@@ -38,23 +38,7 @@ BACKGROUND = Background()
 Collect = Callable[..., Any]  # the `scenario` fixture
 
 
-@dataclass
-class Run:
-    """What a scenario leaves for its test to check (CLI reports are read in the scenario,
-    in parallel with the others, since each one starts a Python process)."""
-
-    fake: FakeMavi
-    daemon: DaemonProcess
-    videos: list[Path]
-    exit_code: int | None = None
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # `list --json` by path
-    status: dict[str, Any] = field(default_factory=dict)  # `status --json`
-    seen: dict[str, Any] = field(default_factory=dict)  # observations made along the way
-
-    def read_reports(self) -> Run:
-        self.rows = {row["path"]: row for row in self.daemon.files()}
-        self.status = self.daemon.status()
-        return self
+Run = ScenarioRun
 
 
 def once(
@@ -75,7 +59,7 @@ def once(
     if arrange is not None:
         arrange(fake)
     daemon.start("--once")
-    return Run(fake, daemon, videos, exit_code_within(daemon, timeout)).read_reports()
+    return Run(fake, daemon, exit_code_within(daemon, timeout), videos=videos).read_reports()
 
 
 def assert_uploaded_whole(run: Run) -> dict[str, dict[str, Any]]:
@@ -254,7 +238,7 @@ def url_that_expires_before_the_upload_is_signed_again(
     daemon.start("--once")
     wait_for(lambda: fake.assets, timeout=30, what="first asset signed")
     fake.expire_all_urls()
-    return Run(fake, daemon, [video], exit_code_within(daemon, 60)).read_reports()
+    return Run(fake, daemon, exit_code_within(daemon, 60), videos=[video]).read_reports()
 
 
 def test_url_that_expires_before_the_upload_is_signed_again(scenario: Collect) -> None:
@@ -387,7 +371,7 @@ def rate_limit_holds_at_the_server(tmp: Path, stack: contextlib.ExitStack) -> Ru
     videos = [write_video(daemon.watch / f"clip{n:02}.mp4", 20_000 + n) for n in range(12)]
     daemon.start("--once")
     code = exit_code_within(daemon, 60)
-    return Run(server.records(), daemon, videos, code).read_reports()
+    return Run(server.records(), daemon, code, videos=videos).read_reports()
 
 
 def test_rate_limit_holds_at_the_server(scenario: Collect) -> None:
@@ -432,7 +416,7 @@ def payment_required_pauses_everything(tmp: Path, stack: contextlib.ExitStack) -
         what="all files done after SIGHUP",
     )
     seen = {"paused": paused, "probes": probes, "while_paused": while_paused}
-    return Run(fake, daemon, videos, 0, seen=seen).read_reports()
+    return Run(fake, daemon, 0, videos=videos, seen=seen).read_reports()
 
 
 def test_payment_required_pauses_everything(scenario: Collect) -> None:

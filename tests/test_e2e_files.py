@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,50 +24,24 @@ import pytest
 from conftest import (
     Background,
     DaemonProcess,
+    ScenarioRun,
     exit_code_within,
     logged,
     logged_done,
     new_daemon,
     sha256_of,
+    shown,
     start_fake,
     wait_for,
     write_video,
 )
-from fakemavi import FakeMavi, Fault
+from fakemavi import Fault
 
 BACKGROUND = Background()
 Collect = Callable[..., Any]  # the `scenario` fixture
 
 
-@dataclass
-class Run:
-    """What a scenario leaves for its test to check (CLI reports are read in the scenario,
-    in parallel with the others, since each one starts a Python process)."""
-
-    fake: FakeMavi
-    daemon: DaemonProcess
-    exit_code: int | None = None
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # `list --json` by path
-    seen: dict[str, Any] = field(default_factory=dict)  # observations made along the way
-
-    def read_reports(self) -> Run:
-        self.rows = {row["path"]: row for row in self.daemon.files()}
-        return self
-
-    def assert_uploaded_whole(self, *videos: Path) -> None:
-        """Each video is done and the asset its row names holds exactly its bytes."""
-        for video in videos:
-            row = self.rows[shown(video)]
-            assert row["state"] == "done", row
-            assert row["sha256"] == sha256_of(video)
-            upload = self.fake.uploads[row["asset_id"]]
-            assert (upload.sha256, upload.size) == (row["sha256"], video.stat().st_size), row
-            assert self.fake.assets[row["asset_id"]].filename == video.name
-
-
-def shown(path: Path | bytes) -> str:
-    """How reports show a path: undecodable bytes as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+Run = ScenarioRun
 
 
 def wait_done(daemon: DaemonProcess, *videos: Path, timeout: float = 30.0, note: str = "") -> None:
