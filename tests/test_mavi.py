@@ -819,3 +819,10 @@ def test_error_messages_redact_signed_urls() -> None:
     assert "cafe0123deadbeef" not in str(err)
     assert KEY not in str(err)
     assert "https://storage.googleapis.com/b/re_1/a.mp4" in err.reason
+
+
+def test_storage_400_exceeded_the_limit_is_rate_limited_not_a_rejection() -> None:
+    # Two of these in a row used to fail the file: a rejected URL, signed again, rejected.
+    body = b'{"code":400,"msg":"Request has exceeded the limit.","data":null}'
+    with pytest.raises(RateLimited):
+        interpret_storage_response(fake_response(400, body))

@@ -157,8 +157,9 @@ def interpret_storage_response(response: requests.Response) -> None:
         return
     match = _XML_CODE.search(response.text[:4096])
     code = match.group(1) if match else ""
-    if status == 429:
-        raise RateLimited("storage: 429 rate limited", _retry_after(response))
+    if status == 429 or RATE_LIMIT_MESSAGE in response.text[:4096].lower():
+        # MAVI limits uploads via signed URL too, and may say so with a 400.
+        raise RateLimited(f"storage: {status} rate limited", _retry_after(response))
     if status == 408 or status >= 500:
         raise TransientError(f"storage: HTTP {status} {code}".strip())
     # GCS says ExpiredToken; some proxies say AccessDenied with "Request has expired".
