@@ -19,7 +19,8 @@ def candidate(
     recursive: bool = True,
     extensions: frozenset[str] = EXTS,
 ) -> bool:
-    return rules.is_candidate(path, root, extensions=extensions, ignore=ignore, recursive=recursive)
+    why = rules.rejection(path, root, extensions=extensions, ignore=ignore, recursive=recursive)
+    return why is None
 
 
 def why(

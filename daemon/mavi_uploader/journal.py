@@ -259,9 +259,6 @@ class Journal(JournalReads):
             assert record is not None  # we hold the write lock since the SELECT
             return record
 
-    def renew_lease(self, file_id: int, owner: str, lease_seconds: float) -> bool:
-        return self.update(file_id, owner=owner, lease_expires_at=self._clock() + lease_seconds)
-
     def recover_after_crash(self) -> int:
         """Crash rule, run at start while holding the state-dir lock (so no owner is alive).
 

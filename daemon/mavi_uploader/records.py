@@ -20,7 +20,6 @@ class State(str, enum.Enum):
 
 
 ACTIVE_STATES: tuple[State, ...] = (State.SETTLING, State.QUEUED, State.UPLOADING, State.CONFIRMING)
-FINAL_STATES: tuple[State, ...] = tuple(s for s in State if s not in ACTIVE_STATES)
 
 
 def path_to_blob(path: str) -> bytes:

@@ -77,14 +77,3 @@ def rejection(
         if pattern is not None:
             return f"ignored by pattern {pattern!r}"
     return name_rejection(parts[-1], extensions=extensions, ignore=ignore)
-
-
-def is_candidate(
-    path: str,
-    root: str,
-    *,
-    extensions: Collection[str],
-    ignore: Sequence[str],
-    recursive: bool,
-) -> bool:
-    return rejection(path, root, extensions=extensions, ignore=ignore, recursive=recursive) is None

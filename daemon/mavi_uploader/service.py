@@ -9,6 +9,7 @@ SIGHUP: reload the config (key, limits, watch folders) without dropping in-fligh
 from __future__ import annotations
 
 import functools
+import math
 import os
 import signal
 import threading
@@ -198,6 +199,8 @@ class Daemon:
         next_rescan = time.monotonic() + (self.config.rescan_interval_seconds or float("inf"))
         next_watch_check = time.monotonic() + WATCH_RETRY_SECONDS
         next_report = 0.0
+        # Ping at least twice per WatchdogSec, whatever the unit sets it to.
+        report_every = min(REPORT_EVERY_SECONDS, self.notifier.watchdog_interval or math.inf)
         next_prune = time.monotonic()  # once at start, then hourly
         while not self.stop.wait(ONCE_POLL_SECONDS if self.once else 1.0):
             if self._show_progress is not None:
@@ -205,7 +208,7 @@ class Daemon:
                 uploading = parts.journal.in_states([State.UPLOADING])
                 self._show_progress([upload_progress(r, now) for r in uploading])
             if time.monotonic() >= next_report:
-                next_report = time.monotonic() + REPORT_EVERY_SECONDS
+                next_report = time.monotonic() + report_every
                 self._report(parts)
             if self._hup:
                 self._hup = False
