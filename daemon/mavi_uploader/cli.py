@@ -18,6 +18,7 @@ from mavi_uploader.log import configure_logging, get_logger
 from mavi_uploader.progress import UploadBars
 from mavi_uploader.records import FileRecord, Observation, State, display_path
 from mavi_uploader.redaction import register_secret
+from mavi_uploader.rules import relative_parts
 from mavi_uploader.service import Daemon
 from mavi_uploader.views import (
     event_document,
@@ -277,7 +278,7 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
             (
                 r
                 for r in sorted(roots, key=lambda r: -len(r.root))
-                if path.startswith(r.root.rstrip(os.sep) + os.sep)
+                if relative_parts(path, r.root) is not None
             ),
             None,
         )

@@ -135,9 +135,7 @@ class Worker:
             self._send(rec, path)
         except FileNotFoundError:
             self._ledger.move(rec, State.VANISHED, "file disappeared before its upload finished")
-        except FileChanged as exc:
-            self._ledger.back_to_settling(rec, str(exc))
-        except FileShrank as exc:
+        except (FileChanged, FileShrank) as exc:
             self._ledger.back_to_settling(rec, str(exc))
         except PermissionError as exc:
             # A person can fix permissions at any time: keep trying, never give up.
@@ -150,10 +148,12 @@ class Worker:
         except TransientError as exc:
             self._ledger.retry_later(rec, exc.reason, counts=not exc.network)
 
-    def _check_unchanged(self, rec: FileRecord) -> None:
+    def _check_unchanged(
+        self, rec: FileRecord, why: str = "file changed since it was queued"
+    ) -> None:
         st = os.stat(rec.path)
         if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns):
-            raise FileChanged("file changed since it was queued")
+            raise FileChanged(why)
 
     def _hash(self, rec: FileRecord, path: Path) -> str:
         sha = sha256_file(path, self._progress_hook(rec, record_bytes=False))
@@ -230,7 +230,7 @@ class Worker:
                 rec = self._journal.get(rec.id) or rec
                 continue
             break
-        self._check_unchanged_after_send(rec)
+        self._check_unchanged(rec, "file changed during its upload; it will be uploaded again")
         confirming = self._ledger.move(
             rec,
             State.CONFIRMING,
@@ -288,13 +288,6 @@ class Worker:
             f"asset {signed.asset_id} is {status.upload_status} without our bytes; sending",
         )
         return False
-
-    def _check_unchanged_after_send(self, rec: FileRecord) -> None:
-        st = os.stat(rec.path)
-        if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns):
-            raise FileChanged("file changed during its upload; it will be uploaded again")
-
-    # ---- confirmation ----------------------------------------------------------------
 
     def _confirm(self, rec: FileRecord) -> None:
         assert rec.asset_id is not None
