@@ -20,15 +20,27 @@ DaemonFactory = Callable[..., DaemonProcess]
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs: a disk we can fill without filling the machine's."""
+    """A 16 MiB tmpfs: a disk we can fill without filling the machine's.
+
+    huge=never because a tmpfs that backs files with 2 MiB huge pages (the kernel's
+    shmem_enabled setting varies by machine) fills up with the journal, its WAL and
+    its shm file alone, before the test has filled anything.
+    """
     mount = tmp_path / "smalldisk"
     mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {done.stderr.strip()}")
+    errors = []
+    for options in ("size=16m,mode=0700,huge=never", "size=16m,mode=0700"):
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode == 0:
+            break
+        errors.append(done.stderr.strip())
+    else:
+        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {errors}")
+    # Created while there is room: opening a new file on a full disk can itself fail.
+    (mount / "filler").touch()
     try:
         yield mount
     finally:
@@ -36,15 +48,17 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(disk: Path) -> Path:
-    """Write until ENOSPC; returns the filler file (delete it to free the disk)."""
+    """Append to the filler until ENOSPC; returns it (delete it to free the disk)."""
     filler = disk / "filler"
-    with open(filler, "wb") as fileobj:
+    used = {str(path.relative_to(disk)): path.stat().st_size for path in disk.rglob("*")}
+    assert shutil.disk_usage(disk).free > 1 << 20, f"full before filling: {used}"
+    with open(filler, "ab", buffering=0) as fileobj:
         try:
             while True:
                 fileobj.write(b"\0" * 65536)
-                fileobj.flush()
         except OSError:
             pass
+    assert shutil.disk_usage(disk).free < 65536, shutil.disk_usage(disk)
     return filler
 
 
