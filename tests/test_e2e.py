@@ -134,6 +134,34 @@ def test_restart_does_not_upload_done_files_again(
     assert [u.filename for u in fake.completed] == ["one.mp4", "two.mp4"]
 
 
+def test_after_upload_move_left_owed_is_finished_by_the_next_start(
+    fake: FakeMavi, daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    done_dir = tmp_path / "uploaded"
+    daemon = daemon_factory(after_upload="move", done_dir=str(done_dir))
+    moved_at_once = write_video(daemon.watch / "day1" / "a.mp4", 30_000, seed=1)
+    assert daemon.start("--once").wait_exit() == 0
+    assert sha256_of(done_dir / "day1" / "a.mp4") == fake.received_sha256s()[0]
+    assert not moved_at_once.exists()
+
+    done_dir.rename(tmp_path / "uploaded-away")
+    done_dir.write_text("a file where the folder should be")  # the next move fails
+    stuck = write_video(daemon.watch / "b.mp4", 40_000, seed=2)
+    digest = sha256_of(stuck)
+    assert daemon.start("--once").wait_exit() == 0  # uploaded; only the move is owed
+    (row,) = [f for f in daemon.files() if f["path"] == str(stuck)]
+    assert row["state"] == "done" and "after_upload move failed" in row["last_error"]
+    assert stuck.exists()
+
+    done_dir.unlink()
+    assert daemon.start("--once").wait_exit() == 0
+    assert not stuck.exists() and sha256_of(done_dir / "b.mp4") == digest
+    assert len(fake.completed) == 2  # the restart moved it; nothing was uploaded again
+    (row,) = [f for f in daemon.files() if f["path"] == str(stuck)]
+    assert row["last_error"] is None
+    assert "finished after_upload left owed" in daemon.log_text()
+
+
 def test_second_daemon_on_the_same_state_dir_exits_3(daemon_factory: DaemonFactory) -> None:
     first = daemon_factory().start()
     first.wait_ready()

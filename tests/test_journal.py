@@ -265,11 +265,34 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     journal = Journal.open(state)
     (old,) = journal.by_path("/w/old.mp4")
     assert old.state is State.DONE and old.upload_started_at is None
-    journal.update(old.id, progress_at=5.0)
-    assert journal.get(old.id).progress_at == 5.0  # type: ignore[union-attr]
+    assert not old.after_upload_due  # v3: nothing owed for files finished before it
+    journal.update(old.id, progress_at=5.0, after_upload_due=1)
+    again = journal.get(old.id)
+    assert again is not None and again.progress_at == 5.0 and again.after_upload_due
     journal.close()
     conn = sqlite3.connect(state / DB_NAME)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def test_status_reads_a_journal_its_daemon_has_not_migrated_yet(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    conn = sqlite3.connect(state / DB_NAME)
+    for version in (1, 2):
+        for statement in schema._split(schema._MIGRATIONS[version]):
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO files (path, state, created_at, updated_at) VALUES (?, 'done', 1, 1)",
+        (b"/w/old.mp4",),
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    reader = Journal.open_existing(state)
+    assert reader is not None
+    (old,) = reader.by_path("/w/old.mp4")
+    assert old.state is State.DONE and not old.after_upload_due
+    reader.close()
 
 
 def test_batch_commits_many_transitions_together_or_none(journal: Journal) -> None:

@@ -16,6 +16,7 @@ import pytest
 from conftest import API_KEY, Clock, sha256_of, write_video
 from fakemavi import FakeMavi, Fault
 from mavi_uploader.config import AfterUpload
+from mavi_uploader.disposal import SWEEP_GRACE_SECONDS, Aftercare
 from mavi_uploader.journal import Journal
 from mavi_uploader.mavi import MaviClient
 from mavi_uploader.pause import PauseGate
@@ -310,6 +311,52 @@ def test_after_upload_delete_only_after_success(rig: Rig) -> None:
     rig.clock.now = (rig.get(rec).next_attempt_at or 0) + 0.01
     worker.run_once()
     assert rig.get(rec).state is State.DONE
+    assert not Path(rec.path).exists()
+
+
+def test_a_failed_move_stays_owed_and_a_sweep_finishes_it(rig: Rig) -> None:
+    done_dir = rig.tmp / "uploaded"
+    done_dir.write_bytes(b"a file where the folder should be")  # mkdir fails, even as root
+    rec = rig.queue("a.mp4")
+    rig.worker(after_upload=AfterUpload.MOVE, done_dir=done_dir).run_once()
+    owed = rig.get(rec)
+    assert owed.state is State.DONE and owed.after_upload_due
+    assert owed.last_error is not None and "after_upload move failed" in owed.last_error
+    assert Path(rec.path).exists()
+    done_dir.unlink()
+    aftercare = Aftercare(rig.journal, AfterUpload.MOVE, done_dir)
+    assert aftercare.sweep(grace_seconds=0.0) == 1
+    moved = rig.get(rec)
+    assert not moved.after_upload_due and moved.last_error is None
+    assert (done_dir / "a.mp4").exists() and not Path(rec.path).exists()
+    assert "moved to" in rig.journal.history(rec.id)[-1].reason
+    assert aftercare.sweep(grace_seconds=0.0) == 0  # nothing owed any more
+
+
+def test_keep_owes_nothing_and_a_sweep_under_keep_only_clears(rig: Rig) -> None:
+    kept = rig.queue("kept.mp4", seed=1)
+    rig.worker().run_once()
+    assert not rig.get(kept).after_upload_due
+    owed = rig.queue("owed.mp4", seed=2)
+    rig.worker().run_once()
+    rig.journal.update(owed.id, after_upload_due=1)  # as if killed before a delete
+    events = len(rig.journal.history(kept.id))
+    # The user switched to keep before restarting: the file stays, the debt is cleared.
+    assert Aftercare(rig.journal, AfterUpload.KEEP, None).sweep(grace_seconds=0.0) == 1
+    assert not rig.get(owed).after_upload_due and Path(owed.path).exists()
+    assert "after_upload is now keep" in rig.journal.history(owed.id)[-1].reason
+    assert len(rig.journal.history(kept.id)) == events
+
+
+def test_a_sweep_leaves_files_a_worker_just_finished_to_that_worker(rig: Rig) -> None:
+    rec = rig.queue("a.mp4")
+    rig.worker().run_once()
+    rig.journal.update(rec.id, after_upload_due=1)
+    aftercare = Aftercare(rig.journal, AfterUpload.DELETE, None)
+    assert aftercare.sweep() == 0  # within the grace
+    assert Path(rec.path).exists()
+    rig.clock.now += SWEEP_GRACE_SECONDS + 1
+    assert aftercare.sweep() == 1
     assert not Path(rec.path).exists()
 
 

@@ -18,7 +18,7 @@ def still_on_disk(rec: FileRecord) -> bool:
         st = os.stat(rec.path)
     except OSError:
         return False
-    return (st.st_size, st.st_mtime_ns) == (rec.size, rec.mtime_ns)
+    return rec.describes(st)
 
 
 def prune(journal: Journal, keep_done_days: float, now: float | None = None) -> int:

@@ -32,6 +32,7 @@ _WRITABLE = frozenset({
     "size", "mtime_ns", "stable_since", "sha256", "asset_id", "signed_url", "url_expires_at",
     "duplicate_of", "attempts", "next_attempt_at", "confirm_polls", "last_error",
     "lease_owner", "lease_expires_at", "bytes_sent", "upload_started_at", "progress_at",
+    "after_upload_due",
 })
 # fmt: on
 
@@ -75,6 +76,10 @@ class Journal(JournalReads):
 
     def _conn(self) -> sqlite3.Connection:
         return self._db.get()
+
+    def now(self) -> float:
+        """The journal's clock (injectable in tests), for ages compared with its times."""
+        return self._clock()
 
     def close(self) -> None:
         self._db.close()

@@ -27,6 +27,8 @@ def to_record(row: sqlite3.Row) -> FileRecord:
     root = data["watch_root"]
     data["watch_root"] = blob_to_path(root) if root is not None else None
     data["state"] = State(data["state"])
+    # .get: `status` may read an older journal its daemon has not migrated yet.
+    data["after_upload_due"] = bool(data.get("after_upload_due", 0))
     return FileRecord(**data)
 
 
@@ -124,6 +126,15 @@ class JournalReads:
         rows = self._conn().execute(
             f"SELECT * FROM files WHERE state IN ({marks}) ORDER BY id",  # noqa: S608
             [s.value for s in states],
+        )
+        return [to_record(r) for r in rows]
+
+    def after_upload_owed(self, finished_before: float) -> list[FileRecord]:
+        """Finished files whose move/delete is still owed (a crash, or it failed), last
+        touched no later than `finished_before` (journal clock)."""
+        rows = self._conn().execute(
+            "SELECT * FROM files WHERE after_upload_due = 1 AND updated_at <= ? ORDER BY id",
+            (finished_before,),
         )
         return [to_record(r) for r in rows]
 

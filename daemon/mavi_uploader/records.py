@@ -66,10 +66,15 @@ class FileRecord:
     updated_at: float
     upload_started_at: float | None = None
     progress_at: float | None = None
+    after_upload_due: bool = False
 
     @property
     def name(self) -> str:
         return os.path.basename(self.path)
+
+    def describes(self, st: os.stat_result) -> bool:
+        """Is `st` the version of the file this row was made for (same size and mtime)?"""
+        return (st.st_size, st.st_mtime_ns) == (self.size, self.mtime_ns)
 
 
 @dataclass(frozen=True)

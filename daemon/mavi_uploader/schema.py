@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _ACTIVE = "('settling', 'queued', 'uploading', 'confirming')"
 _STATES = (
@@ -66,6 +66,12 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE files ADD COLUMN upload_started_at REAL;
     ALTER TABLE files ADD COLUMN progress_at REAL;
     CREATE INDEX files_by_age ON files(state, updated_at);
+    """,
+    # v3: after_upload (move/delete) still owed for a finished file: set in the same commit
+    # as `done`, cleared when done, so a crash in between is finished on the next start.
+    3: """
+    ALTER TABLE files ADD COLUMN after_upload_due INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX files_after_upload_due ON files(id) WHERE after_upload_due = 1;
     """,
 }
 

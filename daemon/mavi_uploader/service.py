@@ -21,6 +21,7 @@ from typing import Any
 
 from mavi_uploader import housekeeping
 from mavi_uploader.config import Config, ConfigError
+from mavi_uploader.disposal import SWEEP_GRACE_SECONDS, Aftercare
 from mavi_uploader.journal import Journal
 from mavi_uploader.lock import StateDirLock
 from mavi_uploader.log import get_logger
@@ -147,6 +148,7 @@ class Daemon:
         recovered = journal.recover_after_crash()
         if recovered:
             log.info("recovered in-flight files after a stop", count=recovered)
+        self._finish_owed_after_upload(journal, grace_seconds=0.0)
         parts = self._assemble(journal)
         if not self.once:
             parts.watcher.start()  # observers first, so nothing lands unseen during the rescan
@@ -231,6 +233,7 @@ class Daemon:
                 log.warning("kernel dropped file events; rescanning", new_files=watcher.rescan())
             if now >= next_prune:
                 next_prune = now + housekeeping.PRUNE_EVERY_SECONDS
+                self._finish_owed_after_upload(parts.journal)
                 removed = housekeeping.prune(parts.journal, self.config.keep_done_days)
                 if removed:
                     log.info(
@@ -243,6 +246,14 @@ class Daemon:
                 log.info("periodic rescan", new_files=watcher.rescan())
         log.info("stopping")
         return 0
+
+    def _finish_owed_after_upload(
+        self, journal: Journal, grace_seconds: float = SWEEP_GRACE_SECONDS
+    ) -> None:
+        cfg = self.config
+        finished = Aftercare(journal, cfg.after_upload, cfg.done_dir).sweep(grace_seconds)
+        if finished:
+            log.info("finished after_upload left owed by a stop or a failure", count=finished)
 
     def _report(self, parts: _Parts) -> None:
         """STATUS= for `systemctl status`, and WATCHDOG=1 only while the machinery moves.

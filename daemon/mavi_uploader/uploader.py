@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mavi_uploader.config import AfterUpload
-from mavi_uploader.disposal import DisposalError, dispose
+from mavi_uploader.disposal import Aftercare
 from mavi_uploader.hashing import sha256_file
 from mavi_uploader.journal import Journal
 from mavi_uploader.ledger import NO_ASSET, Ledger
@@ -151,8 +152,7 @@ class Worker:
     def _check_unchanged(
         self, rec: FileRecord, why: str = "file changed since it was queued"
     ) -> None:
-        st = os.stat(rec.path)
-        if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns):
+        if not rec.describes(os.stat(rec.path)):
             raise FileChanged(why)
 
     def _hash(self, rec: FileRecord, path: Path) -> str:
@@ -177,11 +177,9 @@ class Worker:
             )
             return True
         why = f"same content as #{twin.id} ({display_path(twin.path)}), asset {twin.asset_id}"
-        done = self._ledger.move(
+        self._finish(
             rec, State.DUPLICATE, why, sha256=sha, duplicate_of=twin.id, asset_id=twin.asset_id
         )
-        if done is not None:
-            self._after_upload(done)
         return True
 
     def _send(self, rec: FileRecord, path: Path) -> None:
@@ -264,11 +262,7 @@ class Worker:
             return False
         self._gate.lift()
         if status.upload_status == "SUCCESS" and status.file_size in (None, rec.size):
-            done = self._ledger.move(
-                rec, State.DONE, f"asset {signed.asset_id} already uploaded (SUCCESS)"
-            )
-            if done is not None:
-                self._after_upload(done)
+            self._finish(rec, State.DONE, f"asset {signed.asset_id} already uploaded (SUCCESS)")
             return True
         if status.upload_status in ("WAITING", "UPLOADING") and status.file_size == rec.size:
             confirming = self._ledger.move(
@@ -306,11 +300,7 @@ class Worker:
                     rec, f"MAVI holds {status.file_size} bytes but the file has {rec.size}"
                 )
                 return
-            done = self._ledger.move(
-                rec, State.DONE, f"MAVI confirmed asset {rec.asset_id} (SUCCESS)"
-            )
-            if done is not None:
-                self._after_upload(done)
+            self._finish(rec, State.DONE, f"MAVI confirmed asset {rec.asset_id} (SUCCESS)")
         elif status.upload_status == "FAILED":
             self._ledger.upload_again(rec, f"MAVI reported asset {rec.asset_id} FAILED")
         elif rec.confirm_polls + 1 >= CONFIRM_MAX_POLLS:
@@ -341,24 +331,12 @@ class Worker:
 
         return hook
 
-    def _after_upload(self, rec: FileRecord) -> None:
-        if self.settings.after_upload is AfterUpload.KEEP:
-            return
-        assert rec.size is not None and rec.mtime_ns is not None
-        try:
-            what = dispose(
-                Path(rec.path),
-                watch_root=Path(rec.watch_root) if rec.watch_root else None,
-                action=self.settings.after_upload,
-                done_dir=self.settings.done_dir,
-                expected=(rec.size, rec.mtime_ns),
-            )
-        except DisposalError as exc:
-            log.warning("after_upload failed", file_id=rec.id, error=str(exc))
-            self._journal.update(rec.id, last_error=str(exc))
-            return
-        self._journal.transition(rec.id, rec.state, f"after_upload: {what}", expect=rec.state)
-        log.info("after_upload", file_id=rec.id, path=display_path(rec.path), action=what)
+    def _finish(self, rec: FileRecord, new: State, why: str, **fields: Any) -> None:
+        """Move to done/duplicate; the move/delete is owed in the same commit, then done."""
+        aftercare = Aftercare(self._journal, self.settings.after_upload, self.settings.done_dir)
+        finished = self._ledger.move(rec, new, why, after_upload_due=int(aftercare.due()), **fields)
+        if finished is not None:
+            aftercare.apply(finished)
 
 
 __all__ = ["MaviError", "Worker", "WorkerSettings"]

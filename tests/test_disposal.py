@@ -1,0 +1,93 @@
+"""after_upload on real files: move (same and other file system), delete, and what is left."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import sha256_of, write_video
+from mavi_uploader.config import AfterUpload
+from mavi_uploader.disposal import dispose
+from mavi_uploader.records import FileRecord, State
+
+
+def record_of(path: Path, watch: Path) -> FileRecord:
+    st = path.stat()
+    return FileRecord(
+        id=1, path=str(path), watch_root=str(watch), state=State.DONE, size=st.st_size,
+        mtime_ns=st.st_mtime_ns, stable_since=None, sha256=None, asset_id="re_1",
+        signed_url=None, url_expires_at=None, duplicate_of=None, attempts=1,
+        next_attempt_at=None, confirm_polls=0, last_error=None, lease_owner=None,
+        lease_expires_at=None, bytes_sent=st.st_size, created_at=0.0, updated_at=0.0,
+        after_upload_due=True,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def other_file_system(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another file system than tmp_path, so a move must copy."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm here to move across file systems")
+    folder = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="mavi-done-"))
+    if folder.stat().st_dev == tmp_path.stat().st_dev:
+        shutil.rmtree(folder)
+        pytest.skip("/dev/shm is on the same file system as the test folder")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_move_keeps_the_layout_under_the_watch_root(tmp_path: Path) -> None:
+    watch, done = tmp_path / "watch", tmp_path / "done"
+    clip = write_video(watch / "day1" / "a.mp4", 10_000)
+    digest = sha256_of(clip)
+    what = dispose(record_of(clip, watch), AfterUpload.MOVE, done)
+    assert what == f"moved to {done / 'day1' / 'a.mp4'}"
+    assert sha256_of(done / "day1" / "a.mp4") == digest and not clip.exists()
+
+
+def test_move_across_file_systems_leaves_no_partial_and_keeps_the_mtime(
+    tmp_path: Path, other_file_system: Path
+) -> None:
+    watch = tmp_path / "watch"
+    clip = write_video(watch / "a.mp4", 3_000_000)
+    digest, mtime = sha256_of(clip), clip.stat().st_mtime_ns
+    # What a crash mid-copy leaves behind: a partial copy under the hidden name.
+    (other_file_system / ".a.mp4.mavi-partial").write_bytes(b"half a copy")
+    dispose(record_of(clip, watch), AfterUpload.MOVE, other_file_system)
+    moved = other_file_system / "a.mp4"
+    assert sha256_of(moved) == digest and moved.stat().st_mtime_ns == mtime
+    assert not clip.exists()
+    assert sorted(p.name for p in other_file_system.iterdir()) == ["a.mp4"]
+
+
+def test_a_taken_name_in_done_dir_gets_a_number(tmp_path: Path) -> None:
+    watch, done = tmp_path / "watch", tmp_path / "done"
+    write_video(done / "a.mp4", 100, seed=9)
+    clip = write_video(watch / "a.mp4", 10_000)
+    assert dispose(record_of(clip, watch), AfterUpload.MOVE, done).endswith("a (2).mp4")
+    assert (done / "a.mp4").stat().st_size == 100  # the older file is untouched
+
+
+def test_a_file_rewritten_after_its_upload_is_never_moved_or_deleted(tmp_path: Path) -> None:
+    watch = tmp_path / "watch"
+    clip = write_video(watch / "a.mp4", 10_000)
+    rec = record_of(clip, watch)
+    write_video(clip, 12_000, seed=1)  # a new version nobody has uploaded
+    for action in (AfterUpload.DELETE, AfterUpload.MOVE):
+        what = dispose(rec, action, tmp_path / "done")
+        assert what == "left in place: the file changed after its upload"
+    assert clip.stat().st_size == 12_000
+
+
+def test_delete_and_a_file_already_gone(tmp_path: Path) -> None:
+    watch = tmp_path / "watch"
+    clip = write_video(watch / "a.mp4", 10_000)
+    rec = record_of(clip, watch)
+    assert dispose(rec, AfterUpload.DELETE, None) == "deleted after upload"
+    assert not clip.exists()
+    assert dispose(rec, AfterUpload.DELETE, None) == "already gone from the folder"
