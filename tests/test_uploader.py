@@ -360,6 +360,26 @@ def test_a_sweep_leaves_files_a_worker_just_finished_to_that_worker(rig: Rig) ->
     assert not Path(rec.path).exists()
 
 
+def test_a_worker_whose_lease_was_taken_stops_and_leaves_the_row_alone(rig: Rig) -> None:
+    """A laptop that slept past the lease: another worker reclaimed the file meanwhile."""
+    rec = rig.queue("big.mp4", size=6_000_000)
+
+    def steal() -> None:
+        rig.journal.update(rec.id, lease_owner="other-worker")
+
+    ticks = iter(range(0, 10_000, 3))  # the worker's clock: 3 s per look, renewing each chunk
+    worker = Worker(
+        "w1", rig.journal, rig.client, rig.gate, WorkerSettings(), rig.stop,
+        clock=lambda: float(next(ticks)), on_claim=steal,
+    )  # fmt: skip
+    events = len(rig.journal.history(rec.id))
+    assert worker.run_once()
+    row = rig.get(rec)
+    assert row.state is State.UPLOADING and row.lease_owner == "other-worker"
+    assert len(rig.journal.history(rec.id)) == events + 1  # only the claim
+    assert rig.fake.completed == [] and rig.fake.assets == {}  # stopped before signing
+
+
 def test_stop_during_upload_releases_the_file(rig: Rig) -> None:
     rec = rig.queue("big.mp4", size=4_000_000)
     rig.stop.set()

@@ -54,9 +54,12 @@ class Ledger:
             )
         return moved
 
-    def note(self, rec: FileRecord, **fields: Any) -> None:
-        """Bookkeeping under our lease, no state change (hash, progress, lease renewal)."""
-        self.journal.update(rec.id, owner=self.owner, **fields)
+    def note(self, rec: FileRecord, **fields: Any) -> bool:
+        """Bookkeeping under our lease, no state change (hash, progress, lease renewal).
+
+        False when the row is no longer ours (our lease expired and another worker took it).
+        """
+        return self.journal.update(rec.id, owner=self.owner, **fields)
 
     def release(self, rec: FileRecord, why: str) -> None:
         """Give the row back without counting an attempt (stop, pause)."""

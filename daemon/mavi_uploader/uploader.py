@@ -50,6 +50,10 @@ class FileChanged(Exception):
     """The file on disk no longer matches what was queued or sent."""
 
 
+class LeaseLost(Exception):
+    """Another worker took our file (our lease ran out, e.g. the machine slept): stop at once."""
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     dedupe: bool = True
@@ -105,6 +109,9 @@ class Worker:
                 self._upload(record)
         except Stopped:
             self._ledger.release(record, "daemon stopping; will resume")
+        except LeaseLost:
+            # The row is someone else's now: touching it would undo their work.
+            log.warning("lease lost; leaving the file to its new worker", file_id=record.id)
         except AuthProblem as exc:
             self._gate.trip(exc.reason)
             self._ledger.release(record, f"paused: {exc.reason}")
@@ -327,7 +334,8 @@ class Worker:
                 if record_bytes:
                     fields["bytes_sent"] = sent
                     fields["progress_at"] = now
-                self._ledger.note(rec, **fields)
+                if not self._ledger.note(rec, **fields):
+                    raise LeaseLost
 
         return hook
 
