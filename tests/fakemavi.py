@@ -70,6 +70,7 @@ class FakeMavi:
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        storage_origin: str | None = None,
     ) -> None:
         if code_style not in ("int", "0000"):
             raise ValueError("code_style must be 'int' or '0000'")
@@ -77,6 +78,8 @@ class FakeMavi:
         self.code_style = code_style
         self.store_bodies = store_bodies
         self.host, self.port = host, port
+        # Where signed URLs point; None: this server (a dead origin plays unreachable storage).
+        self.storage_origin = storage_origin
         self.api_base = ""
         self.api_status_override: int | None = None
         self.uploads: dict[str, UploadRecord] = {}
@@ -233,8 +236,9 @@ class FakeMavi:
                 asset_id, filename, now, signature=signature, expires_in=ttl,
                 expires_at=now + ttl, create_ms=_ms(), modify_ms=_ms(),
             )  # fmt: skip
+        origin = self.storage_origin or f"http://{self.host}:{self.port}"
         url = (
-            f"http://{self.host}:{self.port}/bucket/{asset_id}/{quote(filename, safe='')}"
+            f"{origin}/bucket/{asset_id}/{quote(filename, safe='')}"
             "?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=fake%2Fcred"
             f"&X-Goog-Expires={ttl}&X-Goog-Signature={signature}"
         )

@@ -180,6 +180,26 @@ def test_sigterm_stops_cleanly(daemon_factory: DaemonFactory) -> None:
     assert daemon.status()["daemon"]["running"] is False
 
 
+def test_sigterm_to_a_once_run_with_work_left_exits_1(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory(settle_seconds=600)
+    write_video(daemon.watch / "a.mp4", 10_000)
+    daemon.start("--once")
+    daemon.wait_ready()
+    assert daemon.kill(signal.SIGTERM) == 1  # not "all done": a script must not move on
+    assert daemon.status()["counts"]["settling"] == 1
+    assert "stopped before every file was handled" in daemon.log_text()
+
+
+def test_once_says_when_a_watch_folder_does_not_exist(
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    daemon = daemon_factory()
+    missing = tmp_path / "typo"
+    assert daemon.start("--once", "--watch", str(missing)).wait_exit() == 0  # nothing to do
+    assert "watch folder does not exist" in daemon.log_text()
+    assert str(missing) in daemon.log_text()
+
+
 def test_missing_api_key_is_a_config_error(daemon_factory: DaemonFactory) -> None:
     daemon = daemon_factory()
     del daemon.env["MAVI_API_KEY"]

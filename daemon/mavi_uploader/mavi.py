@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -168,6 +169,17 @@ def interpret_storage_response(response: requests.Response) -> None:
     raise SignedUrlRejected(f"storage: HTTP {status} {code or 'error'}", expired=False)
 
 
+def _request_failed(what: str, exc: requests.RequestException) -> TransientError:
+    if isinstance(exc, requests.exceptions.SSLError):
+        # Never retried without verification: a bad certificate is someone's problem to fix.
+        return TransientError(f"{what}: TLS verification failed ({exc})")
+    if isinstance(exc, requests.Timeout):
+        return TransientError(f"{what}: timed out ({type(exc).__name__})")
+    if isinstance(exc, requests.ConnectionError):
+        return TransientError(f"{what}: connection failed ({exc})", network=True)
+    return TransientError(f"{what}: request failed ({exc})")
+
+
 class MaviClient:
     """Thread-safe MAVI client; each thread gets its own HTTP session (connection pool)."""
 
@@ -186,6 +198,12 @@ class MaviClient:
         self._timeout = timeout
         self._clock = clock
         self._local = threading.local()
+        self._unanswered_since: dict[str, float] = {}  # host -> first failure since an answer
+
+    def unreachable_for(self) -> float:
+        """Seconds the least reachable host (API or storage) has gone without any answer."""
+        since = list(self._unanswered_since.values())
+        return time.monotonic() - min(since) if since else 0.0
 
     def set_credentials(self, api_base: str, api_key: str) -> None:
         """A reloaded config: later calls use the new base and key (sessions hold neither)."""
@@ -213,17 +231,15 @@ class MaviClient:
                 self._limiter.penalize(endpoint, wait)
 
     def _request(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
+        host = urlsplit(url).netloc
         try:
-            return self._session().request(method, url, timeout=self._timeout, **kwargs)
-        except requests.exceptions.SSLError as exc:
-            # Never retried without verification: a bad certificate is someone's problem to fix.
-            raise TransientError(f"{what}: TLS verification failed ({exc})") from None
-        except requests.Timeout as exc:
-            raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
-        except requests.ConnectionError as exc:
-            raise TransientError(f"{what}: connection failed ({exc})", network=True) from None
+            response = self._session().request(method, url, timeout=self._timeout, **kwargs)
         except requests.RequestException as exc:
-            raise TransientError(f"{what}: request failed ({exc})") from None
+            if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
+                self._unanswered_since.setdefault(host, time.monotonic())
+            raise _request_failed(what, exc) from None
+        self._unanswered_since.pop(host, None)
+        return response
 
     def sign(self, original_filename: str) -> SignedUpload:
         """POST /upload/signed-url: a new asset_id and the URL to send its bytes to."""

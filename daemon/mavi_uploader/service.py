@@ -39,6 +39,7 @@ from mavi_uploader.watcher import Watcher, WatchRoot
 log = get_logger(__name__)
 WATCH_RETRY_SECONDS = 10.0
 ONCE_POLL_SECONDS = 0.2
+ONCE_UNREACHABLE_SECONDS = 120.0
 COLD_STOP_EXIT = 130
 # systemd's WatchdogSec is 60 s in our units: ping well inside it, report STATUS as often.
 REPORT_EVERY_SECONDS = 5.0
@@ -197,7 +198,7 @@ class Daemon:
                 self._spawn(worker.owner, body)
 
     def _supervise(self, parts: _Parts) -> int:
-        watcher, gate = parts.watcher, parts.gate
+        watcher = parts.watcher
         next_rescan = time.monotonic() + (self.config.rescan_interval_seconds or float("inf"))
         next_watch_check = time.monotonic() + WATCH_RETRY_SECONDS
         next_report = 0.0
@@ -216,13 +217,9 @@ class Daemon:
                 self._hup = False
                 self._reload(parts)
             if self.once:
-                if gate.paused():
-                    log.error("stopping: uploads are paused", reason=gate.reason)
-                    return 1
-                if not parts.journal.has_unfinished():
-                    counts = parts.journal.counts()
-                    log.info("all files handled", **counts)
-                    return 1 if counts[State.FAILED.value] else 0
+                code = self._once_outcome(parts)
+                if code is not None:
+                    return code
                 continue
             now = time.monotonic()
             if now >= next_watch_check:
@@ -245,7 +242,31 @@ class Daemon:
                 next_rescan = now + (self.config.rescan_interval_seconds or float("inf"))
                 log.info("periodic rescan", new_files=watcher.rescan())
         log.info("stopping")
+        if self.once and parts.journal.has_unfinished():
+            log.warning("stopped before every file was handled; the next run resumes them")
+            return 1
         return 0
+
+    def _once_outcome(self, parts: _Parts) -> int | None:
+        """`run --once`: its exit code when the run is over, None while it goes on."""
+        if parts.gate.paused():
+            log.error("stopping: uploads are paused", reason=parts.gate.reason)
+            return 1
+        if not parts.journal.has_unfinished():
+            counts = parts.journal.counts()
+            log.info("all files handled", **counts)
+            return 1 if counts[State.FAILED.value] else 0
+        # The daemon waits out any outage; a one-shot run (cron, a script) must end instead.
+        silent = parts.client.unreachable_for()
+        if silent >= ONCE_UNREACHABLE_SECONDS:
+            log.error(
+                "stopping: MAVI or its storage has not answered; unfinished files stay"
+                " queued for the next run",
+                seconds=round(silent),
+                **{k: v for k, v in parts.journal.counts().items() if v},
+            )
+            return 1
+        return None
 
     def _finish_owed_after_upload(
         self, journal: Journal, grace_seconds: float = SWEEP_GRACE_SECONDS

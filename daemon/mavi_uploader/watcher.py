@@ -217,9 +217,7 @@ class Watcher:
                 )
                 self._stop_observer(root.root)
             if identity is None:
-                if root.root not in self._missing:
-                    self._missing.add(root.root)
-                    log.warning("watch folder does not exist (yet)", path=display_path(root.root))
+                self._warn_missing(root)
                 continue
             self._missing.discard(root.root)
             observer = self._start_observer(root)
@@ -227,6 +225,11 @@ class Watcher:
                 self._observers[root.root] = (observer, identity)
                 started.append(root)
         return started
+
+    def _warn_missing(self, root: WatchRoot) -> None:
+        if root.root not in self._missing:
+            self._missing.add(root.root)
+            log.warning("watch folder does not exist (yet)", path=display_path(root.root))
 
     def set_roots(self, roots: Sequence[WatchRoot]) -> list[WatchRoot]:
         """Replace the watch list (config reload); returns the roots that are new."""
@@ -282,6 +285,7 @@ class Watcher:
         count = 0
         for root in roots if roots is not None else self._roots:
             if not os.path.isdir(root.root):
+                self._warn_missing(root)  # `run --once` has no observers to warn
                 continue
             handled = self._journal.handled_index(root.root)
             batch: list[Observation] = []

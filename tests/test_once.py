@@ -1,0 +1,74 @@
+"""`run --once` ends whatever the network does: a cron job or a script must never hang."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import API_KEY, write_video
+from fakemavi import FakeMavi
+from mavi_uploader import service
+from mavi_uploader.config import load_config
+from mavi_uploader.journal import Journal
+from mavi_uploader.service import Daemon
+
+DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
+
+
+def run_once(tmp_path: Path, api_base: str) -> int:
+    """`run --once` in this process (the limit below is patched), on a thread with a deadline."""
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(f'settle_seconds = 0.1\n[[watch]]\npath = "{tmp_path / "watch"}"\n')
+    env = {
+        "MAVI_API_KEY": API_KEY,
+        "MAVI_API_BASE": api_base,
+        "MAVI_UPLOADER_STATE_DIR": str(tmp_path / "state"),
+    }
+    config = load_config(config_path=str(config_file), env=env)
+    daemon = Daemon(config, once=True)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(daemon.run()), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    if thread.is_alive():
+        daemon.stop.set()
+        thread.join(timeout=30)
+        pytest.fail("run --once did not end while MAVI was unreachable")
+    return codes[0]
+
+
+def states(tmp_path: Path) -> dict[str, int]:
+    journal = Journal.open(tmp_path / "state")
+    try:
+        return {k: v for k, v in journal.counts().items() if v}
+    finally:
+        journal.close()
+
+
+@pytest.fixture(autouse=True)
+def _short_patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service, "ONCE_UNREACHABLE_SECONDS", 3.0)
+
+
+def test_unreachable_api_ends_the_run_with_1_and_fails_no_file(tmp_path: Path) -> None:
+    write_video(tmp_path / "watch" / "a.mp4", 10_000)
+    assert run_once(tmp_path, f"{DEAD}/serve/api/v2") == 1
+    assert states(tmp_path) == {"queued": 1}  # the next run picks it up
+
+
+def test_unreachable_storage_ends_the_run_even_while_the_api_answers(
+    tmp_path: Path,
+) -> None:
+    with FakeMavi(API_KEY, storage_origin=DEAD) as fake:
+        write_video(tmp_path / "watch" / "a.mp4", 10_000)
+        assert run_once(tmp_path, fake.api_base) == 1
+        assert fake.completed == [] and len(fake.assets) >= 1
+    assert states(tmp_path) == {"queued": 1}
+
+
+def test_a_reachable_server_is_not_cut_short(tmp_path: Path, fake: FakeMavi) -> None:
+    write_video(tmp_path / "watch" / "a.mp4", 10_000)
+    assert run_once(tmp_path, fake.api_base) == 0
+    assert states(tmp_path) == {"done": 1}
