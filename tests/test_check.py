@@ -68,7 +68,15 @@ def test_missing_key(
 ) -> None:
     monkeypatch.delenv("MAVI_API_KEY")
     code, out = check(capsys)
-    assert code == 1 and "set MAVI_API_KEY or api_key_file" in out
+    assert code == 2 and "set MAVI_API_KEY or api_key_file" in out  # a config error, as for run
+
+
+def test_a_broken_config_exits_2_like_every_command(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.write_text('api_key = "abc"\n' + env.read_text())
+    code, out = check(capsys)
+    assert code == 2 and "api_key" in out and "FAIL" in out
 
 
 def test_too_many_folders_for_inotify(

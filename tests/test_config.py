@@ -587,8 +587,15 @@ def test_key_file_relative_to_config_file(tmp_path: Path) -> None:
 
 def test_missing_key_file_names_it(tmp_path: Path) -> None:
     path = write(tmp_path, 'api_key_file = "nope/key"\n')
-    msg = error(path, {}, require_api_key=False)
+    msg = error(path, {})
     assert str(path.parent / "nope" / "key") in msg and "cannot be read" in msg
+
+
+def test_reports_do_not_need_a_readable_key_file(tmp_path: Path) -> None:
+    """`status` by a person whose config names a key file only the service user reads."""
+    path = write(tmp_path, 'api_key_file = "nope/key"\nconcurrency = 3\n')
+    config = load(path, {}, require_api_key=False)
+    assert config.api_key == "" and config.concurrency == 3
 
 
 def test_empty_key_file_names_it(tmp_path: Path) -> None:

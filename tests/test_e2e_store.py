@@ -94,6 +94,10 @@ def test_corrupt_journal_refuses_to_start_and_names_the_file(
     assert result.returncode == 1
     assert str(journal) in result.stderr
     assert "will not overwrite" in result.stderr
+    for report in (["status"], ["status", "--json"], ["list"], ["history", "1"]):
+        result = daemon.cli(*report)
+        assert result.returncode == 1, (report, result.stderr)
+        assert str(journal) in result.stderr and "Traceback" not in result.stderr
     assert journal.read_bytes() == b"definitely not SQLite" * 500
 
 

@@ -22,6 +22,7 @@ class Finding:
     ok: bool
     what: str
     fix: str = ""
+    config_error: bool = False  # `check` then exits 2, like every command on a bad config
 
 
 def _folder(path: Path, label: str, fix_key: str) -> Finding:
@@ -114,7 +115,7 @@ def run_checks(
     try:
         config = load()
     except ConfigError as exc:
-        return [Finding(False, f"config: {exc}", "fix the file or the environment as named")]
+        return [Finding(False, f"config: {exc}", "fix the file or the environment as named", True)]
     where = config.config_file or "the config file"
     findings = [Finding(True, f"config {where} is valid; API key is set")]
     findings += [Finding(False, w, "see the warning") for w in config.warnings]

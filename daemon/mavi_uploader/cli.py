@@ -192,6 +192,8 @@ def _check(args: argparse.Namespace) -> int:
 
     findings = run_checks(load)
     print(report(findings))
+    if any(f.config_error for f in findings):
+        return EXIT_USAGE
     return EXIT_OK if all(f.ok for f in findings) else EXIT_FAILURE
 
 

@@ -247,7 +247,12 @@ class _Loader(_Table):
     def build(
         self, state_dir: str | None, watch_dirs: Sequence[str], api_base: str | None, need_key: bool
     ) -> Config:
-        api_key = self.api_key()  # first: every later error message can then be redacted
+        try:
+            api_key = self.api_key()  # first: every later error message can then be redacted
+        except ConfigError:
+            if need_key:
+                raise
+            api_key = ""  # status, list...: a key file only the service's user reads is fine
         self.check_keys(_TOP_KEYS, _WATCH_KEYS)
         watches = self.watches(watch_dirs)
         after_upload, done_dir = self.after_upload(watches)

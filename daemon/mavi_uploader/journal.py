@@ -69,7 +69,7 @@ class Journal(JournalReads):
             return None
         journal = cls(db_path, read_only=True)
         # The daemon creates the file a moment before its first migration commits the tables.
-        if journal._conn().execute("PRAGMA user_version").fetchone()[0] == 0:
+        if journal._db.user_version() == 0:
             journal.close()
             return None
         return journal

@@ -120,6 +120,13 @@ class ConnectionPool:
                 self._all.append(conn)
         return conn
 
+    def user_version(self) -> int:
+        """The schema version; JournalError (naming the file) if it is not a database."""
+        try:
+            return int(self.get().execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise unusable_journal(self.db_path, exc) from exc
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; nested calls on the same thread join the outer one, so a
