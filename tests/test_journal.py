@@ -75,9 +75,21 @@ def test_handled_file_is_not_sighted_again_but_a_rewrite_is_a_new_generation(
 
 def test_a_queued_file_that_changes_goes_back_to_settling(journal: Journal) -> None:
     file_id = queued(journal, "/w/a.mp4")
+    # Hashed, waiting for a retry with its asset signed: all of that was the old content.
+    journal.update(file_id, sha256="ab" * 32, asset_id="re_1", signed_url="https://s/x?sig=1",
+                   url_expires_at=9e9, bytes_sent=7)  # fmt: skip
     (moved,) = journal.sight([obs("/w/a.mp4", size=20, mtime_ns=5)])
     assert moved.id == file_id and moved.state is State.SETTLING
     assert (moved.size, moved.mtime_ns) == (20, 5)
+    assert (moved.sha256, moved.asset_id, moved.signed_url, moved.url_expires_at) == (None,) * 4
+    assert moved.bytes_sent == 0
+
+
+def test_enqueue_of_a_changed_settling_file_forgets_the_old_content(journal: Journal) -> None:
+    (rec,) = journal.sight([obs("/w/a.mp4", size=10, mtime_ns=1)])
+    journal.update(rec.id, sha256="ab" * 32)
+    moved = journal.enqueue(obs("/w/a.mp4", size=30, mtime_ns=9), "enqueued by hand")
+    assert moved.id == rec.id and moved.state is State.QUEUED and moved.sha256 is None
 
 
 def test_non_utf8_path_round_trips(journal: Journal) -> None:

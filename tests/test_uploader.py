@@ -20,7 +20,7 @@ from mavi_uploader.disposal import SWEEP_GRACE_SECONDS, Aftercare
 from mavi_uploader.journal import Journal
 from mavi_uploader.mavi import MaviClient
 from mavi_uploader.pause import PauseGate
-from mavi_uploader.ratelimit import RateLimiter
+from mavi_uploader.ratelimit import BandwidthLimiter, RateLimiter
 from mavi_uploader.records import FileRecord, Observation, State
 from mavi_uploader.retry import MAX_SERVER_FAILURES
 from mavi_uploader.uploader import Worker, WorkerSettings
@@ -378,6 +378,60 @@ def test_a_worker_whose_lease_was_taken_stops_and_leaves_the_row_alone(rig: Rig)
     assert row.state is State.UPLOADING and row.lease_owner == "other-worker"
     assert len(rig.journal.history(rec.id)) == events + 1  # only the claim
     assert rig.fake.completed == [] and rig.fake.assets == {}  # stopped before signing
+
+
+def test_done_forgets_the_errors_of_earlier_attempts(rig: Rig) -> None:
+    rig.fake.inject("storage", Fault("status", 500))
+    rec = rig.queue("a.mp4")
+    worker = rig.worker()
+    worker.run_once()
+    assert rig.get(rec).last_error is not None
+    rig.clock.now = (rig.get(rec).next_attempt_at or 0) + 0.01
+    worker.run_once()
+    done = rig.get(rec)
+    assert done.state is State.DONE and done.last_error is None
+    assert rig.journal.recent_errors() == []
+
+
+def test_a_version_written_while_confirming_becomes_a_new_generation(rig: Rig) -> None:
+    rig.fake.set_metadata_script(["WAITING", "SUCCESS"])
+    rec = rig.queue("a.mp4", size=50_000)
+    worker = rig.worker()
+    worker.run_once()
+    assert rig.get(rec).state is State.CONFIRMING
+    write_video(Path(rec.path), 70_000, seed=5)  # the editor exports again meanwhile
+    rig.journal.sight([Observation(rec.path, str(rig.watch), 70_000, 0)])  # busy row: dropped
+    rig.clock.now = (rig.get(rec).next_attempt_at or 0) + 0.01
+    worker.run_once()
+    assert rig.get(rec).state is State.DONE and rig.get(rec).size == 50_000
+    newest = rig.journal.by_path(rec.path)[-1]
+    assert newest.id != rec.id and newest.state is State.SETTLING and newest.size == 70_000
+
+
+class RenameOnFirstChunk(BandwidthLimiter):
+    """Renames the file as its first bytes go out: a person tidying the folder mid-upload."""
+
+    def __init__(self, path: Path, to: Path) -> None:
+        super().__init__(0)
+        self.path, self.to = path, to
+
+    def consume(self, nbytes: int) -> None:
+        if self.path.exists():
+            self.path.rename(self.to)
+
+
+def test_a_file_renamed_during_its_upload_is_uploaded_once_not_vanished(rig: Rig) -> None:
+    rec = rig.queue("a.mp4", size=3_000_000)
+    renamed = rig.watch / "renamed.mp4"
+    digest = sha256_of(Path(rec.path))
+    Worker(
+        "w1", rig.journal, rig.client, rig.gate, WorkerSettings(), rig.stop, clock=rig.clock,
+        bandwidth=RenameOnFirstChunk(Path(rec.path), renamed),
+    ).run_once()  # fmt: skip
+    assert renamed.exists()
+    done = rig.get(rec)
+    assert done.state is State.DONE, rig.journal.history(rec.id)[-1].reason
+    assert [u.sha256 for u in rig.fake.completed] == [digest]
 
 
 def test_stop_during_upload_releases_the_file(rig: Rig) -> None:

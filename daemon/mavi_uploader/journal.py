@@ -16,6 +16,7 @@ from typing import Any
 from mavi_uploader.journal_reads import HANDLED_STATES, JournalReads, to_record
 from mavi_uploader.records import (
     ACTIVE_STATES,
+    NEW_VERSION,
     FileRecord,
     Observation,
     State,
@@ -122,13 +123,10 @@ class Journal(JournalReads):
         same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
         if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
             if row["state"] == State.QUEUED.value and not same:
+                fields = {"size": obs.size, "mtime_ns": obs.mtime_ns, "stable_since": now}
+                why = "changed while queued"
                 return self._move(
-                    conn,
-                    row["id"],
-                    State.QUEUED,
-                    State.SETTLING,
-                    "changed while queued",
-                    {"size": obs.size, "mtime_ns": obs.mtime_ns, "stable_since": now},
+                    conn, row["id"], State.QUEUED, State.SETTLING, why, {**fields, **NEW_VERSION}
                 )
             if row["state"] == State.SETTLING.value and row["next_attempt_at"] is not None:
                 # A file deferred as unreadable was touched (chmod?): look again at once.
@@ -371,14 +369,9 @@ class Journal(JournalReads):
             if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
                 if row["state"] != State.SETTLING.value:
                     return to_record(row)
-                moved = self._move(
-                    conn,
-                    row["id"],
-                    State.SETTLING,
-                    State.QUEUED,
-                    why,
-                    {"size": obs.size, "mtime_ns": obs.mtime_ns, "next_attempt_at": None},
-                )
+                fields = {"size": obs.size, "mtime_ns": obs.mtime_ns, "next_attempt_at": None}
+                fields.update({} if same else NEW_VERSION)
+                moved = self._move(conn, row["id"], State.SETTLING, State.QUEUED, why, fields)
                 assert moved is not None  # the row is locked by our IMMEDIATE transaction
                 return moved
             record = self._insert(conn, obs, State.QUEUED)

@@ -13,11 +13,10 @@ from typing import Any
 
 from mavi_uploader.journal import Journal
 from mavi_uploader.log import get_logger
-from mavi_uploader.records import FileRecord, State, display_path
+from mavi_uploader.records import NEW_VERSION, NO_ASSET, FileRecord, State, display_path
 from mavi_uploader.retry import CONFIRM_BACKOFF, MAX_SERVER_FAILURES, UPLOAD_BACKOFF
 
 log = get_logger(__name__)
-NO_ASSET: dict[str, Any] = {"asset_id": None, "signed_url": None, "url_expires_at": None}
 
 
 class Ledger:
@@ -135,7 +134,5 @@ class Ledger:
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
             stable_since=self._clock(),
-            sha256=None,
-            bytes_sent=0,
-            **NO_ASSET,
+            **NEW_VERSION,
         )

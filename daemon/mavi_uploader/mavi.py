@@ -7,15 +7,16 @@ retried here, behind the shared limiter, so callers never see them unless the da
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
@@ -180,6 +181,16 @@ def _request_failed(what: str, exc: requests.RequestException) -> TransientError
     return TransientError(f"{what}: request failed ({exc})")
 
 
+@contextlib.contextmanager
+def _opened(source: Path | BinaryIO) -> Iterator[BinaryIO]:
+    if isinstance(source, Path):
+        with open(source, "rb") as fileobj:
+            yield fileobj
+    else:
+        source.seek(0)  # each attempt (after a rate-limit answer, say) sends it all again
+        yield source
+
+
 class MaviClient:
     """Thread-safe MAVI client; each thread gets its own HTTP session (connection pool)."""
 
@@ -271,19 +282,20 @@ class MaviClient:
     def upload(
         self,
         url: str,
-        path: Path,
+        source: Path | BinaryIO,
         size: int,
         filename: str,
         on_chunk: Callable[[int], None] | None = None,
         chunk_size: int = CHUNK_SIZE,
     ) -> None:
-        """Stream `size` bytes of `path` as multipart field `file` to the signed URL.
+        """Stream `size` bytes of `source` (a path, or a file open for reading: it is read
+        from the start and left open) as multipart field `file` to the signed URL.
 
         Raises OSError if the file cannot be read, FileShrank if it shrinks mid-upload.
         """
 
         def call() -> None:
-            with open(path, "rb") as fileobj:
+            with _opened(source) as fileobj:
                 body = MultipartFileBody(
                     fileobj, size, filename, on_chunk=on_chunk, chunk_size=chunk_size
                 )

@@ -5,6 +5,12 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
+from typing import Any
+
+# Columns that belong to one version of a file's content: its asset, and its hash and bytes
+# sent. A row whose file changed must forget them, or the new content passes for the old.
+NO_ASSET: dict[str, Any] = {"asset_id": None, "signed_url": None, "url_expires_at": None}
+NEW_VERSION: dict[str, Any] = {**NO_ASSET, "sha256": None, "bytes_sent": 0, "duplicate_of": None}
 
 
 class State(str, enum.Enum):

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import os
 import random
+import stat
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mavi_uploader.config import AfterUpload
 from mavi_uploader.disposal import Aftercare
 from mavi_uploader.hashing import sha256_file
 from mavi_uploader.journal import Journal
-from mavi_uploader.ledger import NO_ASSET, Ledger
+from mavi_uploader.ledger import Ledger
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi import (
     AuthProblem,
@@ -32,7 +33,14 @@ from mavi_uploader.mavi import (
 from mavi_uploader.multipart import FileShrank
 from mavi_uploader.pause import PauseGate
 from mavi_uploader.ratelimit import BandwidthLimiter, Stopped
-from mavi_uploader.records import FileRecord, State, display_path, upload_name
+from mavi_uploader.records import (
+    NO_ASSET,
+    FileRecord,
+    Observation,
+    State,
+    display_path,
+    upload_name,
+)
 
 log = get_logger(__name__)
 
@@ -157,9 +165,14 @@ class Worker:
             self._ledger.retry_later(rec, exc.reason, counts=not exc.network)
 
     def _check_unchanged(
-        self, rec: FileRecord, why: str = "file changed since it was queued"
+        self,
+        rec: FileRecord,
+        held: BinaryIO | None = None,
+        why: str = "file changed since it was queued",
     ) -> None:
-        if not rec.describes(os.stat(rec.path)):
+        """The file (the `held` one, else whatever is at its path) is the version queued."""
+        st = os.fstat(held.fileno()) if held is not None else os.stat(rec.path)
+        if not rec.describes(st):
             raise FileChanged(why)
 
     def _hash(self, rec: FileRecord, path: Path) -> str:
@@ -190,12 +203,34 @@ class Worker:
         return True
 
     def _send(self, rec: FileRecord, path: Path) -> None:
+        # Held open from before the first byte to after the last: the checks then follow the
+        # file we hashed even if it is renamed or deleted mid-upload (its bytes all went out).
+        with open(path, "rb") as held:
+            self._check_unchanged(rec, held)
+            sent = self._transfer(rec, held)
+            if sent is None:
+                return
+            self._check_unchanged(sent, held, "file changed during its upload; sending again")
+        confirming = self._ledger.move(
+            sent,
+            State.CONFIRMING,
+            f"storage accepted {sent.size} bytes",
+            bytes_sent=sent.size,
+            confirm_polls=0,
+            next_attempt_at=None,
+        )
+        if confirming is not None:
+            self._confirm(confirming)
+
+    def _transfer(self, rec: FileRecord, held: BinaryIO) -> FileRecord | None:
+        """Sign if need be and send the bytes; the row after a complete upload, or None when
+        there was nothing to send (already landed) or the row is no longer ours."""
         rejected_once = False
         rejections = 0
         while True:
             signed = self._reusable_url(rec)
             if signed is not None and self._already_landed(rec, signed):
-                return
+                return None
             if signed is None:
                 signed = self._client.sign(upload_name(rec.name))
                 self._gate.lift()
@@ -208,7 +243,7 @@ class Worker:
                     url_expires_at=signed.expires_at,
                 )
                 if moved is None:
-                    return
+                    return None
                 rec = moved
             try:
                 assert rec.size is not None
@@ -216,7 +251,7 @@ class Worker:
                 self._ledger.note(rec, upload_started_at=started, progress_at=started, bytes_sent=0)
                 self._client.upload(
                     signed.url,
-                    path,
+                    held,
                     rec.size,
                     upload_name(rec.name),
                     self._progress_hook(rec, True),
@@ -234,18 +269,7 @@ class Worker:
                 self._ledger.note(rec, **NO_ASSET)
                 rec = self._journal.get(rec.id) or rec
                 continue
-            break
-        self._check_unchanged(rec, "file changed during its upload; it will be uploaded again")
-        confirming = self._ledger.move(
-            rec,
-            State.CONFIRMING,
-            f"storage accepted {rec.size} bytes",
-            bytes_sent=rec.size,
-            confirm_polls=0,
-            next_attempt_at=None,
-        )
-        if confirming is not None:
-            self._confirm(confirming)
+            return rec
 
     def _reusable_url(self, rec: FileRecord) -> SignedUpload | None:
         if not (rec.asset_id and rec.signed_url and rec.url_expires_at):
@@ -342,9 +366,22 @@ class Worker:
     def _finish(self, rec: FileRecord, new: State, why: str, **fields: Any) -> None:
         """Move to done/duplicate; the move/delete is owed in the same commit, then done."""
         aftercare = Aftercare(self._journal, self.settings.after_upload, self.settings.done_dir)
+        fields.setdefault("last_error", None)  # errors of earlier attempts are history now
         finished = self._ledger.move(rec, new, why, after_upload_due=int(aftercare.due()), **fields)
         if finished is not None:
             aftercare.apply(finished)
+            self._sight_if_rewritten(finished)
+
+    def _sight_if_rewritten(self, rec: FileRecord) -> None:
+        """A version written while this one was in flight was not journaled then (the row was
+        busy): journal it now, as a new generation."""
+        try:
+            st = os.stat(rec.path)
+        except OSError:
+            return
+        if stat.S_ISREG(st.st_mode) and not rec.describes(st):
+            seen = Observation(rec.path, rec.watch_root or "", st.st_size, st.st_mtime_ns)
+            self._journal.sight([seen])
 
 
 __all__ = ["MaviError", "Worker", "WorkerSettings"]
