@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 
 from conftest import sha256_of, write_video
 from mavi_uploader.config import AfterUpload
-from mavi_uploader.disposal import dispose
+from mavi_uploader.disposal import DisposalError, dispose
 from mavi_uploader.records import FileRecord, State
+from mavi_uploader.safemove import Replaced, move_pinned
 
 
 def record_of(path: Path, watch: Path) -> FileRecord:
@@ -91,3 +93,60 @@ def test_delete_and_a_file_already_gone(tmp_path: Path) -> None:
     assert dispose(rec, AfterUpload.DELETE, None) == "deleted after upload"
     assert not clip.exists()
     assert dispose(rec, AfterUpload.DELETE, None) == "already gone from the folder"
+
+
+def test_a_version_renamed_over_the_name_during_a_copy_is_never_deleted(
+    tmp_path: Path, other_file_system: Path
+) -> None:
+    """Re-exported (new file renamed over the old name) while the upload was being copied."""
+    clip = write_video(tmp_path / "watch" / "a.mp4", 2_000_000, seed=1)
+    uploaded = sha256_of(clip)
+    with open(clip, "rb") as src:
+        write_video(tmp_path / "watch" / ".a.mp4.tmp", 1_000_000, seed=2)
+        os.rename(tmp_path / "watch" / ".a.mp4.tmp", clip)
+        target, removed = move_pinned(src, clip, other_file_system / "a.mp4")
+    assert not removed and clip.stat().st_size == 1_000_000  # the new version stays
+    assert sha256_of(target) == uploaded  # the uploaded one, whole, in done_dir
+
+
+def test_a_name_re_pointed_before_a_same_disk_move_changes_nothing(tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "watch" / "a.mp4", 10_000, seed=1)
+    with open(clip, "rb") as src:
+        write_video(tmp_path / "watch" / ".new", 20_000, seed=2)
+        os.rename(tmp_path / "watch" / ".new", clip)
+        with pytest.raises(Replaced):
+            move_pinned(src, clip, tmp_path / "done" / "a.mp4")
+    assert clip.stat().st_size == 20_000 and list((tmp_path / "done").iterdir()) == []
+
+
+def test_an_existing_file_in_done_dir_is_never_replaced_across_disks(
+    tmp_path: Path, other_file_system: Path
+) -> None:
+    (other_file_system / "a.mp4").write_bytes(b"an earlier upload")
+    clip = write_video(tmp_path / "watch" / "a.mp4", 10_000)
+    what = dispose(record_of(clip, tmp_path / "watch"), AfterUpload.MOVE, other_file_system)
+    assert what == f"moved to {other_file_system / 'a (2).mp4'}"
+    assert (other_file_system / "a.mp4").read_bytes() == b"an earlier upload"
+
+
+@pytest.fixture
+def undeletable_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder nobody may remove files from, root included (chattr +i)."""
+    folder = tmp_path / "watch"
+    folder.mkdir()
+    write_video(folder / "a.mp4", 10_000)
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here: cannot make a folder undeletable")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_a_move_that_cannot_remove_the_original_leaves_no_copy(
+    undeletable_folder: Path, other_file_system: Path
+) -> None:
+    rec = record_of(undeletable_folder / "a.mp4", undeletable_folder)
+    for _ in range(2):  # retried (at the next start, hourly): still no copies pile up
+        with pytest.raises(DisposalError, match="cannot remove files"):
+            dispose(rec, AfterUpload.MOVE, other_file_system)
+    assert list(other_file_system.iterdir()) == []
+    assert (undeletable_folder / "a.mp4").exists()

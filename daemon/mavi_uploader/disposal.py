@@ -6,93 +6,68 @@ it is carried out, so a crash in between, or a failed move, is finished later by
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
 from pathlib import Path
 
 from mavi_uploader.config import AfterUpload
 from mavi_uploader.journal import Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.records import FileRecord, display_path
+from mavi_uploader.safemove import Replaced, move_pinned, unlink_if_same
 
 log = get_logger(__name__)
 
 # A row finished this recently may still be in its worker's hands: leave it to the worker.
 SWEEP_GRACE_SECONDS = 60.0
-COPY_CHUNK = 1 << 20
+_REPLACED = "left in place: replaced by a new version, which is not uploaded yet"
 
 
 class DisposalError(Exception):
     """The uploaded file could not be moved or deleted; it stays where it is."""
 
 
-def _free_name(target: Path) -> Path:
-    """`target`, or `name (2).ext`... when something already has that name."""
-    if not target.exists():
-        return target
-    for n in range(2, 10_000):
-        candidate = target.with_name(f"{target.stem} ({n}){target.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise DisposalError(f"no free name for {target} in {target.parent}")
-
-
-def _move(path: Path, target: Path) -> None:
-    """Rename, or across file systems copy under a hidden name, fsync, rename, then unlink.
-
-    A crash mid-copy must not leave a partial file under the real name in done_dir, where
-    it would pass for the upload; the source is removed only once the copy is whole.
-    """
-    try:
-        os.rename(path, target)
-        return
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-    partial = target.with_name(f".{target.name}.mavi-partial")
-    with open(path, "rb") as src, open(partial, "wb") as dst:
-        shutil.copyfileobj(src, dst, COPY_CHUNK)
-        dst.flush()
-        os.fsync(dst.fileno())
-    shutil.copystat(path, partial)
-    os.rename(partial, target)
-    path.unlink()
-
-
 def dispose(rec: FileRecord, action: AfterUpload, done_dir: Path | None) -> str:
     """Apply `action` to the uploaded file of `rec`; returns what was done, for the journal.
 
     A file re-written since its upload (other size or mtime) is a new version nobody has
-    uploaded, so it is never moved or deleted.
+    uploaded, so it is never moved or deleted. The file is opened first and every later
+    step acts on that very file, whatever happens to its name meanwhile.
     """
     if action is AfterUpload.KEEP:
         return "kept in place"
     path = Path(rec.path)
-    watch_root = Path(rec.watch_root) if rec.watch_root else None
     try:
-        st = path.stat()
+        with open(path, "rb") as src:
+            if not rec.describes(os.fstat(src.fileno())):
+                return "left in place: the file changed after its upload"
+            if action is AfterUpload.DELETE:
+                removed = unlink_if_same(path, os.fstat(src.fileno()))
+                return (
+                    "deleted after upload"
+                    if removed
+                    else "left in place: replaced by a new version"
+                )
+            if done_dir is None:
+                raise DisposalError("after_upload = move needs done_dir")
+            target, removed = move_pinned(src, path, done_dir / _relative(rec))
     except FileNotFoundError:
         return "already gone from the folder"
-    except OSError as exc:
-        raise DisposalError(f"cannot stat {path}: {exc.strerror}") from exc
-    if not rec.describes(st):
-        return "left in place: the file changed after its upload"
-    try:
-        if action is AfterUpload.DELETE:
-            path.unlink()
-            return "deleted after upload"
-        if done_dir is None:
-            raise DisposalError("after_upload = move needs done_dir")
-        relative = Path(os.path.relpath(path, watch_root)) if watch_root else Path(path.name)
-        if relative.parts and relative.parts[0] == os.pardir:
-            relative = Path(path.name)
-        target = _free_name(done_dir / relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _move(path, target)
-        return f"moved to {target}"
+    except Replaced:
+        return _REPLACED
     except OSError as exc:
         raise DisposalError(f"after_upload {action.value} failed for {path}: {exc}") from exc
+    if not removed:
+        return f"copied to {target}; a new version took its name meanwhile and stays"
+    return f"moved to {target}"
+
+
+def _relative(rec: FileRecord) -> Path:
+    """Where under done_dir: the path below its watch folder (sub-folders kept)."""
+    path = Path(rec.path)
+    relative = Path(os.path.relpath(path, rec.watch_root)) if rec.watch_root else Path(path.name)
+    if not relative.parts or relative.parts[0] == os.pardir:
+        return Path(path.name)
+    return relative
 
 
 class Aftercare:
