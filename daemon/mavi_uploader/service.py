@@ -92,7 +92,7 @@ class Daemon:
         self._signals = 0
         self._hup = False
         self._threads: list[threading.Thread] = []
-        self._workers: list[Worker] = []
+        self._workers: dict[int, Worker] = {}  # slot -> its worker (one per slot at a time)
         self._workers_lock = threading.Lock()
         self._beats: dict[str, float] = {}  # loop name -> last turn (monotonic)
         self.notifier = Notifier()
@@ -180,9 +180,11 @@ class Daemon:
         """Start workers up to `concurrency`; extra ones retire after their current file."""
         settings = _worker_settings(self.config)
         with self._workers_lock:
-            for worker in self._workers:
+            for worker in self._workers.values():
                 worker.settings = settings
-            for n in range(len(self._workers), self.config.concurrency):
+            for n in range(self.config.concurrency):
+                if n in self._workers:
+                    continue  # busy, or retiring and now wanted again: it carries on
                 worker = Worker(
                     f"worker-{n + 1}",
                     parts.journal,
@@ -193,7 +195,7 @@ class Daemon:
                     on_claim=self.work_ready.set,
                     bandwidth=parts.bandwidth,
                 )
-                self._workers.append(worker)
+                self._workers[n] = worker
                 body = functools.partial(self._work_loop, worker, n, parts.journal)
                 self._spawn(worker.owner, body)
 
@@ -352,14 +354,16 @@ class Daemon:
             watcher.pump(timeout=0.5)
 
     def _work_loop(self, worker: Worker, index: int, journal: Journal) -> None:
-        while not self.stop.is_set() and index < self.config.concurrency:
+        while not self.stop.is_set():
+            if index >= self.config.concurrency:
+                with self._workers_lock:  # decided under the lock staffing uses: no lost slot
+                    if index >= self.config.concurrency:
+                        del self._workers[index]
+                        log.info("worker retired (concurrency lowered)", worker=worker.owner)
+                        return
             self.work_ready.clear()
             if worker.run_once():
                 continue
             due = journal.next_due_at()
             wait = 2.0 if due is None else min(2.0, max(0.05, due - time.time()))
             self.work_ready.wait(wait)
-        if index >= self.config.concurrency:
-            with self._workers_lock:
-                self._workers.remove(worker)
-            log.info("worker retired (concurrency lowered)", worker=worker.owner)
