@@ -102,6 +102,23 @@ def test_folder_moved_in_is_uploaded(
     assert sorted(fake.received_sha256s()) == expected
 
 
+def test_a_watch_path_that_is_a_symlink_sees_new_files_and_folders(
+    fake: FakeMavi, daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    real = tmp_path / "real-footage"
+    real.mkdir()
+    link = tmp_path / "footage"
+    link.symlink_to(real)
+    daemon = daemon_factory(watch=link)
+    daemon.start()
+    daemon.wait_ready()
+    clips = [write_video(link / "top.mp4", 30_000), write_video(link / "new" / "deep.mp4", 40_000)]
+    wait_for(lambda: done_count(daemon) == 2, what="files under the symlinked watch done")
+    assert sorted(fake.received_sha256s()) == sorted(sha256_of(c) for c in clips)
+    result = daemon.cli("enqueue", str(link / "top.mp4"))  # named through the link: known
+    assert result.returncode == 0 and "done" in result.stdout, result.stderr
+
+
 def test_kill_9_and_restart_loses_nothing(fake: FakeMavi, daemon_factory: DaemonFactory) -> None:
     daemon = daemon_factory(concurrency=2)
     videos = [write_video(daemon.watch / f"clip{n}.mp4", 400_000 + n) for n in range(8)]

@@ -280,6 +280,32 @@ def test_unreadable_file_waits_for_its_permissions(scenario: Collect) -> None:
     assert all(row["state"] != "failed" for row in run.rows.values())
 
 
+@BACKGROUND
+def unreadable_folder_is_watched_once_readable(tmp: Path, stack: contextlib.ExitStack) -> Run:
+    base = unprivileged_base(stack)
+    fake = start_fake(stack)
+    daemon = new_daemon(stack, base, fake, cls=UnprivilegedDaemon)
+    daemon.watch.chmod(0o755)
+    daemon.start()
+    daemon.wait_ready()
+    staged = base / "card"
+    first = write_video(staged / "clip1.mp4", 20_000)
+    staged.chmod(0o700)  # root's: the daemon's user cannot list it
+    card = daemon.watch / "card"
+    os.rename(staged, card)
+    wait_logged(daemon, event="cannot list folder", path=str(card))
+    card.chmod(0o755)  # a person fixes it; the daemon looks again within 10 s
+    wait_done(daemon, card / first.name, timeout=40)
+    later = write_video(card / "clip2.mp4", 25_000)  # seen only if the folder is now watched
+    wait_done(daemon, later, timeout=20, note=" (by a file event, not the hourly rescan)")
+    return Run(fake, daemon, seen={"videos": [card / first.name, later]}).read_reports()
+
+
+def test_unreadable_folder_is_watched_once_readable(scenario: Collect) -> None:
+    run: Run = scenario()
+    run.assert_uploaded_whole(*run.seen["videos"])
+
+
 # ---- symbolic links --------------------------------------------------------------------------
 
 

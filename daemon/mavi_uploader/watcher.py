@@ -78,8 +78,10 @@ class WatchRoot:
 
     @classmethod
     def from_config(cls, watch: WatchConfig, extensions: Collection[str]) -> WatchRoot:
+        # realpath: a watch path that is a symlink (or lies under one, like macOS's /tmp) gets
+        # events under its target's name; inotify does not follow a link given to it either.
         return cls(
-            root=os.path.normpath(os.fspath(watch.path)),
+            root=os.path.realpath(watch.path),
             recursive=watch.recursive,
             ignore=tuple(watch.ignore),
             extensions=frozenset(extensions),
@@ -119,8 +121,9 @@ class WatchRoot:
             return None
         return Observation(path, self.root, st.st_size, st.st_mtime_ns)
 
-    def walk(self, top: str | None = None) -> Iterator[str]:
-        """Every file path under `top` (default: the root) that the rules let through."""
+    def walk(self, top: str | None = None, unlistable: set[str] | None = None) -> Iterator[str]:
+        """Every file path under `top` (default: the root) that the rules let through;
+        folders that cannot be listed are added to `unlistable`."""
         stack = [top or self.root]
         while stack:
             directory = stack.pop()
@@ -128,6 +131,8 @@ class WatchRoot:
                 entries = list(os.scandir(directory))
             except OSError as exc:
                 log.warning("cannot list folder", path=display_path(directory), error=str(exc))
+                if unlistable is not None:
+                    unlistable.add(directory)
                 continue
             for entry in entries:
                 try:
@@ -182,6 +187,7 @@ class Watcher:
         self._inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]] = queue.SimpleQueue()
         self._observers: dict[str, tuple[BaseObserver, tuple[int, int]]] = {}
         self._missing: set[str] = set()  # warned about once, watched as soon as they appear
+        self._unlistable: set[str] = set()  # folders we may not read: looked at again later
         self._forced_polling: set[str] = set()  # inotify ran out: poll these instead
         self._alarm = _OverflowAlarm()
         self._unjournaled: dict[tuple[WatchRoot, str], bool] = {}
@@ -205,6 +211,7 @@ class Watcher:
         A root that was deleted (or replaced by a new folder of the same name) loses its
         observer; it is watched again, and should be rescanned, once it is back.
         """
+        self._restart_where_folders_opened()
         started = []
         for root in self._roots:
             identity = _identity(root.root)
@@ -225,6 +232,18 @@ class Watcher:
                 self._observers[root.root] = (observer, identity)
                 started.append(root)
         return started
+
+    def _restart_where_folders_opened(self) -> None:
+        """A folder that could not be listed has no inotify watch (nor do its sub-folders):
+        once it is readable, restart its root's observer so the caller rescans that root."""
+        for folder in list(self._unlistable):
+            if os.path.isdir(folder) and not os.access(folder, os.R_OK | os.X_OK):
+                continue
+            self._unlistable.discard(folder)
+            for root in self._roots:
+                if root.root in self._observers and rules.relative_parts(folder, root.root):
+                    log.info("folder became readable; rescanning", path=display_path(folder))
+                    self._stop_observer(root.root)
 
     def _warn_missing(self, root: WatchRoot) -> None:
         if root.root not in self._missing:
@@ -289,7 +308,7 @@ class Watcher:
                 continue
             handled = self._journal.handled_index(root.root)
             batch: list[Observation] = []
-            for path in root.walk():
+            for path in root.walk(unlistable=self._unlistable):
                 obs = root.observe(path, folders_checked=True)
                 if obs is None or handled.get(path) == (obs.size, obs.mtime_ns):
                     continue
@@ -349,7 +368,7 @@ class Watcher:
     def _observe_tree(self, root: WatchRoot, path: str) -> Iterator[Observation]:
         if rules.directory_ignored(path, root.root, root.ignore, root.recursive):
             return
-        for file_path in root.walk(path):
+        for file_path in root.walk(path, self._unlistable):
             obs = root.observe(file_path, folders_checked=True)
             if obs is not None:
                 yield obs
