@@ -100,4 +100,37 @@ def test_forget_command(
     assert main(["forget", str(busy)]) == 1
     assert "is uploading" in capsys.readouterr().err
     assert main(["list", "--json"]) == 0
-    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [busy]
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert done not in rows and rows[busy]["state"] == "uploading"
+    # a.mp4 is still on disk: it is journaled again, to be uploaded again
+    assert [r["state"] for i, r in rows.items() if i != busy] == ["settling"]
+
+
+def test_forget_of_a_file_still_on_disk_journals_it_for_upload_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    watch = tmp_path / "watch"
+    clip = write_video(watch / "a.mp4", 5_000)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[watch]]\npath = "{watch}"\n')
+    monkeypatch.setenv("MAVI_UPLOADER_CONFIG", str(config))
+    monkeypatch.setenv("MAVI_UPLOADER_STATE_DIR", str(tmp_path / "state"))
+    journal = Journal.open(tmp_path / "state")
+    st = clip.stat()
+    (rec,) = journal.sight([Observation(str(clip), str(watch), st.st_size, st.st_mtime_ns)])
+    journal.transition(rec.id, State.DONE, "uploaded")
+    assert main(["forget", str(rec.id)]) == 0
+    assert "to be uploaded" in capsys.readouterr().out
+    (again,) = journal.by_path(str(clip))
+    assert again.id != rec.id and again.state is State.SETTLING  # the daemon takes it from here
+    journal.close()
+
+
+def test_forget_in_the_journal_never_deletes_a_row_in_flight(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "state")
+    done = finished(journal, tmp_path / "a.mp4", State.DONE)
+    flying = finished(journal, tmp_path / "b.mp4", State.QUEUED)
+    journal.claim("w", 60)  # claimed between a caller's look and its delete
+    assert journal.forget([done, flying]) == [done]
+    assert journal.get(flying) is not None
+    journal.close()

@@ -245,19 +245,26 @@ def _find(journal: Journal, target: str) -> list[FileRecord]:
 
 
 def _forget(args: argparse.Namespace, config: Config) -> int:
+    roots = [WatchRoot.from_config(w, config.extensions) for w in config.watches]
     journal = Journal.open(config.state_dir)
     problems = 0
     for target in args.targets:
         records = _find(journal, target)
-        busy = [r for r in records if r.state in (State.UPLOADING, State.CONFIRMING)]
-        if not records or busy:
-            why = "not in the journal" if not records else f"#{busy[0].id} is {busy[0].state.value}"
-            print(f"{target}: {why}; nothing forgotten", file=sys.stderr)
+        if not records:
+            print(f"{target}: not in the journal; nothing forgotten", file=sys.stderr)
             problems += 1
             continue
-        journal.forget([r.id for r in records])
+        forgotten = set(journal.forget([r.id for r in records]))
         for rec in records:
+            if rec.id not in forgotten:
+                print(f"#{rec.id} is {rec.state.value}: only finished files", file=sys.stderr)
+                problems += 1
+                continue
             print(f"forgot #{rec.id} {display_path(rec.path)} ({rec.state.value})")
+            # Still there: journal it now rather than at the next rescan (maybe an hour away).
+            seen = [o for o in (r.observe(rec.path) for r in roots) if o is not None][:1]
+            for new in journal.sight(seen):
+                print(f"{new.state.value} #{new.id} {display_path(new.path)}: to be uploaded")
     journal.close()
     return EXIT_FAILURE if problems else EXIT_OK
 
@@ -268,7 +275,9 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
     refused = 0
     queued: list[int] = []
     for raw in args.paths:
-        path = os.path.abspath(raw)
+        # The folder resolved like the watch roots; the file itself stays what was named.
+        folder, name = os.path.split(os.path.abspath(raw))
+        path = os.path.join(os.path.realpath(folder), name)
         try:
             st = os.stat(path)
         except OSError as exc:

@@ -335,22 +335,28 @@ class Journal(JournalReads):
         )
         doomed = [r["id"] for r in rows]
         doomed += [r["id"] for r in latest if not still_there(to_record(r))]
-        return self.forget(doomed)
+        return len(self.forget(doomed))
 
-    def forget(self, ids: Sequence[int]) -> int:
-        """Delete rows and their events; a duplicate pointing at one keeps its asset id."""
-        removed = 0
+    def forget(self, ids: Sequence[int]) -> list[int]:
+        """Delete finished rows and their events (rows in flight are kept: the check and the
+        delete share one transaction); a duplicate pointing at one keeps its asset id.
+        Returns the ids deleted."""
+        removed: list[int] = []
+        active = ",".join(f"'{s.value}'" for s in ACTIVE_STATES)
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             with self._tx() as conn:
-                conn.execute(
+                sql = f"SELECT id FROM files WHERE id IN ({marks}) AND state NOT IN ({active})"  # noqa: S608
+                doomed = [row[0] for row in conn.execute(sql, chunk)]
+                marks = ",".join("?" * len(doomed))
+                for sql in (
                     f"UPDATE files SET duplicate_of = NULL WHERE duplicate_of IN ({marks})",  # noqa: S608
-                    chunk,
-                )
-                conn.execute(f"DELETE FROM events WHERE file_id IN ({marks})", chunk)  # noqa: S608
-                sql = f"DELETE FROM files WHERE id IN ({marks})"  # noqa: S608
-                removed += conn.execute(sql, chunk).rowcount
+                    f"DELETE FROM events WHERE file_id IN ({marks})",  # noqa: S608
+                    f"DELETE FROM files WHERE id IN ({marks})",  # noqa: S608
+                ):
+                    conn.execute(sql, doomed)
+                removed += doomed
         return removed
 
     # ---- commands and reports --------------------------------------------------------
