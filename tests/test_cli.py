@@ -108,7 +108,7 @@ def test_enqueue_checks_the_rules(setup: dict[str, Path], capsys: Any, tmp_path:
     code, _, err = run(capsys, "enqueue", str(outside), str(text), str(setup["watch"] / "no.mp4"))
     assert code == 1
     assert "outside every watch folder" in err
-    assert "not a candidate" in err
+    assert "extension 'txt' is not in the configured extensions" in err, err
     assert "No such file" in err
     journal = Journal.open(setup["state"])
     assert journal.counts()["queued"] == 1 and journal.counts()["skipped"] == 2

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mavi_uploader import __version__
+from mavi_uploader import __version__, rules
 from mavi_uploader.checks import report, run_checks
 from mavi_uploader.config import Config, ConfigError, load_config
 from mavi_uploader.install import InstallError, apply, describe, plan_install, plan_uninstall
@@ -295,11 +295,7 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
         )
         obs = root.observe(path) if root else None
         if obs is None:
-            why = (
-                "not a candidate under its watch folder (extension, ignore pattern or type)"
-                if root
-                else "outside every watch folder"
-            )
+            why = _why_refused(path, root, config) if root else "outside every watch folder"
             rec = journal.record_rejection(
                 Observation(path, root.root if root else "", st.st_size, st.st_mtime_ns), why
             )
@@ -322,6 +318,13 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
     finally:
         journal.close()
     return EXIT_FAILURE if refused else EXIT_OK
+
+
+def _why_refused(path: str, root: WatchRoot, config: Config) -> str:
+    why = rules.rejection(
+        path, root.root, extensions=config.extensions, ignore=root.ignore, recursive=root.recursive
+    )
+    return why or "not a regular file inside its watch folder (or a link that leaves it)"
 
 
 def _retry(args: argparse.Namespace, config: Config) -> int:
