@@ -177,7 +177,14 @@ def file_deleted_while_queued_vanishes(tmp: Path, stack: contextlib.ExitStack) -
     result = daemon.cli("enqueue", str(victim))
     victim.unlink()
     wait_done(daemon, blocker)
-    wait_logged(daemon, event="transition", path=str(victim), state="vanished")
+    try:
+        wait_logged(daemon, event="transition", path=str(victim), state="vanished")
+    except pytest.fail.Exception:  # say where it got to (seen once in CI on a loaded machine)
+        history = daemon.cli("history", str(victim))
+        pytest.fail(
+            f"victim.mp4 never vanished; enqueue said {result.returncode} {result.stdout!r}"
+            f" {result.stderr!r}; history: {history.stdout}{history.stderr}"
+        )
     seen = {"blocker": blocker, "victim": victim, "enqueue": result}
     return Run(fake, daemon, seen=seen).read_reports()
 
