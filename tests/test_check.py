@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from conftest import API_KEY
-from fakemavi import FakeMavi
+from fakemavi import FakeMavi, Fault
 from mavi_uploader.checks import report, run_checks
 from mavi_uploader.cli import main
-from mavi_uploader.config import load_config
+from mavi_uploader.config import Config, load_config
+from mavi_uploader.mavi import MaviClient
 
 
 @pytest.fixture
@@ -88,3 +89,15 @@ def test_too_many_folders_for_inotify(
     text = report(findings)
     assert "2 folders to watch but fs.inotify.max_user_watches is 2" in text
     assert "sudo sysctl -w fs.inotify.max_user_watches=" in text
+
+
+def test_an_api_that_keeps_rate_limiting_is_reported_not_waited_on_forever(
+    env: Path, fake: FakeMavi
+) -> None:
+    fake.inject("metadata", Fault("rate_limit_429"), times=1000)
+
+    def impatient(config: Config) -> MaviClient:
+        return MaviClient(config.api_base, config.api_key, rate_limit_patience=1.0)
+
+    text = report(run_checks(load_config, make_client=impatient))
+    assert "keeps answering 'rate limited'" in text and "FAIL" in text

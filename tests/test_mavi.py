@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import hashlib
+import http.server
 import io
 import json
 import math
@@ -14,7 +16,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -708,9 +710,23 @@ def test_api_429_carries_retry_after() -> None:
     assert info.value.retry_after == 7.0
 
 
+def test_retry_after_as_a_future_http_date() -> None:
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    response = fake_response(429, {"code": 429}, {"Retry-After": when})
+    with pytest.raises(RateLimited) as info:
+        interpret_api_response(response, "sign")
+    assert info.value.retry_after is not None and 25 < info.value.retry_after <= 30
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(None, None), ("2.5", 2.5), ("-3", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", None)],
+    [
+        (None, None),
+        ("2.5", 2.5),
+        ("-3", 0.0),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # an HTTP date in the past: go ahead
+    ],
 )
 def test_api_retry_after_parsing(header: str | None, expected: float | None) -> None:
     headers = {"Retry-After": header} if header is not None else {}
@@ -826,3 +842,37 @@ def test_storage_400_exceeded_the_limit_is_rate_limited_not_a_rejection() -> Non
     body = b'{"code":400,"msg":"Request has exceeded the limit.","data":null}'
     with pytest.raises(RateLimited):
         interpret_storage_response(fake_response(400, body))
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    """A storage that answers every upload with a 307 to an unsigned URL of its own."""
+
+    posts: ClassVar[list[int]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.posts.append(len(self.rfile.read(length)))
+        self.send_response(307)
+        self.send_header("Location", f"http://{self.headers['Host']}/other")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_storage_redirect_is_not_followed(tmp_path: Path) -> None:
+    """requests would re-send an already drained body stream (and to an unsigned URL)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"x" * 10_000)
+    try:
+        client = MaviClient("http://127.0.0.1:1/api", "k" * 20, timeout=(5, 5))
+        url = f"http://127.0.0.1:{server.server_address[1]}/bucket/a.mp4?X-Goog-Signature=s"
+        with pytest.raises(TransientError, match="redirects are not followed"):
+            client.upload(url, clip, 10_000, "a.mp4")
+        assert len(_Redirecting.posts) == 1 and _Redirecting.posts[0] > 10_000
+    finally:
+        server.shutdown()
+        server.server_close()

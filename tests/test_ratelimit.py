@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import wait_for
 from mavi_uploader.ratelimit import JITTER_MARGIN, RateLimiter, Stopped
 
 
@@ -208,3 +209,23 @@ def test_default_spacing_leaves_a_margin_for_network_jitter() -> None:
     # Requests sent exactly 1 s apart can arrive less than 1 s apart: keep 10% spare.
     assert limiter.reserve("sign") == pytest.approx(1.0 * JITTER_MARGIN)
     assert JITTER_MARGIN >= 1.1
+
+
+def test_a_penalty_voids_slots_reserved_before_it() -> None:
+    """Workers already waiting for their slot when a 429 arrives must wait out Retry-After."""
+    limiter = RateLimiter(10.0)  # a slot every 0.11 s
+    limiter.acquire("sign")
+    first_free = limiter._next_slot["sign"]
+    returned: list[float] = []
+
+    def second_worker() -> None:
+        limiter.acquire("sign")
+        returned.append(time.monotonic())
+
+    waiter = threading.Thread(target=second_worker)
+    waiter.start()
+    wait_for(lambda: limiter._next_slot["sign"] > first_free, what="the waiter's reservation")
+    penalized_at = time.monotonic()
+    limiter.penalize("sign", 0.6)  # the 429 lands while the waiter sleeps towards its slot
+    waiter.join(timeout=10)
+    assert returned and returned[0] - penalized_at >= 0.59

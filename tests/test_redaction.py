@@ -84,8 +84,19 @@ def test_bare_signature_params_are_masked() -> None:
     line = f'"POST {path} HTTP/1.1" 403 None'
     out = redact(line)
     assert_clean(out)
-    assert "/mavi-bucket/re_660736410386149376/video%20one.mp4" in out
-    assert f"X-Goog-Signature={REDACTED}" in out
+    assert f"/mavi-bucket/re_660736410386149376/video%20one.mp4?{REDACTED} HTTP/1.1" in out
+
+
+def test_a_path_query_with_any_parameter_names_is_masked() -> None:
+    """urllib3's "Max retries exceeded with url: ..." for a signed URL of another kind."""
+    out = redact("Max retries exceeded with url: /bucket/X?token=TOKSECRET&x=1 (Caused by")
+    assert "TOKSECRET" not in out and f"/bucket/X?{REDACTED} (Caused by" in out
+
+
+def test_file_names_with_a_question_mark_are_not_masked() -> None:
+    assert redact("uploading /w/take 2?.mp4 and /w/what?.mov") == (
+        "uploading /w/take 2?.mp4 and /w/what?.mov"
+    )
 
 
 @pytest.mark.parametrize(

@@ -434,6 +434,21 @@ def test_a_file_renamed_during_its_upload_is_uploaded_once_not_vanished(rig: Rig
     assert [u.sha256 for u in rig.fake.completed] == [digest]
 
 
+def test_a_resume_check_answered_not_found_sends_the_file_instead_of_failing_it(
+    rig: Rig,
+) -> None:
+    rec = rig.queue("a.mp4")
+    signed = rig.client.sign("a.mp4")  # journaled by a run that stopped before any byte
+    rig.journal.update(
+        rec.id, asset_id=signed.asset_id, signed_url=signed.url, url_expires_at=signed.expires_at
+    )
+    rig.fake.inject("metadata", Fault("status", 404))  # an asset with no bytes yet
+    rig.worker().run_once()
+    done = rig.get(rec)
+    assert done.state is State.DONE, rig.journal.history(rec.id)[-1].reason
+    assert [u.sha256 for u in rig.fake.completed] == [sha256_of(Path(rec.path))]
+
+
 def test_stop_during_upload_releases_the_file(rig: Rig) -> None:
     rec = rig.queue("big.mp4", size=4_000_000)
     rig.stop.set()

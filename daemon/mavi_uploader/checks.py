@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mavi_uploader.config import AfterUpload, Config, ConfigError
-from mavi_uploader.mavi import AuthProblem, MaviClient, MaviError, TransientError
+from mavi_uploader.mavi import AuthProblem, MaviClient, MaviError, StillRateLimited, TransientError
 from mavi_uploader.ratelimit import RateLimiter
 from mavi_uploader.rules import directory_ignored
 
@@ -58,6 +58,12 @@ def _api(client: MaviClient) -> Finding:
             False,
             f"the API rejected the key: {exc.reason}",
             "set a valid key in MAVI_API_KEY or the api_key_file",
+        )
+    except StillRateLimited as exc:
+        return Finding(
+            False,
+            f"the API at {client.api_base} keeps answering 'rate limited': {exc.reason}",
+            "another client may be using the account's 1 request/s; try again in a minute",
         )
     except TransientError as exc:
         if exc.network or "timed out" in exc.reason or "TLS" in exc.reason:
@@ -138,7 +144,10 @@ def run_checks(
 
 
 def _default_client(config: Config) -> MaviClient:
-    return MaviClient(config.api_base, config.api_key, limiter=RateLimiter(0), timeout=(10, 20))
+    return MaviClient(
+        config.api_base, config.api_key, limiter=RateLimiter(0), timeout=(10, 20),
+        rate_limit_patience=20.0,
+    )  # fmt: skip
 
 
 def report(findings: list[Finding]) -> str:

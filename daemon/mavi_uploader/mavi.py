@@ -8,6 +8,7 @@ retried here, behind the shared limiter, so callers never see them unless the da
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import math
 import re
@@ -54,6 +55,10 @@ class TransientError(MaviError):
         self.network = network  # could not reach the server at all
 
 
+class StillRateLimited(TransientError):
+    """Rate-limited answers outlasted the client's patience (`check` must not hang)."""
+
+
 class RateLimited(MaviError):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -95,10 +100,18 @@ MAX_RETRY_AFTER_SECONDS = 600.0
 def _retry_after(response: requests.Response) -> float | None:
     """Retry-After in seconds, clamped: a broken proxy's "inf" must not stall us forever."""
     value = response.headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:  # the other form RFC 9110 allows: an HTTP date
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
     if seconds is None or not math.isfinite(seconds):
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
@@ -157,6 +170,9 @@ def interpret_storage_response(response: requests.Response) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
+    if 300 <= status < 400:
+        # Not followed: the body stream cannot be replayed, and the new URL was never signed.
+        raise TransientError(f"storage: redirected (HTTP {status}); redirects are not followed")
     match = _XML_CODE.search(response.text[:4096])
     code = match.group(1) if match else ""
     if status == 429 or RATE_LIMIT_MESSAGE in response.text[:4096].lower():
@@ -202,6 +218,7 @@ class MaviClient:
         limiter: RateLimiter | None = None,
         timeout: tuple[float, float] = (15.0, 120.0),
         clock: Callable[[], float] = time.time,
+        rate_limit_patience: float | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self._api_key = api_key
@@ -209,6 +226,7 @@ class MaviClient:
         self._timeout = timeout
         self._clock = clock
         self._local = threading.local()
+        self._patience = rate_limit_patience  # None: wait out rate limits for ever (daemon)
         self._unanswered_since: dict[str, float] = {}  # host -> first failure since an answer
 
     def unreachable_for(self) -> float:
@@ -232,11 +250,15 @@ class MaviClient:
     def _polite(self, endpoint: str, call: Callable[[], Any]) -> Any:
         """Run `call` in a limiter slot; on a rate-limit answer, back off and try again."""
         penalty = 1.0
+        started = time.monotonic()
         while True:
             self._limiter.acquire(endpoint)
             try:
                 return call()
             except RateLimited as exc:
+                waited = time.monotonic() - started
+                if self._patience is not None and waited >= self._patience:
+                    raise StillRateLimited(f"{exc.reason} for {waited:.0f} s; gave up") from None
                 wait = exc.retry_after if exc.retry_after is not None else penalty
                 penalty = min(penalty * 2, 60.0)
                 self._limiter.penalize(endpoint, wait)
@@ -306,6 +328,7 @@ class MaviClient:
                     f"storage upload to {url_without_query(url)}",
                     data=body,
                     headers={"Content-Type": body.content_type},
+                    allow_redirects=False,
                 )
             interpret_storage_response(response)
 

@@ -44,6 +44,7 @@ class RateLimiter:
         self._stop = stop or threading.Event()
         self._lock = threading.Lock()
         self._next_slot: dict[str, float] = {}
+        self._blocked_until: dict[str, float] = {}
 
     def set_rate(self, rate_per_second: float) -> None:
         with self._lock:
@@ -59,16 +60,22 @@ class RateLimiter:
 
     def acquire(self, endpoint: str) -> None:
         """Block until a slot for `endpoint` is ours; raises Stopped if the daemon stops."""
-        delay = self.reserve(endpoint)
-        if delay > 0 and self._stop.wait(delay):
-            raise Stopped
+        while True:
+            delay = self.reserve(endpoint)
+            if delay > 0 and self._stop.wait(delay):
+                raise Stopped
+            with self._lock:
+                # A 429 while we waited voids slots reserved before it: take a new one.
+                if self._blocked_until.get(endpoint, 0.0) <= self._clock():
+                    return
 
     def penalize(self, endpoint: str, seconds: float) -> None:
-        """The server said slow down: no slot for `endpoint` before `seconds` from now."""
+        """The server said slow down: no call to `endpoint` before `seconds` from now."""
         with self._lock:
             earliest = self._clock() + seconds
             if self._next_slot.get(endpoint, 0.0) < earliest:
                 self._next_slot[endpoint] = earliest
+            self._blocked_until[endpoint] = max(self._blocked_until.get(endpoint, 0.0), earliest)
 
 
 class BandwidthLimiter:

@@ -8,6 +8,9 @@ import threading
 # A signed URL's query string is its credential (X-Goog-Signature, X-Goog-Credential, ...).
 # Any URL's query is dropped: we never need it in a log line or an error message.
 _URL_QUERY = re.compile(r"(?P<base>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]+)\?[^\s\"'<>]+")
+# urllib3 prints a URL's path and query without its scheme and host ("url: /b/x?token=...").
+# Only a query with a "key=value" in it: a file named "take 2?.mp4" keeps its name in reports.
+_PATH_QUERY = re.compile(r"(?P<base>(?<![\w/:.-])/[^\s?#\"'<>]*)\?(?=[^\s\"'<>]*=)[^\s\"'<>]+")
 # Bare signature parameters can show up without their URL (urllib3 prints paths).
 _SIGNATURE_PARAM = re.compile(r"(?i)(X-Goog-[A-Za-z-]+|X-Amz-[A-Za-z-]+|Signature|sig)=[^&\s\"']+")
 REDACTED = "<redacted>"
@@ -34,6 +37,7 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _URL_QUERY.sub(lambda m: f"{m.group('base')}?{REDACTED}", text)
+    text = _PATH_QUERY.sub(lambda m: f"{m.group('base')}?{REDACTED}", text)
     return _SIGNATURE_PARAM.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
 
 

@@ -287,8 +287,9 @@ class Worker:
         """
         try:
             status = self._client.metadata(signed.asset_id)
-        except TransientError as exc:
-            # Cannot tell: sending again to the same URL is safe (same asset), failing is not.
+        except (TransientError, PermanentError) as exc:
+            # Cannot tell (an asset with no bytes yet may even be "not found"): sending again
+            # to the same URL is safe (same asset), failing the file is not.
             log.info("resume check failed; sending", file_id=rec.id, reason=exc.reason)
             return False
         self._gate.lift()
