@@ -655,6 +655,13 @@ def test_api_success_codes(code: Any) -> None:
     assert interpret_api_response(fake_response(200, ok_body(data, code)), "sign") == data
 
 
+def test_a_success_code_contradicted_by_the_flags_says_so() -> None:
+    body = {"code": 200, "msg": "success", "data": {"a": 1}, "success": False, "failed": True}
+    with pytest.raises(TransientError) as info:
+        interpret_api_response(fake_response(200, body), "sign")
+    assert info.value.reason == "sign: answer 200 'success' but success=False, failed=True"
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -157,7 +157,10 @@ def interpret_api_response(response: requests.Response, what: str) -> dict[str, 
         raise AuthProblem(f"{effective} {msg or 'error'}: {AUTH_HINTS[effective]}")
     if effective == 429 or RATE_LIMIT_MESSAGE in msg.lower():
         raise RateLimited(f"{what}: {effective} {msg}", _retry_after(response))
-    if effective == 408 or effective >= 500 or (200 <= effective < 300):
+    if 200 <= effective < 300:  # a success code contradicted by success/failed: say so
+        flags = f"success={body.get('success')!r}, failed={body.get('failed')!r}"
+        raise TransientError(f"{what}: answer {code!r} {msg!r} but {flags}")
+    if effective == 408 or effective >= 500:
         raise TransientError(f"{what}: {effective} {msg}".strip())
     raise PermanentError(f"{what}: {effective} {msg}".strip())
 
