@@ -883,3 +883,29 @@ def test_a_storage_redirect_is_not_followed(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _HangsUpAfterTheBody(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.close_connection = True  # takes every byte, answers nothing
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_storage_that_hangs_up_after_the_whole_body_is_a_server_fault(tmp_path: Path) -> None:
+    """Not 'offline' (which never fails a file): retried, but counted towards giving up."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HangsUpAfterTheBody)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"x" * 10_000)
+    try:
+        client = MaviClient("http://127.0.0.1:1/api", "k" * 20, timeout=(5, 5))
+        url = f"http://127.0.0.1:{server.server_address[1]}/bucket/a.mp4?X-Goog-Signature=s"
+        with pytest.raises(TransientError, match="after the whole body") as info:
+            client.upload(url, clip, 10_000, "a.mp4")
+        assert not info.value.network
+    finally:
+        server.shutdown()
+        server.server_close()

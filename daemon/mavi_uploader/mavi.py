@@ -324,15 +324,22 @@ class MaviClient:
                 body = MultipartFileBody(
                     fileobj, size, filename, on_chunk=on_chunk, chunk_size=chunk_size
                 )
-                # No Authorization header: the signature in the URL is the credential.
-                response = self._request(
-                    "POST",
-                    url,
-                    f"storage upload to {url_without_query(url)}",
-                    data=body,
-                    headers={"Content-Type": body.content_type},
-                    allow_redirects=False,
-                )
+                try:
+                    # No Authorization header: the signature in the URL is the credential.
+                    response = self._request(
+                        "POST",
+                        url,
+                        f"storage upload to {url_without_query(url)}",
+                        data=body,
+                        headers={"Content-Type": body.content_type},
+                        allow_redirects=False,
+                    )
+                except TransientError as exc:
+                    if exc.network and body.finished:
+                        # It took every byte and hung up: a server fault, not an offline
+                        # network, so it counts towards giving up (never retried for ever).
+                        raise TransientError(f"{exc.reason} after the whole body") from None
+                    raise
             interpret_storage_response(response)
 
         try:

@@ -70,6 +70,11 @@ class MultipartFileBody:
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
 
+    @property
+    def finished(self) -> bool:
+        """Every byte of the body has been handed to the connection."""
+        return self._stage == 3
+
     def __len__(self) -> int:
         return len(self._head) + self._size + len(self._tail)
 
