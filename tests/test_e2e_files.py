@@ -168,7 +168,9 @@ def file_deleted_while_queued_vanishes(tmp: Path, stack: contextlib.ExitStack) -
     fake = start_fake(stack)
     daemon = new_daemon(stack, tmp, fake, settle_seconds=60, concurrency=1)
     blocker = write_video(daemon.watch / "blocker.mp4", 2_000_000)
-    fake.inject("storage", Fault("slow", delay=5.0))  # the only worker is busy for 5 s
+    # The only worker stays busy while the victim is enqueued and deleted: with a shorter
+    # delay a loaded machine can let the worker take (and upload) the victim first.
+    fake.inject("storage", Fault("slow", delay=12.0))
     daemon.start()
     daemon.wait_ready()
     assert daemon.cli("enqueue", str(blocker)).returncode == 0
@@ -176,6 +178,7 @@ def file_deleted_while_queued_vanishes(tmp: Path, stack: contextlib.ExitStack) -
     victim = write_video(daemon.watch / "victim.mp4", 10_000)
     result = daemon.cli("enqueue", str(victim))
     victim.unlink()
+    assert shown(blocker) not in logged_done(daemon), "the blocker was done too soon"
     wait_done(daemon, blocker)
     try:
         wait_logged(daemon, event="transition", path=str(victim), state="vanished")
