@@ -851,61 +851,57 @@ def test_storage_400_exceeded_the_limit_is_rate_limited_not_a_rejection() -> Non
         interpret_storage_response(fake_response(400, body))
 
 
-class _Redirecting(http.server.BaseHTTPRequestHandler):
-    """A storage that answers every upload with a 307 to an unsigned URL of its own."""
+class _Storage(http.server.BaseHTTPRequestHandler):
+    """A bare storage endpoint for behaviours the fake server has no fault for."""
 
     posts: ClassVar[list[int]] = []
 
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _Redirecting(_Storage):
+    """Answers every upload with a 307 to an unsigned URL of its own."""
+
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        self.posts.append(len(self.rfile.read(length)))
+        self.posts.append(len(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
         self.send_response(307)
         self.send_header("Location", f"http://{self.headers['Host']}/other")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, *args: Any) -> None:
-        pass
 
-
-def test_a_storage_redirect_is_not_followed(tmp_path: Path) -> None:
-    """requests would re-send an already drained body stream (and to an unsigned URL)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    clip = tmp_path / "a.mp4"
-    clip.write_bytes(b"x" * 10_000)
-    try:
-        client = MaviClient("http://127.0.0.1:1/api", "k" * 20, timeout=(5, 5))
-        url = f"http://127.0.0.1:{server.server_address[1]}/bucket/a.mp4?X-Goog-Signature=s"
-        with pytest.raises(TransientError, match="redirects are not followed"):
-            client.upload(url, clip, 10_000, "a.mp4")
-        assert len(_Redirecting.posts) == 1 and _Redirecting.posts[0] > 10_000
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _HangsUpAfterTheBody(http.server.BaseHTTPRequestHandler):
+class _HangsUpAfterTheBody(_Storage):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.close_connection = True  # takes every byte, answers nothing
 
-    def log_message(self, *args: Any) -> None:
-        pass
 
-
-def test_storage_that_hangs_up_after_the_whole_body_is_a_server_fault(tmp_path: Path) -> None:
-    """Not 'offline' (which never fails a file): retried, but counted towards giving up."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HangsUpAfterTheBody)
+def upload_to(handler: type[_Storage], tmp_path: Path) -> None:
+    """Upload a 10 kB file to a real server on 127.0.0.1 run by `handler`."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     clip = tmp_path / "a.mp4"
     clip.write_bytes(b"x" * 10_000)
     try:
         client = MaviClient("http://127.0.0.1:1/api", "k" * 20, timeout=(5, 5))
         url = f"http://127.0.0.1:{server.server_address[1]}/bucket/a.mp4?X-Goog-Signature=s"
-        with pytest.raises(TransientError, match="after the whole body") as info:
-            client.upload(url, clip, 10_000, "a.mp4")
-        assert not info.value.network
+        client.upload(url, clip, 10_000, "a.mp4")
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_storage_redirect_is_not_followed(tmp_path: Path) -> None:
+    """requests would re-send an already drained body stream (and to an unsigned URL)."""
+    _Redirecting.posts = []
+    with pytest.raises(TransientError, match="redirects are not followed"):
+        upload_to(_Redirecting, tmp_path)
+    assert len(_Redirecting.posts) == 1 and _Redirecting.posts[0] > 10_000
+
+
+def test_storage_that_hangs_up_after_the_whole_body_is_a_server_fault(tmp_path: Path) -> None:
+    """Not 'offline' (which never fails a file): retried, but counted towards giving up."""
+    with pytest.raises(TransientError, match="after the whole body") as info:
+        upload_to(_HangsUpAfterTheBody, tmp_path)
+    assert not info.value.network
