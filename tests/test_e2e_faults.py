@@ -65,13 +65,7 @@ def once(
 def assert_uploaded_whole(run: Run) -> dict[str, dict[str, Any]]:
     """Exit 0, every video done, and the asset it names holds exactly its bytes."""
     assert run.exit_code == 0, run.daemon.log_text()[-3000:]
-    for video in run.videos:
-        row = run.rows[str(video)]
-        assert row["state"] == "done", row
-        assert row["sha256"] == sha256_of(video)
-        upload = run.fake.uploads[row["asset_id"]]
-        assert (upload.sha256, upload.size) == (row["sha256"], video.stat().st_size), row
-        assert run.fake.assets[row["asset_id"]].filename == video.name
+    run.assert_uploaded_whole(*run.videos)
     assert run.status["counts"]["failed"] == 0
     return run.rows
 

@@ -29,7 +29,7 @@ from mavi_uploader.views import (
     status_text,
 )
 from mavi_uploader.waiting import follow
-from mavi_uploader.watcher import WatchRoot
+from mavi_uploader.watcher import WatchRoot, watch_roots
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 log = get_logger(__name__)
@@ -245,7 +245,7 @@ def _find(journal: Journal, target: str) -> list[FileRecord]:
 
 
 def _forget(args: argparse.Namespace, config: Config) -> int:
-    roots = [WatchRoot.from_config(w, config.extensions) for w in config.watches]
+    roots = watch_roots(config)
     journal = Journal.open(config.state_dir)
     problems = 0
     for target in args.targets:
@@ -270,7 +270,7 @@ def _forget(args: argparse.Namespace, config: Config) -> int:
 
 
 def _enqueue(args: argparse.Namespace, config: Config) -> int:
-    roots = [WatchRoot.from_config(w, config.extensions) for w in config.watches]
+    roots = watch_roots(config)
     journal = Journal.open(config.state_dir)
     refused = 0
     queued: list[int] = []

@@ -34,7 +34,7 @@ from mavi_uploader.redaction import register_secret
 from mavi_uploader.settle import Settler
 from mavi_uploader.uploader import Worker, WorkerSettings
 from mavi_uploader.views import upload_progress
-from mavi_uploader.watcher import Watcher, WatchRoot
+from mavi_uploader.watcher import Watcher, watch_roots
 
 log = get_logger(__name__)
 WATCH_RETRY_SECONDS = 10.0
@@ -53,10 +53,6 @@ def summary(counts: dict[str, int], paused: str | None = None) -> str:
     parts = [f"{n} {state}" for state, n in counts.items() if n]
     text = ", ".join(parts) or "no files yet"
     return f"PAUSED ({paused}); {text}" if paused else text
-
-
-def _roots(cfg: Config) -> list[WatchRoot]:
-    return [WatchRoot.from_config(w, cfg.extensions) for w in cfg.watches]
 
 
 def _worker_settings(cfg: Config) -> WorkerSettings:
@@ -141,7 +137,7 @@ class Daemon:
             bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=self.stop),
             client=MaviClient(cfg.api_base, cfg.api_key, limiter=limiter),
             gate=PauseGate(journal),
-            watcher=Watcher(_roots(cfg), journal),
+            watcher=Watcher(watch_roots(cfg), journal),
             settler=Settler(journal, cfg.settle_seconds),
         )
 
@@ -313,7 +309,7 @@ class Daemon:
         parts.settler.settle_seconds = new.settle_seconds
         self.config = new
         self._staff_workers(parts)
-        added = parts.watcher.set_roots(_roots(new))
+        added = parts.watcher.set_roots(watch_roots(new))
         if self.once:
             parts.watcher.rescan(added)
         else:

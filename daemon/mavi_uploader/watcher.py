@@ -24,7 +24,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from mavi_uploader import rules
-from mavi_uploader.config import WatchConfig
+from mavi_uploader.config import Config, WatchConfig
 from mavi_uploader.journal import Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.records import Observation, display_path
@@ -146,6 +146,11 @@ class WatchRoot:
                         stack.append(entry.path)
                 else:
                     yield entry.path
+
+
+def watch_roots(config: Config) -> list[WatchRoot]:
+    """The config's [[watch]] tables as WatchRoots (resolved, with the shared extensions)."""
+    return [WatchRoot.from_config(w, config.extensions) for w in config.watches]
 
 
 class _Handler(FileSystemEventHandler):
