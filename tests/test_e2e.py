@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from conftest import API_KEY, DaemonProcess, sha256_of, wait_for, write_video
 from fakemavi import FakeMavi, Fault
+from mavi_uploader import schema
+from mavi_uploader.journal import DB_NAME
+from mavi_uploader.lock import StateDirLock
 
 DaemonFactory = Callable[..., DaemonProcess]
 
@@ -286,3 +290,28 @@ def test_enqueue_wait_follows_the_file_until_done(
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("done #")
     assert fake.received_sha256s() == [sha256_of(clip)]
+
+
+def test_a_daemon_refused_with_exit_3_leaves_the_journal_unmigrated(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory()
+    daemon.state_dir.mkdir(mode=0o700)
+    db = daemon.state_dir / DB_NAME
+    conn = sqlite3.connect(db)
+    for version in (1, 2):
+        for statement in schema._split(schema._MIGRATIONS[version]):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    holder = StateDirLock(daemon.state_dir)  # stands for an older daemon still running
+    holder.acquire()
+    try:
+        refused = daemon.cli("run", "--once", timeout=30)
+    finally:
+        holder.release()
+    assert refused.returncode == 3, refused.stderr
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2  # untouched
+    conn.close()

@@ -268,7 +268,8 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     for statement in schema._split(schema._MIGRATIONS[1]):
         conn.execute(statement)
     conn.execute(
-        "INSERT INTO files (path, state, created_at, updated_at) VALUES (?, 'done', 1, 1)",
+        "INSERT INTO files (path, state, signed_url, url_expires_at, created_at, updated_at)"
+        " VALUES (?, 'done', 'https://storage.test/u?X-Goog-Signature=abc', 9e9, 1, 1)",
         (b"/w/old.mp4",),
     )
     conn.execute("PRAGMA user_version = 1")
@@ -278,12 +279,14 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     (old,) = journal.by_path("/w/old.mp4")
     assert old.state is State.DONE and old.upload_started_at is None
     assert not old.after_upload_due  # v3: nothing owed for files finished before it
+    assert old.signed_url is None and old.url_expires_at is None  # v4: a spent credential
+    assert old.server_failures == 0 and old.sends == 0 and old.mavi_status is None
     journal.update(old.id, progress_at=5.0, after_upload_due=1)
     again = journal.get(old.id)
     assert again is not None and again.progress_at == 5.0 and again.after_upload_due
     journal.close()
     conn = sqlite3.connect(state / DB_NAME)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_status_reads_a_journal_its_daemon_has_not_migrated_yet(tmp_path: Path) -> None:

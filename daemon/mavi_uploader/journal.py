@@ -33,7 +33,8 @@ _WRITABLE = frozenset({
     "size", "mtime_ns", "stable_since", "sha256", "asset_id", "signed_url", "url_expires_at",
     "duplicate_of", "attempts", "next_attempt_at", "confirm_polls", "last_error",
     "lease_owner", "lease_expires_at", "bytes_sent", "upload_started_at", "progress_at",
-    "after_upload_due",
+    "after_upload_due", "server_failures", "sends", "accepted_at", "mavi_status",
+    "mavi_status_since",
 })
 # fmt: on
 
@@ -48,18 +49,23 @@ class Journal(JournalReads):
         if not read_only:
             migrate(self._db.get(), db_path)
 
-    @classmethod
-    def open(cls, state_dir: Path, *, clock: Clock = time.time) -> Journal:
-        """Open (creating 0700 dir / 0600 file if needed) the journal in `state_dir`."""
+    @staticmethod
+    def make_state_dir(state_dir: Path) -> None:
+        """Create `state_dir` (0700) if missing; JournalError with the fix if we cannot."""
         try:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            db_path = state_dir / DB_NAME
+        except OSError as exc:
+            raise _cannot_create(state_dir, exc) from exc
+
+    @classmethod
+    def open(cls, state_dir: Path, *, clock: Clock = time.time) -> Journal:
+        """Open (creating 0700 dir / 0600 file if needed) and migrate the journal."""
+        cls.make_state_dir(state_dir)
+        db_path = state_dir / DB_NAME
+        try:
             create_private_file(db_path)
         except OSError as exc:
-            raise JournalError(
-                f"{state_dir}: cannot create the state directory or journal ({exc.strerror}); "
-                "fix its permissions or set MAVI_UPLOADER_STATE_DIR"
-            ) from exc
+            raise _cannot_create(state_dir, exc) from exc
         return cls(db_path, clock=clock)
 
     @classmethod
@@ -390,6 +396,13 @@ class Journal(JournalReads):
             record = self._insert(conn, obs, State.SKIPPED, last_error=why)
             self._event(conn, record.id, None, State.SKIPPED, why)
             return record
+
+
+def _cannot_create(state_dir: Path, exc: OSError) -> JournalError:
+    return JournalError(
+        f"{state_dir}: cannot create the state directory or journal ({exc.strerror}); "
+        "fix its permissions or set MAVI_UPLOADER_STATE_DIR"
+    )
 
 
 __all__ = ["DB_NAME", "Journal", "JournalError"]

@@ -73,6 +73,11 @@ class FileRecord:
     upload_started_at: float | None = None
     progress_at: float | None = None
     after_upload_due: bool = False
+    server_failures: int = 0
+    sends: int = 0
+    accepted_at: float | None = None
+    mavi_status: str | None = None
+    mavi_status_since: float | None = None
 
     @property
     def name(self) -> str:

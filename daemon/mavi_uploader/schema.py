@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _ACTIVE = "('settling', 'queued', 'uploading', 'confirming')"
 _STATES = (
@@ -72,6 +72,19 @@ _MIGRATIONS: dict[int, str] = {
     3: """
     ALTER TABLE files ADD COLUMN after_upload_due INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX files_after_upload_due ON files(id) WHERE after_upload_due = 1;
+    """,
+    # v4: server failures counted apart from network ones (only they make a file `failed`);
+    # complete sends storage accepted and when the last was accepted (late confirmations are
+    # waited for, re-sends are capped); what MAVI last reported and since when. A finished
+    # file's signed URL is a credential with no further use: forgotten.
+    4: """
+    ALTER TABLE files ADD COLUMN server_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN sends INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN accepted_at REAL;
+    ALTER TABLE files ADD COLUMN mavi_status TEXT;
+    ALTER TABLE files ADD COLUMN mavi_status_since REAL;
+    UPDATE files SET signed_url = NULL, url_expires_at = NULL
+        WHERE state IN ('done', 'duplicate', 'vanished', 'skipped');
     """,
 }
 

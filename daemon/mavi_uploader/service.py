@@ -116,16 +116,21 @@ class Daemon:
         """Run until stopped (or, with once=True, until nothing is left); returns exit code."""
         register_secret(self.config.api_key)
         lock = StateDirLock(self.config.state_dir)
-        journal = Journal.open(self.config.state_dir)
+        Journal.make_state_dir(self.config.state_dir)
+        # Lock first: opening the journal migrates it, which must never happen under a
+        # running daemon (e.g. a newer build that will be refused with exit 3).
+        lock.acquire()
         try:
-            lock.acquire()
-            return self._run_locked(journal)
+            journal = Journal.open(self.config.state_dir)
+            try:
+                return self._run_locked(journal)
+            finally:
+                self.stop.set()
+                self.work_ready.set()
+                for thread in self._threads:
+                    thread.join(timeout=30)
+                journal.close()
         finally:
-            self.stop.set()
-            self.work_ready.set()
-            for thread in self._threads:
-                thread.join(timeout=30)
-            journal.close()
             lock.release()
 
     def _assemble(self, journal: Journal) -> _Parts:
