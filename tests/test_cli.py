@@ -57,6 +57,7 @@ def test_status_json_without_any_journal(setup: dict[str, Path], capsys: Any) ->
         "paused": None,
         "counts": dict.fromkeys(STATES, 0),
         "uploads": [],
+        "confirming": [],
         "recent_errors": [],
     }
 

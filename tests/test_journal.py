@@ -12,7 +12,7 @@ import pytest
 
 from conftest import Clock
 from mavi_uploader import schema
-from mavi_uploader.journal import DB_NAME, Journal
+from mavi_uploader.journal import DB_NAME, ContentClaim, Journal
 from mavi_uploader.records import Observation, State
 from mavi_uploader.schema import SCHEMA_VERSION, JournalError
 
@@ -332,3 +332,33 @@ def test_reports_see_no_journal_until_its_tables_exist(tmp_path: Path) -> None:
     reader = Journal.open_existing(state)
     assert reader is not None and reader.counts()["done"] == 0
     reader.close()
+
+
+def test_content_is_claimed_once_whichever_copy_hashes_first(journal: Journal) -> None:
+    older, younger = queued(journal, "/w/a.mp4"), queued(journal, "/w/b.mp4")
+    first = journal.claim("w1", 60)
+    second = journal.claim("w2", 60)
+    assert first is not None and second is not None and first.id == older
+    assert journal.claim_content(younger, "ab" * 32, "w2") == (ContentClaim.CLAIMED, None)
+    claim, twin = journal.claim_content(older, "ab" * 32, "w1")
+    assert claim is ContentClaim.IN_FLIGHT and twin is not None and twin.id == younger
+    assert journal.claim_content(older, "ab" * 32, "someone-else")[0] is ContentClaim.IN_FLIGHT
+    journal.transition(younger, State.DONE, "confirmed")
+    claim, twin = journal.claim_content(older, "ab" * 32, "w1")
+    assert claim is ContentClaim.UPLOADED and twin is not None and twin.id == younger
+
+
+def test_copies_that_both_waited_do_not_wait_for_each_other(journal: Journal) -> None:
+    # Both keep their sha256 while queued; the next claim decides afresh.
+    a, b = queued(journal, "/w/a.mp4"), queued(journal, "/w/b.mp4")
+    for file_id in (a, b):
+        journal.update(file_id, sha256="cd" * 32, content_claimed=1)
+    assert journal.claim("w1", 60) is not None and journal.claim("w2", 60) is not None
+    assert journal.claim_content(a, "cd" * 32, "w1") == (ContentClaim.CLAIMED, None)
+    assert journal.claim_content(b, "cd" * 32, "w2")[0] is ContentClaim.IN_FLIGHT
+
+
+def test_a_content_claim_needs_the_lease(journal: Journal) -> None:
+    file_id = queued(journal, "/w/a.mp4")
+    assert journal.claim("w1", 60) is not None
+    assert journal.claim_content(file_id, "ef" * 32, "w2") == (ContentClaim.LOST, None)

@@ -25,6 +25,7 @@ from requests.structures import CaseInsensitiveDict
 
 from fakemavi import FakeMavi, Fault
 from mavi_uploader import mavi as mavi_module
+from mavi_uploader.decisions import NOT_FOUND
 from mavi_uploader.mavi import (
     AssetStatus,
     AuthProblem,
@@ -340,9 +341,21 @@ def test_metadata_parsing(
     assert client.metadata("re_1") == expected
 
 
+def test_metadata_not_found_is_an_answer(mavi: FakeMavi, monkeypatch: pytest.MonkeyPatch) -> None:
+    mavi.inject("metadata", Fault("status", 404))
+    assert make_client(mavi).metadata("re_1") == AssetStatus(NOT_FOUND, None)
+    # HTTP 200 whose body code says 404, and an empty resource list, mean the same
+    not_found = {"code": 404, "msg": "not found", "data": None}
+    client = stub_client(monkeypatch, fake_response(200, not_found))
+    assert client.metadata("re_1") == AssetStatus(NOT_FOUND, None)
+    empty = fake_response(200, ok_body({"total": 0, "resource": []}))
+    client = stub_client(monkeypatch, empty)
+    assert client.metadata("re_1") == AssetStatus(NOT_FOUND, None)
+
+
 @pytest.mark.parametrize(
     "data",
-    [{"total": 0, "resource": []}, {"resource": None}, {"resource": [{"file_size": "3"}]}, {}],
+    [{"resource": None}, {"resource": [{"file_size": "3"}]}, {}],
 )
 def test_metadata_without_a_status_is_transient(
     monkeypatch: pytest.MonkeyPatch, data: dict[str, Any]
@@ -487,8 +500,12 @@ def test_stopping_interrupts_the_rate_limit_wait(mavi: FakeMavi) -> None:
     assert len(mavi.calls_to("sign")) == 1
 
 
-@pytest.mark.parametrize("status", [400, 404, 405, 409, 415])
-@pytest.mark.parametrize("endpoint", ["sign", "metadata"])
+# A metadata 404 is an answer, not an error: see test_metadata_not_found_is_an_answer.
+@pytest.mark.parametrize(
+    ("endpoint", "status"),
+    [("sign", s) for s in (400, 404, 405, 409, 415)]
+    + [("metadata", s) for s in (400, 405, 409, 415)],
+)
 def test_other_client_errors_are_permanent(mavi: FakeMavi, status: int, endpoint: str) -> None:
     mavi.inject(endpoint, Fault("status", status))
     client = make_client(mavi)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import API_KEY, write_video
+from conftest import API_KEY, DaemonProcess, exit_code_within, write_video
 from fakemavi import FakeMavi
 from mavi_uploader import service
 from mavi_uploader.config import load_config
@@ -72,3 +73,24 @@ def test_a_reachable_server_is_not_cut_short(tmp_path: Path, fake: FakeMavi) -> 
     write_video(tmp_path / "watch" / "a.mp4", 10_000)
     assert run_once(tmp_path, fake.api_base) == 0
     assert states(tmp_path) == {"done": 1}
+
+
+def test_mavi_answering_waiting_for_ever_ends_the_run_and_says_so(
+    fake: FakeMavi, daemon_factory: Callable[..., DaemonProcess]
+) -> None:
+    fake.set_metadata_script(["WAITING"])
+    daemon = daemon_factory(once_confirm_timeout_seconds=1.0)
+    write_video(daemon.watch / "a.mp4", 10_000)
+    daemon.start("--once")
+    assert exit_code_within(daemon, 60) == 1
+    assert "MAVI has not confirmed these files" in daemon.log_text()
+    (row,) = daemon.files()
+    assert row["state"] == "confirming" and row["mavi_status"] == "WAITING"
+    listed = daemon.cli("list").stdout
+    assert f"(MAVI reports WAITING since {row['mavi_status_since']})" in listed
+    status = daemon.cli("status")
+    assert "waiting for MAVI to confirm:" in status.stdout
+    assert "a.mp4: MAVI reports WAITING since" in status.stdout
+    history = daemon.cli("history", str(row["id"])).stdout
+    assert "MAVI reports WAITING since" in history
+    assert len(fake.completed) == 1  # sent once; the next run resumes confirming

@@ -3,71 +3,26 @@
 from __future__ import annotations
 
 import os
-import random
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import API_KEY, Clock, sha256_of, write_video
+from conftest import API_KEY, sha256_of, write_video
 from fakemavi import FakeMavi, Fault
 from mavi_uploader.config import AfterUpload
 from mavi_uploader.disposal import SWEEP_GRACE_SECONDS, Aftercare
-from mavi_uploader.journal import Journal
-from mavi_uploader.mavi import MaviClient
-from mavi_uploader.pause import PauseGate
-from mavi_uploader.ratelimit import BandwidthLimiter, RateLimiter
-from mavi_uploader.records import FileRecord, Observation, State
+from mavi_uploader.ratelimit import BandwidthLimiter
+from mavi_uploader.records import Observation, State
 from mavi_uploader.retry import MAX_SERVER_FAILURES
 from mavi_uploader.uploader import Worker, WorkerSettings
-
-
-@dataclass
-class Rig:
-    tmp: Path
-    fake: FakeMavi
-    journal: Journal
-    clock: Clock
-    gate: PauseGate
-    stop: threading.Event
-    client: MaviClient
-    watch: Path
-
-    def worker(self, **settings: Any) -> Worker:
-        return Worker(
-            "w1", self.journal, self.client, self.gate, WorkerSettings(**settings), self.stop,
-            clock=self.clock, rng=random.Random(0),
-        )  # fmt: skip
-
-    def queue(self, name: str, size: int = 50_000, seed: int = 0) -> FileRecord:
-        path = write_video(self.watch / name, size, seed)
-        st = path.stat()
-        (rec,) = self.journal.sight([Observation(str(path), str(self.watch), size, st.st_mtime_ns)])
-        moved = self.journal.transition(rec.id, State.QUEUED, "settled", expect=State.SETTLING)
-        assert moved is not None
-        return moved
-
-    def get(self, rec: FileRecord) -> FileRecord:
-        current = self.journal.get(rec.id)
-        assert current is not None
-        return current
+from rig import Rig, make_rig
 
 
 @pytest.fixture
 def rig(tmp_path: Path, fake: FakeMavi) -> Iterator[Rig]:
-    clock = Clock(time.time())
-    journal = Journal.open(tmp_path / "state", clock=clock)
-    gate_clock = Clock(time.time())
-    gate = PauseGate(journal, clock=gate_clock)
-    client = MaviClient(fake.api_base, API_KEY, limiter=RateLimiter(0), timeout=(2.0, 2.0))
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    yield Rig(tmp_path, fake, journal, clock, gate, threading.Event(), client, watch)
-    journal.close()
+    yield from make_rig(tmp_path, fake)
 
 
 def test_happy_path_signs_uploads_confirms(rig: Rig) -> None:
@@ -169,7 +124,8 @@ def test_server_errors_give_up_after_the_limit(rig: Rig) -> None:
         worker.run_once()
     failed = rig.get(rec)
     assert failed.state is State.FAILED
-    assert f"gave up after {MAX_SERVER_FAILURES} attempts" in rig.journal.history(rec.id)[-1].reason
+    reason = rig.journal.history(rec.id)[-1].reason
+    assert f"gave up after {MAX_SERVER_FAILURES} server failures" in reason
 
 
 def test_unreachable_network_never_fails_a_file(rig: Rig, fake: FakeMavi) -> None:

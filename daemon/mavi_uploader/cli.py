@@ -341,6 +341,8 @@ def _retry(args: argparse.Namespace, config: Config) -> int:
             "retry requested",
             expect=State.FAILED,
             attempts=0,
+            server_failures=0,
+            sends=0,
             last_error=None,
             next_attempt_at=None,
         )

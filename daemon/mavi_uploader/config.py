@@ -40,7 +40,8 @@ ENV_STATE_DIR = "MAVI_UPLOADER_STATE_DIR"
 _TOP_KEYS = (
     "api_base", "api_key_file", "concurrency", "settle_seconds", "rate_limit_per_second",
     "bandwidth_limit", "dedupe", "after_upload", "done_dir", "extensions", "state_dir",
-    "rescan_interval_seconds", "keep_done_days", "watch",
+    "rescan_interval_seconds", "keep_done_days", "max_resends", "once_confirm_timeout_seconds",
+    "watch",
 )
 # fmt: on
 _WATCH_KEYS = ("path", "recursive", "ignore", "poll", "poll_interval_seconds")
@@ -85,6 +86,8 @@ class Config:
     config_file: Path | None
     rescan_interval_seconds: float = 3600.0
     keep_done_days: float = 90.0  # journal rows of finished files older than this are pruned
+    max_resends: int = 3  # complete uploads of one file after the first, then `failed`
+    once_confirm_timeout_seconds: float = 900.0  # run --once: how long to wait for SUCCESS
     warnings: tuple[str, ...] = ()
 
 
@@ -276,6 +279,10 @@ class _Loader(_Table):
             config_file=self.config_file,
             rescan_interval_seconds=self.num("rescan_interval_seconds", 3600.0, "seconds, 0 = off"),
             keep_done_days=self.num("keep_done_days", 90.0, "days >= 0 (0 = keep forever)"),
+            max_resends=self.get("max_resends", 3, _int_in(0, 100), "an integer from 0 to 100"),
+            once_confirm_timeout_seconds=self.num(
+                "once_confirm_timeout_seconds", 900.0, "seconds >= 0, e.g. 900"
+            ),
             warnings=tuple(self.warnings),
         )
         if need_key and not api_key:

@@ -7,6 +7,7 @@ event, so the journal can always explain how a file got where it is. Nothing els
 from __future__ import annotations
 
 import contextlib
+import enum
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mavi_uploader.journal_reads import HANDLED_STATES, JournalReads, to_record
+from mavi_uploader.journal_retention import JournalRetention
 from mavi_uploader.records import (
     ACTIVE_STATES,
     NEW_VERSION,
@@ -34,12 +36,21 @@ _WRITABLE = frozenset({
     "duplicate_of", "attempts", "next_attempt_at", "confirm_polls", "last_error",
     "lease_owner", "lease_expires_at", "bytes_sent", "upload_started_at", "progress_at",
     "after_upload_due", "server_failures", "sends", "accepted_at", "mavi_status",
-    "mavi_status_since",
+    "mavi_status_since", "content_claimed",
 })
 # fmt: on
 
 
-class Journal(JournalReads):
+class ContentClaim(enum.Enum):
+    """What `claim_content` found: the first row to claim some content is the one to send it."""
+
+    CLAIMED = "claimed"  # ours now: upload it
+    UPLOADED = "uploaded"  # a done twin exists: a duplicate of it
+    IN_FLIGHT = "in flight"  # another row claimed it and is uploading: wait for that one
+    LOST = "lost"  # the row is no longer ours (lease taken)
+
+
+class Journal(JournalRetention, JournalReads):
     """Thread-safe access to one journal database (one connection per thread)."""
 
     def __init__(self, db_path: Path, *, clock: Clock = time.time, read_only: bool = False):
@@ -263,10 +274,37 @@ class Journal(JournalReads):
                 why = f"claimed by {owner}"
             else:
                 why = ""  # a routine confirmation poll: not worth an event
-            fields = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
+            fields: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
+            if old is State.QUEUED:
+                fields["content_claimed"] = 0  # dedupe is decided afresh in every claim
             record = self._move(conn, row["id"], old, new, why, fields)
             assert record is not None  # we hold the write lock since the SELECT
             return record
+
+    def claim_content(
+        self, file_id: int, sha256: str, owner: str
+    ) -> tuple[ContentClaim, FileRecord | None]:
+        """Dedupe, atomically: a done twin, or another row that claimed this content and is
+        in flight, or else our row takes the content (its sha256 written in this transaction,
+        so a copy hashed a moment later sees it, whichever row is older)."""
+        with self._tx() as conn:
+            # An uploading row counts only once it claimed the content in its current claim:
+            # a copy queued to wait keeps its sha256, and two of those must not wait forever.
+            twin = conn.execute(
+                "SELECT * FROM files WHERE sha256 = ? AND id != ? AND (state IN"
+                " ('done', 'confirming') OR (state = 'uploading' AND content_claimed = 1))"
+                " ORDER BY state = 'done' DESC, id LIMIT 1",
+                (sha256, file_id),
+            ).fetchone()
+            if twin is not None:
+                done = twin["state"] == State.DONE.value
+                return (ContentClaim.UPLOADED if done else ContentClaim.IN_FLIGHT), to_record(twin)
+            cur = conn.execute(
+                "UPDATE files SET sha256 = ?, content_claimed = 1, updated_at = ?"
+                " WHERE id = ? AND lease_owner = ?",
+                (sha256, self._clock(), file_id, owner),
+            )
+            return (ContentClaim.CLAIMED if cur.rowcount == 1 else ContentClaim.LOST), None
 
     def recover_after_crash(self) -> int:
         """Crash rule, run at start while holding the state-dir lock (so no owner is alive).
@@ -313,58 +351,6 @@ class Journal(JournalReads):
         with self._tx() as conn:
             conn.execute("DELETE FROM daemon_flags WHERE key IN ('pause_reason', 'pause_since')")
 
-    # ---- housekeeping ----------------------------------------------------------------
-
-    def prune(self, older_than: float, still_there: Callable[[FileRecord], bool]) -> int:
-        """Delete finished rows (and their events) last touched before `older_than`.
-
-        The latest row of a path whose file is still there is kept: it is what stops a
-        rescan from uploading that file again. Failed rows stay until someone acts on them.
-        """
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT * FROM files WHERE state IN ('done', 'duplicate', 'vanished', 'skipped')"
-                " AND updated_at < ? AND id NOT IN (SELECT MAX(id) FROM files GROUP BY path)",
-                (older_than,),
-            )
-            .fetchall()
-        )
-        latest = (
-            self._conn()
-            .execute(
-                "SELECT * FROM files WHERE state IN ('done', 'duplicate', 'vanished', 'skipped')"
-                " AND updated_at < ? AND id IN (SELECT MAX(id) FROM files GROUP BY path)",
-                (older_than,),
-            )
-            .fetchall()
-        )
-        doomed = [r["id"] for r in rows]
-        doomed += [r["id"] for r in latest if not still_there(to_record(r))]
-        return len(self.forget(doomed))
-
-    def forget(self, ids: Sequence[int]) -> list[int]:
-        """Delete finished rows and their events (rows in flight are kept: the check and the
-        delete share one transaction); a duplicate pointing at one keeps its asset id.
-        Returns the ids deleted."""
-        removed: list[int] = []
-        active = ",".join(f"'{s.value}'" for s in ACTIVE_STATES)
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            with self._tx() as conn:
-                sql = f"SELECT id FROM files WHERE id IN ({marks}) AND state NOT IN ({active})"  # noqa: S608
-                doomed = [row[0] for row in conn.execute(sql, chunk)]
-                marks = ",".join("?" * len(doomed))
-                for sql in (
-                    f"UPDATE files SET duplicate_of = NULL WHERE duplicate_of IN ({marks})",  # noqa: S608
-                    f"DELETE FROM events WHERE file_id IN ({marks})",  # noqa: S608
-                    f"DELETE FROM files WHERE id IN ({marks})",  # noqa: S608
-                ):
-                    conn.execute(sql, doomed)
-                removed += doomed
-        return removed
-
     # ---- commands and reports --------------------------------------------------------
 
     def enqueue(self, obs: Observation, why: str) -> FileRecord:
@@ -405,4 +391,4 @@ def _cannot_create(state_dir: Path, exc: OSError) -> JournalError:
     )
 
 
-__all__ = ["DB_NAME", "Journal", "JournalError"]
+__all__ = ["DB_NAME", "ContentClaim", "Journal", "JournalError"]

@@ -29,6 +29,7 @@ def to_record(row: sqlite3.Row) -> FileRecord:
     data["state"] = State(data["state"])
     # .get: `status` may read an older journal its daemon has not migrated yet.
     data["after_upload_due"] = bool(data.get("after_upload_due", 0))
+    data["content_claimed"] = bool(data.get("content_claimed", 0))
     return FileRecord(**data)
 
 
@@ -53,19 +54,6 @@ class JournalReads:
             if r["state"] in handled
         }
 
-    def find_twin_in_flight(self, sha256: str, file_id: int) -> FileRecord | None:
-        """An older live row with identical content, uploading or confirming right now."""
-        row = (
-            self._conn()
-            .execute(
-                "SELECT * FROM files WHERE sha256 = ? AND id < ?"
-                " AND state IN ('uploading', 'confirming') ORDER BY id LIMIT 1",
-                (sha256, file_id),
-            )
-            .fetchone()
-        )
-        return to_record(row) if row else None
-
     def recent_errors(self, limit: int = 5) -> list[FileRecord]:
         """Files whose last attempt left an error, newest first (for `status`)."""
         rows = self._conn().execute(
@@ -73,19 +61,6 @@ class JournalReads:
             (limit,),
         )
         return [to_record(r) for r in rows]
-
-    def find_uploaded_twin(self, sha256: str, exclude_id: int) -> FileRecord | None:
-        """A done file with identical content (for dedupe)."""
-        row = (
-            self._conn()
-            .execute(
-                "SELECT * FROM files WHERE sha256 = ? AND state = 'done' AND id != ?"
-                " ORDER BY id LIMIT 1",
-                (sha256, exclude_id),
-            )
-            .fetchone()
-        )
-        return to_record(row) if row else None
 
     def pause(self) -> Pause | None:
         flags = dict(self._conn().execute("SELECT key, value FROM daemon_flags").fetchall())

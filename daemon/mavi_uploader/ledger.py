@@ -13,7 +13,15 @@ from typing import Any
 
 from mavi_uploader.journal import Journal
 from mavi_uploader.log import get_logger
-from mavi_uploader.records import NEW_VERSION, NO_ASSET, FileRecord, State, display_path
+from mavi_uploader.records import (
+    NEW_VERSION,
+    NO_ASSET,
+    SETTLED_FOR_GOOD,
+    SPENT_URL,
+    FileRecord,
+    State,
+    display_path,
+)
 from mavi_uploader.retry import CONFIRM_BACKOFF, MAX_SERVER_FAILURES, UPLOAD_BACKOFF
 
 log = get_logger(__name__)
@@ -40,6 +48,8 @@ class Ledger:
         if new not in (State.UPLOADING, State.CONFIRMING):
             fields.setdefault("lease_owner", None)
             fields.setdefault("lease_expires_at", None)
+        if new in SETTLED_FOR_GOOD:
+            fields.update(SPENT_URL)
         moved = self.journal.transition(rec.id, new, why, owner=self.owner, **fields)
         if moved is None:
             log.warning("lost the claim", file_id=rec.id, wanted=new.value)
@@ -70,21 +80,30 @@ class Ledger:
         else:
             self.note(rec, lease_owner=None, lease_expires_at=None)
 
-    def poll_later(self, rec: FileRecord, why: str, *, quiet: bool = False) -> None:
-        """Confirmation not there yet: free the row and look again after a backoff."""
+    def poll_later(self, rec: FileRecord, why: str, *, mavi_status: str | None = None) -> None:
+        """Confirmation not there yet: free the row and look again after a backoff.
+
+        With `mavi_status` (MAVI answered), the answer is kept with the time it was first
+        given, and a change of answer is an event; otherwise `why` is the error of the poll.
+        """
         polls = rec.confirm_polls + 1
-        self.note(
-            rec,
-            confirm_polls=polls,
-            last_error=None if quiet else why,
-            next_attempt_at=self._clock() + CONFIRM_BACKOFF.delay(polls, self._rng),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+        fields: dict[str, Any] = {
+            "confirm_polls": polls,
+            "last_error": None if mavi_status else why,
+            "next_attempt_at": self._clock() + CONFIRM_BACKOFF.delay(polls, self._rng),
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if mavi_status is None or mavi_status == rec.mavi_status:
+            self.note(rec, **fields)
+            return
+        fields.update(mavi_status=mavi_status, mavi_status_since=self._clock())
+        self.journal.transition(rec.id, State.CONFIRMING, why, owner=self.owner, **fields)
 
     def upload_again(self, rec: FileRecord, why: str) -> None:
-        """MAVI did not take this upload: a new sign and upload, unless we are out of tries."""
-        self._retry(rec, why, counts=True, fresh_asset=True)
+        """MAVI will not confirm this asset: sign and send the whole file again (the caller
+        has checked the cap on complete sends; failures of the server count elsewhere)."""
+        self._retry(rec, why, counts=False, fresh_asset=True)
 
     def retry_later(self, rec: FileRecord, why: str, *, counts: bool = True) -> None:
         """A failed step: back to queued after a backoff (same asset), or failed if spent.
@@ -100,21 +119,26 @@ class Ledger:
 
     def _retry(self, rec: FileRecord, why: str, *, counts: bool, fresh_asset: bool) -> None:
         attempts = rec.attempts + 1
-        if counts and attempts >= MAX_SERVER_FAILURES:
+        # Only failures of the server count towards giving up: twenty offline retries must
+        # not leave a file one 503 away from `failed`.
+        failures = rec.server_failures + 1 if counts else rec.server_failures
+        if counts and failures >= MAX_SERVER_FAILURES:
             self.move(
                 rec,
                 State.FAILED,
-                f"gave up after {attempts} attempts: {why}",
+                f"gave up after {failures} server failures: {why}",
                 attempts=attempts,
+                server_failures=failures,
                 last_error=why,
             )
             return
-        delay = UPLOAD_BACKOFF.delay(attempts, self._rng)
+        delay = UPLOAD_BACKOFF.delay(failures if counts else attempts, self._rng)
         self.move(
             rec,
             State.QUEUED,
             f"{why}; retry in {delay:.0f}s",
             attempts=attempts,
+            server_failures=failures,
             last_error=why,
             next_attempt_at=self._clock() + delay,
             **(NO_ASSET if fresh_asset else {}),

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from mavi_uploader.decisions import NOT_FOUND
 from mavi_uploader.multipart import CHUNK_SIZE, FileReadFailed, MultipartFileBody
 from mavi_uploader.ratelimit import RateLimiter
 from mavi_uploader.redaction import redact, url_without_query
@@ -71,6 +72,10 @@ class AuthProblem(MaviError):
 
 class PermanentError(MaviError):
     """This file will never be accepted as it is (400, 409, 415...)."""
+
+
+class NotFound(PermanentError):
+    """404: MAVI does not know this (yet)."""
 
 
 class SignedUrlRejected(MaviError):
@@ -162,6 +167,8 @@ def interpret_api_response(response: requests.Response, what: str) -> dict[str, 
         raise TransientError(f"{what}: answer {code!r} {msg!r} but {flags}")
     if effective == 408 or effective >= 500:
         raise TransientError(f"{what}: {effective} {msg}".strip())
+    if effective == 404:
+        raise NotFound(f"{what}: {effective} {msg}".strip())
     raise PermanentError(f"{what}: {effective} {msg}".strip())
 
 
@@ -357,10 +364,17 @@ class MaviClient:
                 "metadata",
                 headers={"Authorization": self._api_key},
             )
-            data = interpret_api_response(response, "metadata")
+            try:
+                data = interpret_api_response(response, "metadata")
+            except NotFound:
+                # Right after an upload MAVI may not know the asset yet (eventual consistency):
+                # an answer for the caller to weigh, not an error.
+                return AssetStatus(NOT_FOUND, None)
             resources = data.get("resource")
-            if not isinstance(resources, list) or not resources:
-                raise TransientError(f"metadata: no resource for {asset_id} yet")
+            if isinstance(resources, list) and not resources:
+                return AssetStatus(NOT_FOUND, None)
+            if not isinstance(resources, list):
+                raise TransientError(f"metadata: no resource list for {asset_id}")
             first = resources[0] if isinstance(resources[0], dict) else {}
             status = str(first.get("upload_status") or "").upper()
             if not status:

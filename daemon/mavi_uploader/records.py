@@ -9,8 +9,23 @@ from typing import Any
 
 # Columns that belong to one version of a file's content: its asset, and its hash and bytes
 # sent. A row whose file changed must forget them, or the new content passes for the old.
-NO_ASSET: dict[str, Any] = {"asset_id": None, "signed_url": None, "url_expires_at": None}
-NEW_VERSION: dict[str, Any] = {**NO_ASSET, "sha256": None, "bytes_sent": 0, "duplicate_of": None}
+NO_ASSET: dict[str, Any] = {
+    "asset_id": None,
+    "signed_url": None,
+    "url_expires_at": None,
+    "accepted_at": None,
+    "mavi_status": None,
+    "mavi_status_since": None,
+}
+# A finished file's signed URL is a credential with no further use: never kept.
+SPENT_URL: dict[str, Any] = {"signed_url": None, "url_expires_at": None}
+NEW_VERSION: dict[str, Any] = {
+    **NO_ASSET,
+    "sha256": None,
+    "bytes_sent": 0,
+    "duplicate_of": None,
+    "sends": 0,
+}
 
 
 class State(str, enum.Enum):
@@ -26,6 +41,8 @@ class State(str, enum.Enum):
 
 
 ACTIVE_STATES: tuple[State, ...] = (State.SETTLING, State.QUEUED, State.UPLOADING, State.CONFIRMING)
+# Final states after which nothing more is sent (failed keeps its URL: `retry` may reuse it).
+SETTLED_FOR_GOOD: tuple[State, ...] = (State.DONE, State.DUPLICATE, State.VANISHED, State.SKIPPED)
 
 
 def path_to_blob(path: str) -> bytes:
@@ -78,6 +95,7 @@ class FileRecord:
     accepted_at: float | None = None
     mavi_status: str | None = None
     mavi_status_since: float | None = None
+    content_claimed: bool = False
 
     @property
     def name(self) -> str:

@@ -74,6 +74,7 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX files_after_upload_due ON files(id) WHERE after_upload_due = 1;
     """,
     # v4: server failures counted apart from network ones (only they make a file `failed`);
+    # the row that claimed its content for upload in its current claim (dedupe);
     # complete sends storage accepted and when the last was accepted (late confirmations are
     # waited for, re-sends are capped); what MAVI last reported and since when. A finished
     # file's signed URL is a credential with no further use: forgotten.
@@ -83,6 +84,7 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE files ADD COLUMN accepted_at REAL;
     ALTER TABLE files ADD COLUMN mavi_status TEXT;
     ALTER TABLE files ADD COLUMN mavi_status_since REAL;
+    ALTER TABLE files ADD COLUMN content_claimed INTEGER NOT NULL DEFAULT 0;
     UPDATE files SET signed_url = NULL, url_expires_at = NULL
         WHERE state IN ('done', 'duplicate', 'vanished', 'skipped');
     """,

@@ -21,6 +21,7 @@ from typing import Any
 
 from mavi_uploader import housekeeping
 from mavi_uploader.config import Config, ConfigError
+from mavi_uploader.decisions import Patience
 from mavi_uploader.disposal import SWEEP_GRACE_SECONDS, Aftercare
 from mavi_uploader.journal import Journal
 from mavi_uploader.lock import StateDirLock
@@ -29,11 +30,11 @@ from mavi_uploader.mavi import MaviClient
 from mavi_uploader.notify import Notifier
 from mavi_uploader.pause import PauseGate
 from mavi_uploader.ratelimit import BandwidthLimiter, RateLimiter
-from mavi_uploader.records import State
+from mavi_uploader.records import FileRecord, State, display_path
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.settle import Settler
 from mavi_uploader.uploader import Worker, WorkerSettings
-from mavi_uploader.views import upload_progress
+from mavi_uploader.views import mavi_says, upload_progress
 from mavi_uploader.watcher import Watcher, watch_roots
 
 log = get_logger(__name__)
@@ -56,7 +57,8 @@ def summary(counts: dict[str, int], paused: str | None = None) -> str:
 
 
 def _worker_settings(cfg: Config) -> WorkerSettings:
-    return WorkerSettings(cfg.dedupe, cfg.after_upload, cfg.done_dir)
+    patience = Patience(max_resends=cfg.max_resends)
+    return WorkerSettings(cfg.dedupe, cfg.after_upload, cfg.done_dir, patience)
 
 
 @dataclass
@@ -259,6 +261,15 @@ class Daemon:
             counts = parts.journal.counts()
             log.info("all files handled", **counts)
             return 1 if counts[State.FAILED.value] else 0
+        overdue = self._confirmations_overdue(parts.journal)
+        if overdue:
+            log.error(
+                "stopping: MAVI has not confirmed these files within"
+                " once_confirm_timeout_seconds; they stay confirming for the next run",
+                timeout_s=self.config.once_confirm_timeout_seconds,
+                files=[f"{display_path(r.path)}: {mavi_says(r) or 'no answer'}" for r in overdue],
+            )
+            return 1
         # The daemon waits out any outage; a one-shot run (cron, a script) must end instead.
         silent = parts.client.unreachable_for()
         if silent >= ONCE_UNREACHABLE_SECONDS:
@@ -270,6 +281,19 @@ class Daemon:
             )
             return 1
         return None
+
+    def _confirmations_overdue(self, journal: Journal) -> list[FileRecord]:
+        """For `run --once`: the confirming files, once nothing else is left to do and all of
+        them have waited longer than once_confirm_timeout_seconds since storage took them."""
+        counts = journal.counts()
+        busy = (State.SETTLING, State.QUEUED, State.UPLOADING)
+        if any(counts[s.value] for s in busy):
+            return []
+        confirming = journal.in_states([State.CONFIRMING])
+        deadline = time.time() - self.config.once_confirm_timeout_seconds
+        if all((r.accepted_at or r.updated_at) <= deadline for r in confirming):
+            return confirming
+        return []
 
     def _finish_owed_after_upload(
         self, journal: Journal, grace_seconds: float = SWEEP_GRACE_SECONDS

@@ -11,14 +11,16 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from mavi_uploader.config import AfterUpload
+from mavi_uploader.confirmation import Confirmer
+from mavi_uploader.decisions import Patience, Verdict
 from mavi_uploader.disposal import Aftercare
 from mavi_uploader.hashing import sha256_file
-from mavi_uploader.journal import Journal
+from mavi_uploader.journal import ContentClaim, Journal
 from mavi_uploader.ledger import Ledger
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi import (
@@ -47,11 +49,13 @@ log = get_logger(__name__)
 # Renewed every PROGRESS_EVERY_SECONDS while bytes move; longer than any limiter wait.
 LEASE_SECONDS = 900.0
 PROGRESS_EVERY_SECONDS = 2.0
-# Reuse a journaled signed URL only if it stays valid long enough to send the file again.
-URL_REUSE_MARGIN_SECONDS = 900.0
+# A journaled signed URL is reused while it stays valid for the time a send needs: storage
+# checks expiry when a request starts, so this margin covers the wait for a rate slot, and
+# the send's own duration (size over recent throughput) comes on top to be safe.
+URL_START_MARGIN_SECONDS = 60.0
+ASSUMED_BYTES_PER_SECOND = 1_000_000.0  # until a send has been measured
 TWIN_WAIT_SECONDS = 15.0
 MAX_EXPIRED_URLS = 3
-CONFIRM_MAX_POLLS = 80  # ≈ 1 h with CONFIRM_BACKOFF; then the file is sent again
 
 
 class FileChanged(Exception):
@@ -67,6 +71,7 @@ class WorkerSettings:
     dedupe: bool = True
     after_upload: AfterUpload = AfterUpload.KEEP
     done_dir: Path | None = None
+    patience: Patience = field(default_factory=Patience)
 
 
 class Worker:
@@ -94,7 +99,11 @@ class Worker:
         self._stop = stop
         self._clock = clock
         self._ledger = Ledger(journal, self.owner, clock=clock, rng=rng)
+        self._confirmer = Confirmer(
+            client, gate, self._ledger, self._finish, clock=clock, patience=settings.patience
+        )
         self._stranded: FileRecord | None = None
+        self._bytes_per_second = ASSUMED_BYTES_PER_SECOND
 
     def run_once(self) -> bool:
         """Claim and work on one file; False when there was nothing to do (or paused)."""
@@ -112,7 +121,7 @@ class Worker:
         log.info("claimed", file_id=record.id, path=display_path(record.path), state=record.state)
         try:
             if record.state is State.CONFIRMING:
-                self._confirm(record)
+                self._confirmer.confirm(record)
             else:
                 self._upload(record)
         except Stopped:
@@ -144,9 +153,9 @@ class Worker:
                     rec, State.SKIPPED, "empty file (0 bytes)", last_error="empty file"
                 )
                 return
-            sha = rec.sha256 or self._hash(rec, path)
+            sha = rec.sha256 or sha256_file(path, self._progress_hook(rec, record_bytes=False))
             self._check_unchanged(rec)
-            if self.settings.dedupe and self._deduplicated(rec, sha):
+            if self._deduplicated(rec, sha):
                 return
             self._send(rec, path)
         except FileNotFoundError:
@@ -175,23 +184,24 @@ class Worker:
         if not rec.describes(st):
             raise FileChanged(why)
 
-    def _hash(self, rec: FileRecord, path: Path) -> str:
-        sha = sha256_file(path, self._progress_hook(rec, record_bytes=False))
-        self._ledger.note(rec, sha256=sha)
-        return sha
-
     def _deduplicated(self, rec: FileRecord, sha: str) -> bool:
-        twin = self._journal.find_uploaded_twin(sha, rec.id)
-        if twin is None:
-            pending = self._journal.find_twin_in_flight(sha, rec.id)
-            if pending is None:
-                return False
-            # Copies dropped together: wait for the older one instead of uploading twice.
-            # Only the younger row waits, so two copies can never wait for each other.
+        """Record the hash; with dedupe, claim the content in the same transaction, so of
+        two copies in flight exactly one uploads, whichever hashed first."""
+        if not self.settings.dedupe:
+            if not self._ledger.note(rec, sha256=sha):
+                raise LeaseLost
+            return False
+        claim, twin = self._journal.claim_content(rec.id, sha, self.owner)
+        if claim is ContentClaim.LOST:
+            raise LeaseLost
+        if claim is ContentClaim.CLAIMED:
+            return False
+        assert twin is not None
+        if claim is ContentClaim.IN_FLIGHT:
             self._ledger.move(
                 rec,
                 State.QUEUED,
-                f"same content as #{pending.id}, in flight; waiting for it",
+                f"same content as #{twin.id}, in flight; waiting for it",
                 sha256=sha,
                 next_attempt_at=self._clock() + TWIN_WAIT_SECONDS,
             )
@@ -211,16 +221,7 @@ class Worker:
             if sent is None:
                 return
             self._check_unchanged(sent, held, "file changed during its upload; sending again")
-        confirming = self._ledger.move(
-            sent,
-            State.CONFIRMING,
-            f"storage accepted {sent.size} bytes",
-            bytes_sent=sent.size,
-            confirm_polls=0,
-            next_attempt_at=None,
-        )
-        if confirming is not None:
-            self._confirm(confirming)
+        self._confirmer.accepted(sent, f"storage accepted {sent.size} bytes", bytes_sent=sent.size)
 
     def _transfer(self, rec: FileRecord, held: BinaryIO) -> FileRecord | None:
         """Sign if need be and send the bytes; the row after a complete upload, or None when
@@ -229,8 +230,13 @@ class Worker:
         rejections = 0
         while True:
             signed = self._reusable_url(rec)
-            if signed is not None and self._already_landed(rec, signed):
-                return None
+            if signed is not None:
+                verdict = self._confirmer.landed_before(rec, signed)
+                if verdict is Verdict.SEND_AGAIN:
+                    rec = self._forget_asset(rec)
+                    signed = None
+                elif verdict not in (None, Verdict.SEND):
+                    return None
             if signed is None:
                 signed = self._client.sign(upload_name(rec.name))
                 self._gate.lift()
@@ -257,6 +263,7 @@ class Worker:
                     self._progress_hook(rec, True),
                     chunk_size=self._bandwidth.chunk_size,
                 )
+                self._measure(rec.size, self._clock() - started)
             except SignedUrlRejected as exc:
                 if not exc.expired and rejected_once:
                     raise PermanentError(f"{exc.reason} (after signing again)") from None
@@ -266,79 +273,28 @@ class Worker:
                     raise TransientError(f"{exc.reason} ({rejections} fresh URLs)") from None
                 rejected_once = rejected_once or not exc.expired
                 log.warning("signing again", file_id=rec.id, reason=exc.reason)
-                self._ledger.note(rec, **NO_ASSET)
-                rec = self._journal.get(rec.id) or rec
+                rec = self._forget_asset(rec)
                 continue
             return rec
 
+    def _forget_asset(self, rec: FileRecord) -> FileRecord:
+        if not self._ledger.note(rec, **NO_ASSET):
+            raise LeaseLost
+        return self._journal.get(rec.id) or rec
+
     def _reusable_url(self, rec: FileRecord) -> SignedUpload | None:
+        """The journaled URL, if it stays valid for as long as sending this file takes."""
         if not (rec.asset_id and rec.signed_url and rec.url_expires_at):
             return None
-        if rec.url_expires_at - self._clock() < URL_REUSE_MARGIN_SECONDS:
+        needed = URL_START_MARGIN_SECONDS + (rec.size or 0) / self._bytes_per_second
+        if rec.url_expires_at - self._clock() < needed:
             return None
         return SignedUpload(rec.asset_id, rec.signed_url, rec.url_expires_at)
 
-    def _already_landed(self, rec: FileRecord, signed: SignedUpload) -> bool:
-        """After a crash mid-flight the bytes may have landed: ask before sending again.
-
-        SUCCESS (size matching, if given) means done. WAITING/UPLOADING with our exact size
-        means MAVI holds the bytes and is still processing them: confirm, do not re-send.
-        Anything else (FAILED, another size, no size) and the file is sent again.
-        """
-        try:
-            status = self._client.metadata(signed.asset_id)
-        except (TransientError, PermanentError) as exc:
-            # Cannot tell (an asset with no bytes yet may even be "not found"): sending again
-            # to the same URL is safe (same asset), failing the file is not.
-            log.info("resume check failed; sending", file_id=rec.id, reason=exc.reason)
-            return False
-        self._gate.lift()
-        if status.upload_status == "SUCCESS" and status.file_size in (None, rec.size):
-            self._finish(rec, State.DONE, f"asset {signed.asset_id} already uploaded (SUCCESS)")
-            return True
-        if status.upload_status in ("WAITING", "UPLOADING") and status.file_size == rec.size:
-            confirming = self._ledger.move(
-                rec,
-                State.CONFIRMING,
-                f"asset {signed.asset_id} already holds {rec.size} bytes"
-                f" ({status.upload_status}); confirming instead of sending again",
-                confirm_polls=0,
-                next_attempt_at=None,
-            )
-            if confirming is not None:
-                self._confirm(confirming)
-            return True
-        self._ledger.move(
-            rec,
-            State.UPLOADING,
-            f"asset {signed.asset_id} is {status.upload_status} without our bytes; sending",
-        )
-        return False
-
-    def _confirm(self, rec: FileRecord) -> None:
-        assert rec.asset_id is not None
-        try:
-            status = self._client.metadata(rec.asset_id)
-        except TransientError as exc:
-            self._ledger.poll_later(rec, exc.reason)
-            return
-        except PermanentError as exc:
-            self._ledger.upload_again(rec, f"metadata check failed: {exc.reason}")
-            return
-        self._gate.lift()
-        if status.upload_status == "SUCCESS":
-            if status.file_size is not None and status.file_size != rec.size:
-                self._ledger.upload_again(
-                    rec, f"MAVI holds {status.file_size} bytes but the file has {rec.size}"
-                )
-                return
-            self._finish(rec, State.DONE, f"MAVI confirmed asset {rec.asset_id} (SUCCESS)")
-        elif status.upload_status == "FAILED":
-            self._ledger.upload_again(rec, f"MAVI reported asset {rec.asset_id} FAILED")
-        elif rec.confirm_polls + 1 >= CONFIRM_MAX_POLLS:
-            self._ledger.upload_again(rec, f"asset {rec.asset_id} still {status.upload_status}")
-        else:
-            self._ledger.poll_later(rec, f"upload_status {status.upload_status}", quiet=True)
+    def _measure(self, size: int, seconds: float) -> None:
+        """Remember the throughput of a send big enough to say something about the link."""
+        if size >= 1_000_000 and seconds > 0:
+            self._bytes_per_second = max(size / seconds, 10_000.0)
 
     def _progress_hook(self, rec: FileRecord, record_bytes: bool) -> Callable[[int], None]:
         """Per-chunk hook: honour stop, renew the lease and publish progress now and then."""

@@ -8,10 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mavi_uploader.decisions import NOT_FOUND
 from mavi_uploader.journal import Journal
 from mavi_uploader.lock import LockHolder
 from mavi_uploader.records import Event, FileRecord, State, display_path
 from mavi_uploader.redaction import redact
+
+CONFIRMING_SHOWN = 20  # `status` lists this many files waiting for MAVI
 
 
 def iso(ts: float | None) -> str | None:
@@ -37,11 +40,24 @@ def upload_progress(rec: FileRecord, now: float) -> dict[str, Any]:
     }
 
 
+def mavi_says(rec: FileRecord) -> str | None:
+    """What MAVI has been answering about a confirming file, and since when."""
+    if rec.state is not State.CONFIRMING or not rec.mavi_status:
+        return None
+    said = (
+        "MAVI does not know the asset yet"
+        if rec.mavi_status == NOT_FOUND
+        else f"MAVI reports {rec.mavi_status}"
+    )
+    return f"{said} since {iso(rec.mavi_status_since)}"
+
+
 def status_document(state_dir: Path, journal: Journal | None, holder: LockHolder) -> dict[str, Any]:
     pause = journal.pause() if journal else None
     counts = journal.counts() if journal else {s.value: 0 for s in State}
     now = time.time()
     uploading = journal.in_states([State.UPLOADING]) if journal else []
+    confirming = journal.in_states([State.CONFIRMING]) if journal else []
     errors = journal.recent_errors() if journal else []
     return {
         "state_dir": str(state_dir),
@@ -49,6 +65,17 @@ def status_document(state_dir: Path, journal: Journal | None, holder: LockHolder
         "paused": {"reason": redact(pause.reason), "since": iso(pause.since)} if pause else None,
         "counts": counts,
         "uploads": [upload_progress(r, now) for r in uploading],
+        "confirming": [
+            {
+                "id": r.id,
+                "path": display_path(r.path),
+                "asset_id": r.asset_id,
+                "mavi_status": r.mavi_status,
+                "mavi_status_since": iso(r.mavi_status_since),
+                "says": mavi_says(r),
+            }
+            for r in confirming[:CONFIRMING_SHOWN]
+        ],
         "recent_errors": [
             {
                 "id": r.id,
@@ -87,6 +114,10 @@ def status_text(doc: dict[str, Any]) -> str:
             for u in doc["uploads"]
         ]
         lines += ["", "uploading now:", _table(["DONE", "SENT", "SPEED", "ETA", "PATH"], rows)]
+    waiting = [c for c in doc.get("confirming", []) if c["says"]]
+    if waiting:
+        lines += ["", "waiting for MAVI to confirm:"]
+        lines += [f"#{c['id']} {c['path']}: {c['says']}" for c in waiting]
     if doc["recent_errors"]:
         lines += ["", "recent errors:"]
         lines += [
@@ -123,6 +154,8 @@ def file_document(rec: FileRecord) -> dict[str, Any]:
         "last_error": redact(rec.last_error) if rec.last_error else None,
         "duplicate_of": rec.duplicate_of,
         "bytes_sent": rec.bytes_sent,
+        "mavi_status": rec.mavi_status,
+        "mavi_status_since": iso(rec.mavi_status_since),
         "next_attempt_at": iso(rec.next_attempt_at),
         "created_at": iso(rec.created_at),
         "updated_at": iso(rec.updated_at),
@@ -156,11 +189,16 @@ def list_text(records: Sequence[FileRecord]) -> str:
             _human_size(r.size),
             str(r.attempts),
             r.asset_id or "-",
-            display_path(r.path) + (f"  ({redact(r.last_error)})" if r.last_error else ""),
+            display_path(r.path) + _note(r),
         ]
         for r in records
     ]
     return _table(["ID", "STATE", "SIZE", "TRIES", "ASSET", "PATH"], rows)
+
+
+def _note(rec: FileRecord) -> str:
+    said = redact(rec.last_error) if rec.last_error else mavi_says(rec)
+    return f"  ({said})" if said else ""
 
 
 def event_document(event: Event) -> dict[str, Any]:
@@ -177,6 +215,9 @@ def history_text(record: FileRecord, events: Sequence[Event]) -> str:
     head = f"#{record.id} {display_path(record.path)}  [{record.state.value}]"
     if record.last_error:
         head += f"\nlast error: {redact(record.last_error)}"
+    said = mavi_says(record)
+    if said:
+        head += f"\n{said}"
     rows = [
         [
             iso(e.at) or "",
