@@ -174,8 +174,9 @@ def test_copies_are_uploaded_once_when_the_younger_one_hashes_first(
     assert waiting.state is State.QUEUED
     assert f"same content as #{younger.id}, in flight" in (rig.journal.history(older.id)[-1].reason)
     poll_when_due(rig, younger, second)
-    poll_when_due(rig, older, second)
     assert rig.get(younger).state is State.DONE
+    assert rig.get(older).next_attempt_at is None  # woken: its twin is done
+    second.run_once()
     duplicate = rig.get(older)
     assert duplicate.state is State.DUPLICATE and duplicate.duplicate_of == younger.id
     assert [u.sha256 for u in rig.fake.completed] == [sha256_of(copy_path)]

@@ -306,6 +306,14 @@ class Journal(JournalRetention, JournalReads):
             )
             return (ContentClaim.CLAIMED if cur.rowcount == 1 else ContentClaim.LOST), None
 
+    def wake_copies(self, sha256: str) -> None:
+        """Copies queued to wait for this content's upload are due now: it is done."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE files SET next_attempt_at = NULL WHERE sha256 = ? AND state = 'queued'",
+                (sha256,),
+            )
+
     def recover_after_crash(self) -> int:
         """Crash rule, run at start while holding the state-dir lock (so no owner is alive).
 

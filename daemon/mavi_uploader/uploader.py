@@ -326,6 +326,8 @@ class Worker:
         fields.setdefault("last_error", None)  # errors of earlier attempts are history now
         finished = self._ledger.move(rec, new, why, after_upload_due=int(aftercare.due()), **fields)
         if finished is not None:
+            if new is State.DONE and finished.sha256:
+                self._journal.wake_copies(finished.sha256)
             aftercare.apply(finished)
             self._sight_if_rewritten(finished)
 
