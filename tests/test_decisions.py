@@ -37,7 +37,7 @@ CASES = [
     ("UPLOADING", SIZE, None, ACCEPTED, 0, Verdict.CONFIRM, "confirming instead"),
     ("WAITING", None, None, ACCEPTED, 0, Verdict.SEND, "without our bytes"),
     ("WAITING", 10, None, ACCEPTED, 0, Verdict.SEND, "without our bytes"),
-    ("FAILED", SIZE, None, ACCEPTED, 0, Verdict.SEND, "FAILED without our bytes"),
+    ("FAILED", SIZE, None, ACCEPTED, 0, Verdict.SEND_AGAIN, "FAILED; sending the file again"),
     (NOT_FOUND, None, None, ACCEPTED, 0, Verdict.SEND, "without our bytes"),
 ]
 

@@ -70,8 +70,8 @@ class Confirmer:
             self._apply(rec, send_again_or_fail(why, rec.sends, self.patience), None)
             return
         self._gate.lift()
-        # A row confirming since before schema v4 has no acceptance time: patience starts now.
-        accepted_at = rec.accepted_at if rec.accepted_at is not None else self._clock()
+        # Every confirming row has one (schema v4 gave it to older rows); be safe regardless.
+        accepted_at = rec.accepted_at if rec.accepted_at is not None else rec.updated_at
         outcome = judge(
             status.upload_status,
             status.file_size,

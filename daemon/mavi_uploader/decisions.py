@@ -62,6 +62,8 @@ def judge(
             f"MAVI holds {file_size} bytes but the file has {size}", sends, patience
         )
     if accepted_at is None:
+        if upload_status == FAILED:  # MAVI gave up on this asset: never send into it again
+            return send_again_or_fail(f"MAVI reported asset {asset_id} FAILED", sends, patience)
         if upload_status in PROCESSING and file_size == size:
             return Outcome(
                 Verdict.CONFIRM,

@@ -87,6 +87,7 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE files ADD COLUMN content_claimed INTEGER NOT NULL DEFAULT 0;
     UPDATE files SET signed_url = NULL, url_expires_at = NULL
         WHERE state IN ('done', 'duplicate', 'vanished', 'skipped');
+    UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = 'confirming';
     """,
 }
 

@@ -291,7 +291,7 @@ class Daemon:
             return []
         confirming = journal.in_states([State.CONFIRMING])
         deadline = time.time() - self.config.once_confirm_timeout_seconds
-        if all((r.accepted_at or r.updated_at) <= deadline for r in confirming):
+        if all((r.accepted_at or 0.0) <= deadline for r in confirming):
             return confirming
         return []
 
