@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from mavi_uploader.keyfile import KeyProblem, clean_key, read_key_file
 from mavi_uploader.units import BANDWIDTH_HINT, parse_bandwidth
 
 if sys.version_info >= (3, 11):
@@ -181,7 +182,7 @@ def load_config(
 ) -> Config:
     """Flags (the arguments) > env (default os.environ) > file > defaults; or ConfigError."""
     env = os.environ if env is None else env
-    secrets = [env.get(ENV_API_KEY, "").strip()]
+    secrets = [env.get(ENV_API_KEY, "").strip().removeprefix("\ufeff")]  # as clean_key reads it
     try:
         path, data = _read_config(config_path, env)
         loader = _Loader(data, path, env, Path.cwd(), secrets)
@@ -372,27 +373,23 @@ class _Loader(_Table):
 
     def api_key(self) -> str:
         key_file = self.string("api_key_file")
-        key, source = self.env.get(ENV_API_KEY, "").strip(), ENV_API_KEY
-        if not key and key_file:
-            path = _abspath(key_file, self.base)
-            source = f"{self.where}api_key_file {path}"
+        from_env = self.env.get(ENV_API_KEY, "")
+        if from_env.strip():  # the environment wins; the file is not even read
             try:
-                with path.open(encoding="utf-8") as f:
-                    key, mode = f.read().strip(), os.fstat(f.fileno()).st_mode
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-                raise ConfigError(
-                    f"{source} cannot be read ({reason}); check the path and that"
-                    " the daemon's user may read it"
-                ) from None
-            if not key:
-                raise ConfigError(f"{source} is empty; put the MAVI API key in it")
-            self.secrets.append(key)
-            if os.name == "posix" and mode & 0o077:
-                self.warnings.append(
-                    f"api_key_file {path} is readable by group/others (mode {oct(mode & 0o777)});"
-                    f" run: chmod 600 {path}"
-                )
-        if any(c.isspace() for c in key):
-            raise ConfigError(f"{source}: the key holds whitespace; it must be the key alone")
+                return clean_key(from_env)
+            except KeyProblem as exc:
+                raise ConfigError(f"{ENV_API_KEY} (environment) {exc}") from None
+        if not key_file:
+            return ""
+        path = _abspath(key_file, self.base)
+        try:
+            key, mode = read_key_file(path)
+        except KeyProblem as exc:
+            raise ConfigError(f"{self.where}api_key_file {path} {exc}") from None
+        self.secrets.append(key)
+        if os.name == "posix" and mode & 0o077:
+            self.warnings.append(
+                f"api_key_file {path} is readable by group/others (mode {oct(mode & 0o777)});"
+                f" run: chmod 600 {path}"
+            )
         return key
