@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import enum
-import json
-import math
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from mavi_uploader.keyfile import KeyProblem, clean_key, read_key_file
+from mavi_uploader.tomltable import ConfigError, Table, int_in, of, positive, show, str_list
 from mavi_uploader.units import BANDWIDTH_HINT, parse_bandwidth
 
 if sys.version_info >= (3, 11):
@@ -46,10 +44,8 @@ _TOP_KEYS = (
 # fmt: on
 _WATCH_KEYS = ("path", "recursive", "ignore", "poll", "poll_interval_seconds")
 _AFTER = ("keep", "move", "delete")
-
-
-class ConfigError(Exception):
-    """Invalid configuration; str() names the file, the key and the fix. CLI exits 2."""
+# Keys people guess that must not exist, with what to do instead.
+_NOT_KEYS = {"api_key": f"put the key in a file and set api_key_file, or set {ENV_API_KEY}"}
 
 
 class AfterUpload(str, enum.Enum):
@@ -97,35 +93,6 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_state_dir(APP_NAME))
 
 
-def _show(value: object) -> str:
-    """A value roughly as it looks in TOML, shortened for messages."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-_Check = Callable[[object], bool]  # is this raw TOML value acceptable?
-
-
-def _of(*types: type) -> _Check:
-    return lambda v: isinstance(v, types)
-
-
-def _int_in(lo: int, hi: int) -> _Check:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-
-def _seconds(v: object) -> bool:  # ints are fine for float keys; bool is not a number
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-
-
-def _positive(v: object) -> bool:
-    return _seconds(v) and v != 0
-
-
-def _str_list(v: object) -> bool:
-    return isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)
-
-
 def _abspath(raw: str, base: Path) -> Path:
     """~ expanded, absolute against base, ".." folded lexically (symlinks left as written)."""
     return Path(os.path.abspath(base / os.path.expanduser(raw)))
@@ -137,7 +104,7 @@ def _check_url(value: str, source: str) -> str:
     if parts.scheme in ("http", "https") and parts.netloc and not any(c.isspace() for c in url):
         return url
     raise ConfigError(
-        f"{source} = {_show(value)} is not valid: expected an http:// or https:// URL"
+        f"{source} = {show(value)} is not valid: expected an http:// or https:// URL"
         f" such as {DEFAULT_API_BASE}"
     )
 
@@ -195,43 +162,7 @@ def load_config(
         raise ConfigError(message) from None
 
 
-class _Table:
-    """Checked access to one TOML table; errors name the file, the table and the key."""
-
-    def __init__(self, data: Mapping[str, Any], where: str, label: str = "") -> None:
-        self.data, self.where, self.label = data, where, label
-
-    def get(self, key: str, default: object, ok: _Check, want: str) -> Any:
-        value = self.data.get(key, default)
-        if not ok(value):
-            raise self.bad(key, want)
-        return value
-
-    def num(self, key: str, default: float, want: str, ok: _Check = _seconds) -> float:
-        return float(self.get(key, default, ok, want))
-
-    def check_keys(self, valid: tuple[str, ...], elsewhere: tuple[str, ...]) -> None:
-        """Unknown keys are errors, with a hint: a near miss, or the table the key belongs in."""
-        for key in (k for k in self.data if k not in valid):
-            if key == "api_key":
-                fix = f"put the key in a file and set api_key_file, or set {ENV_API_KEY}"
-                raise ConfigError(f"{self.where}api_key is not a config key: {fix}")
-            close = difflib.get_close_matches(key, valid, n=1)
-            if key in elsewhere and self.label:
-                fix = "it is a top-level key: move it above the first [[watch]] line"
-            elif key in elsewhere:
-                fix = f"it belongs in a [[watch]] table:\n[[watch]]\n{key} = ..."
-            else:
-                fix = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(valid)}"
-            table = self.label.strip() or "the top level"
-            raise ConfigError(f"{self.where}unknown key {key} in {table}: {fix}")
-
-    def bad(self, key: str, want: str) -> ConfigError:
-        shown = _show(self.data.get(key))
-        return ConfigError(f"{self.where}{self.label}{key} = {shown} is not valid: expected {want}")
-
-
-class _Loader(_Table):
+class _Loader(Table):
     def __init__(
         self,
         data: dict[str, Any],
@@ -254,21 +185,21 @@ class _Loader(_Table):
             if need_key:
                 raise
             api_key = ""  # status, list...: a key file only the service's user reads is fine
-        self.check_keys(_TOP_KEYS, _WATCH_KEYS)
+        self.check_keys(_TOP_KEYS, _WATCH_KEYS, _NOT_KEYS)
         watches = self.watches(watch_dirs)
         after_upload, done_dir = self.after_upload(watches)
-        extensions = self.get("extensions", DEFAULT_EXTENSIONS, _str_list, 'a list like ["mp4"]')
+        extensions = self.get("extensions", DEFAULT_EXTENSIONS, str_list, 'a list like ["mp4"]')
         exts = frozenset(e.strip().lstrip(".").lower() for e in extensions)
         if not exts or any(not e or set(e) & set("/\\ ") for e in exts):
             raise self.bad("extensions", 'a non-empty list like ["mp4", "mov"]')
         config = Config(
             api_base=self.api_base(api_base),
             api_key=api_key,
-            concurrency=self.get("concurrency", 2, _int_in(1, 32), "an integer from 1 to 32"),
+            concurrency=self.get("concurrency", 2, int_in(1, 32), "an integer from 1 to 32"),
             settle_seconds=self.num("settle_seconds", 5.0, "seconds >= 0, e.g. 5.0"),
             rate_limit_per_second=self.num("rate_limit_per_second", 1.0, ">= 0 (0 = unlimited)"),
             bandwidth_limit=self.bandwidth(),
-            dedupe=self.get("dedupe", True, _of(bool), "true or false (no quotes)"),
+            dedupe=self.get("dedupe", True, of(bool), "true or false (no quotes)"),
             after_upload=after_upload,
             done_dir=done_dir,
             extensions=exts,
@@ -285,11 +216,11 @@ class _Loader(_Table):
         return config
 
     def string(self, key: str) -> str:  # "" when absent
-        return str(self.get(key, "", _of(str), "a string in double quotes")).strip()
+        return str(self.get(key, "", of(str), "a string in double quotes")).strip()
 
     def bandwidth(self) -> int:
         try:
-            return parse_bandwidth(self.get("bandwidth_limit", 0, _of(int, str), BANDWIDTH_HINT))
+            return parse_bandwidth(self.get("bandwidth_limit", 0, of(int, str), BANDWIDTH_HINT))
         except ValueError:
             raise self.bad("bandwidth_limit", BANDWIDTH_HINT) from None
 
@@ -314,17 +245,17 @@ class _Loader(_Table):
         label = f"[[watch]] #{index}"
         if not isinstance(table, dict):
             raise ConfigError(f'{self.where}write watches as [[watch]] tables with path = "..."')
-        t = _Table(table, self.where, f"{label} ")
-        t.check_keys(_WATCH_KEYS, _TOP_KEYS)
-        path = t.get("path", "", _of(str), "a folder path string")
+        t = Table(table, self.where, f"{label} ")
+        t.check_keys(_WATCH_KEYS, _TOP_KEYS, _NOT_KEYS)
+        path = t.get("path", "", of(str), "a folder path string")
         if not path.strip():
             raise ConfigError(f'{self.where}{label} has no path: add path = "/folder/to/watch"')
         return WatchConfig(
             path=_abspath(path, self.base),
-            recursive=t.get("recursive", True, _of(bool), "true or false"),
-            ignore=tuple(t.get("ignore", DEFAULT_IGNORE, _str_list, 'globs like ["*.part"]')),
-            poll=t.get("poll", False, _of(bool), "true or false"),
-            poll_interval_seconds=t.num("poll_interval_seconds", 10.0, "seconds > 0", _positive),
+            recursive=t.get("recursive", True, of(bool), "true or false"),
+            ignore=tuple(t.get("ignore", DEFAULT_IGNORE, str_list, 'globs like ["*.part"]')),
+            poll=t.get("poll", False, of(bool), "true or false"),
+            poll_interval_seconds=t.num("poll_interval_seconds", 10.0, "seconds > 0", positive),
         )
 
     def watches(self, flags: Sequence[str]) -> list[WatchConfig]:
@@ -393,3 +324,11 @@ class _Loader(_Table):
                 f" run: chmod 600 {path}"
             )
         return key
+
+
+# ConfigError lives in tomltable (the table checks raise it); callers import it from here.
+__all__ = [
+    "APP_NAME", "DEFAULT_API_BASE", "DEFAULT_EXTENSIONS", "DEFAULT_IGNORE", "ENV_API_BASE",
+    "ENV_API_KEY", "ENV_CONFIG", "ENV_STATE_DIR", "AfterUpload", "Config", "ConfigError",
+    "WatchConfig", "default_config_path", "default_state_dir", "load_config",
+]  # fmt: skip
