@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +148,38 @@ def test_run_without_a_watch_folder_exits_2(
     monkeypatch.setenv("MAVI_API_KEY", API_KEY)
     code, _, err = run(capsys, "run", "--once")
     assert code == 2 and "no watch folders" in err and "--watch" in err
+
+
+def test_run_refuses_a_watch_path_that_is_a_file(
+    setup: dict[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clip = write_video(tmp_path / "clip.mp4", 100)
+    setup["config"].write_text(f'[[watch]]\npath = "{clip}"\n')
+    monkeypatch.setenv("MAVI_API_KEY", API_KEY)
+    code, _, err = run(capsys, "run", "--once")
+    assert code == 2
+    assert f'{setup["config"]}: [[watch]] #1 path "{clip}" is a file, not a folder' in err
+    assert "enqueue" in err  # the fix: a folder here, or `enqueue` for one file
+    # The daemon proper refuses too, at once (it would otherwise wait for the "folder").
+    env = {**os.environ, "MAVI_API_KEY": API_KEY}
+    result = subprocess.run(
+        [sys.executable, "-m", "mavi_uploader", "run"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "is a file, not a folder" in result.stderr
+    code, _, err = run(capsys, "run", "--once", "--watch", str(clip))
+    assert code == 2 and f'--watch "{clip}" is a file, not a folder' in err
+
+
+def test_run_once_only_warns_about_a_missing_watch_folder(
+    setup: dict[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    setup["config"].write_text(f'[[watch]]\npath = "{tmp_path / "not-yet"}"\n')
+    monkeypatch.setenv("MAVI_API_KEY", API_KEY)
+    code, out, err = run(capsys, "run", "--once", "--log-format", "json")
+    assert code == 0  # it may be mounted or created later: a warning, not an error
+    assert "does not exist (yet)" in out + err
 
 
 def test_reports_never_show_the_key_or_a_signed_url(

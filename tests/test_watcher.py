@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 from watchdog.events import (
     DirCreatedEvent,
     DirModifiedEvent,
@@ -260,6 +261,21 @@ def test_rescan_of_a_missing_root_is_harmless(tmp_path: Path, journal: Journal) 
     watcher = Watcher([make_root(tmp_path / "not-yet")], journal)
     assert watcher.rescan() == 0
     assert journal.files() == []
+
+
+def test_a_root_replaced_by_a_file_is_logged_as_not_a_folder_once(
+    tmp_path: Path, journal: Journal
+) -> None:
+    missing, blocker = tmp_path / "not-yet", write_video(tmp_path / "a-file", 10)
+    watcher = Watcher([make_root(missing), make_root(blocker)], journal)
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert watcher.rescan() == 0
+    events = [(e["event"], e["path"]) for e in logs]
+    assert events == [
+        ("watch folder does not exist (yet)", str(missing)),
+        ("watch path is not a folder", str(blocker)),
+    ]
 
 
 def test_rescan_keeps_roots_apart(tmp_path: Path, journal: Journal) -> None:

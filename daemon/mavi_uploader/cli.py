@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from mavi_uploader import __version__, rules
-from mavi_uploader.checks import report, run_checks
+from mavi_uploader.checks import report, require_watch_folders, run_checks
 from mavi_uploader.config import Config, ConfigError, load_config
 from mavi_uploader.install import InstallError, apply, describe, plan_install, plan_uninstall
 from mavi_uploader.journal import Journal, JournalError
@@ -145,15 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
 
-    def reload_config() -> Config:
-        return load_config(config_path=args.config, watch_dirs=args.watch)
+    def reload_config() -> Config:  # at start and on SIGHUP, which keeps a refused one out
+        config = load_config(config_path=args.config, watch_dirs=args.watch)
+        require_watch_folders(config)
+        return config
 
     config = reload_config()
     for warning in config.warnings:
         log.warning("config", problem=warning)
-    if not config.watches:
-        where = config.config_file or "the config file"
-        raise ConfigError(f"{where}: no watch folders: add a [[watch]] table or pass --watch DIR")
     if args.log_format == "json" or not sys.stdout.isatty():
         daemon = Daemon(config, once=args.once, reload_config=reload_config)
         daemon.install_signal_handlers()

@@ -61,6 +61,8 @@ class WatchConfig:
     ignore: tuple[str, ...] = DEFAULT_IGNORE
     poll: bool = False  # polling observer: network shares send no inotify/FSEvents events
     poll_interval_seconds: float = 10.0
+    # Where the path was set, for messages: "FILE: [[watch]] #N path" or "--watch".
+    origin: str = field(default="[[watch]] path", compare=False)
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,7 @@ class _Loader(Table):
             ignore=tuple(t.get("ignore", DEFAULT_IGNORE, str_list, 'globs like ["*.part"]')),
             poll=t.get("poll", False, of(bool), "true or false"),
             poll_interval_seconds=t.num("poll_interval_seconds", 10.0, "seconds > 0", positive),
+            origin=f"{self.where}{label} path",
         )
 
     def watches(self, flags: Sequence[str]) -> list[WatchConfig]:
@@ -265,7 +268,7 @@ class _Loader(Table):
         watches = [self.watch(table, i + 1) for i, table in enumerate(tables)]
         where, kind = ("", "--watch") if flags else (self.where, "[[watch]] path")
         if flags:
-            watches = [WatchConfig(path=_abspath(d, self.cwd)) for d in flags]
+            watches = [WatchConfig(path=_abspath(d, self.cwd), origin="--watch") for d in flags]
         real = [w.path.resolve() for w in watches]  # resolve: "..", symlinks cannot hide overlap
         for i, j in ((i, j) for i in range(len(real)) for j in range(len(real)) if i != j):
             inner, outer = f"{kind} {watches[i].path}", f"{kind} {watches[j].path}"

@@ -253,6 +253,9 @@ class Watcher:
     def _warn_missing(self, root: WatchRoot) -> None:
         if root.root not in self._missing:
             self._missing.add(root.root)
+            if os.path.lexists(root.root):  # `run` refuses this at start; it was replaced since
+                log.error("watch path is not a folder", path=display_path(root.root))
+                return
             log.warning("watch folder does not exist (yet)", path=display_path(root.root))
 
     def set_roots(self, roots: Sequence[WatchRoot]) -> list[WatchRoot]:
