@@ -329,3 +329,33 @@ def test_reports_see_no_journal_until_its_tables_exist(tmp_path: Path) -> None:
     reader = Journal.open_existing(state)
     assert reader is not None and reader.counts()["done"] == 0
     reader.close()
+
+
+# ---- skips: a rule's verdict is looked at again, a content verdict holds ----------------------
+
+
+def test_a_file_skipped_by_a_rule_is_journaled_again_once_sighted(journal: Journal) -> None:
+    """The watcher only sights files the current rules accept: a rule skip no longer holds."""
+    skipped = journal.record_rejection(obs("/w/a.xyz"), "extension 'xyz' is not configured")
+    assert journal.handled_index("/w") == {}
+    (again,) = journal.sight([obs("/w/a.xyz")])
+    assert again.state is State.SETTLING and again.id != skipped.id
+    (event,) = journal.history(again.id)
+    assert event.reason == "now a candidate (skipped before: extension 'xyz' is not configured)"
+    assert journal.sight([obs("/w/a.xyz")]) == []  # one new generation, not one per rescan
+
+
+def test_enqueue_after_a_rule_skip_queues_the_same_version(journal: Journal) -> None:
+    journal.record_rejection(obs("/elsewhere/a.mp4", root=""), "outside every watch folder")
+    rec = journal.enqueue(obs("/elsewhere/a.mp4"), "enqueued by hand")
+    assert rec.state is State.QUEUED
+
+
+def test_an_empty_file_stays_skipped_while_it_is_unchanged(journal: Journal) -> None:
+    (rec,) = journal.sight([obs("/w/empty.mp4", size=0)])
+    journal.transition(rec.id, State.SKIPPED, "empty file (0 bytes)", last_error="empty file")
+    assert journal.handled_index("/w") == {"/w/empty.mp4": (0, 1)}
+    assert journal.sight([obs("/w/empty.mp4", size=0)]) == []
+    assert journal.enqueue(obs("/w/empty.mp4", size=0), "by hand").id == rec.id
+    (new,) = journal.sight([obs("/w/empty.mp4", size=5, mtime_ns=2)])  # written at last
+    assert new.state is State.SETTLING

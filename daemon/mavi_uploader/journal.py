@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mavi_uploader.journal_reads import HANDLED_STATES, JournalReads, to_record
+from mavi_uploader.journal_reads import JournalReads, handles, to_record
 from mavi_uploader.records import (
     ACTIVE_STATES,
     NEW_VERSION,
@@ -132,10 +132,12 @@ class Journal(JournalReads):
                 # A file deferred as unreadable was touched (chmod?): look again at once.
                 conn.execute("UPDATE files SET next_attempt_at = NULL WHERE id = ?", (row["id"],))
             return None
-        if row is not None and same and row["state"] in [s.value for s in HANDLED_STATES]:
+        if row is not None and same and handles(row["state"], row["last_error"]):
             return None
         record = self._insert(conn, obs, State.SETTLING)
         why = "seen" if row is None else f"seen again after {row['state']} (new generation)"
+        if row is not None and same and row["state"] == State.SKIPPED.value:  # a rule's skip
+            why = f"now a candidate (skipped before: {row['last_error']})"
         self._event(conn, record.id, None, State.SETTLING, why)
         return record
 
@@ -370,7 +372,7 @@ class Journal(JournalReads):
                 "SELECT * FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (blob,)
             ).fetchone()
             same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
-            if row is not None and same and row["state"] in [s.value for s in HANDLED_STATES]:
+            if row is not None and same and handles(row["state"], row["last_error"]):
                 return to_record(row)
             if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
                 if row["state"] != State.SETTLING.value:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mavi_uploader.records import (
+    EMPTY_FILE,
     Event,
     FileRecord,
     Pause,
@@ -19,6 +20,19 @@ from mavi_uploader.records import (
 # Rows in these final states with the same size and mtime mean "already handled": a rescan
 # must not upload them again. A vanished row is not among them: the file came back.
 HANDLED_STATES = (State.DONE, State.DUPLICATE, State.FAILED, State.SKIPPED)
+# A skip is final only when it judged the file itself (0 bytes): that verdict holds while the
+# file keeps its size and mtime. Every other skip applied a rule of the config of its day
+# (`enqueue` of a path outside every watch folder, an extension not listed, an ignore glob...).
+# The watcher sights only files the current rules accept, so such a row must not stop a file
+# it sights: the config has changed since (start, SIGHUP and rescans all go through here).
+CONTENT_SKIPS = (EMPTY_FILE,)
+
+
+def handles(state: str, last_error: str | None) -> bool:
+    """Does a final row (`state` as stored) settle the same version of its file for good?"""
+    if state == State.SKIPPED.value:
+        return last_error in CONTENT_SKIPS
+    return state in {s.value for s in HANDLED_STATES}
 
 
 def to_record(row: sqlite3.Row) -> FileRecord:
@@ -42,15 +56,14 @@ class JournalReads:
         """path -> (size, mtime_ns) of files under `watch_root` whose latest row is handled."""
         prefix = path_to_blob(watch_root.rstrip(os.sep) + os.sep)
         rows = self._conn().execute(
-            "SELECT path, size, mtime_ns, state FROM files WHERE id IN"
+            "SELECT path, size, mtime_ns, state, last_error FROM files WHERE id IN"
             " (SELECT MAX(id) FROM files WHERE substr(path, 1, ?) = ? GROUP BY path)",
             (len(prefix), prefix),
         )
-        handled = {s.value for s in HANDLED_STATES}
         return {
             blob_to_path(r["path"]): (r["size"], r["mtime_ns"])
             for r in rows
-            if r["state"] in handled
+            if handles(r["state"], r["last_error"])
         }
 
     def find_twin_in_flight(self, sha256: str, file_id: int) -> FileRecord | None:

@@ -11,6 +11,8 @@ from typing import Any
 # sent. A row whose file changed must forget them, or the new content passes for the old.
 NO_ASSET: dict[str, Any] = {"asset_id": None, "signed_url": None, "url_expires_at": None}
 NEW_VERSION: dict[str, Any] = {**NO_ASSET, "sha256": None, "bytes_sent": 0, "duplicate_of": None}
+# last_error of a file skipped for having no bytes: a verdict on the file, not on the config.
+EMPTY_FILE = "empty file"
 
 
 class State(str, enum.Enum):

@@ -34,6 +34,7 @@ from mavi_uploader.multipart import FileShrank
 from mavi_uploader.pause import PauseGate
 from mavi_uploader.ratelimit import BandwidthLimiter, Stopped
 from mavi_uploader.records import (
+    EMPTY_FILE,
     NO_ASSET,
     FileRecord,
     Observation,
@@ -140,9 +141,7 @@ class Worker:
         try:
             self._check_unchanged(rec)
             if rec.size == 0:
-                self._ledger.move(
-                    rec, State.SKIPPED, "empty file (0 bytes)", last_error="empty file"
-                )
+                self._ledger.move(rec, State.SKIPPED, "empty file (0 bytes)", last_error=EMPTY_FILE)
                 return
             sha = rec.sha256 or self._hash(rec, path)
             self._check_unchanged(rec)
