@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from conftest import wait_for, write_video
 from mavi_uploader import watcher as watcher_module
 from mavi_uploader.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from mavi_uploader.journal import Journal
-from mavi_uploader.records import State
+from mavi_uploader.records import Observation, State
 from mavi_uploader.watcher import Watcher, WatchRoot
 
 LIVE_TIMEOUT = 10.0
@@ -261,6 +262,19 @@ def test_rescan_of_a_missing_root_is_harmless(tmp_path: Path, journal: Journal) 
     watcher = Watcher([make_root(tmp_path / "not-yet")], journal)
     assert watcher.rescan() == 0
     assert journal.files() == []
+
+
+def test_a_rescan_picks_up_a_file_skipped_under_older_rules(watch: Path, journal: Journal) -> None:
+    clip = write_video(watch / "clip.xyz", 10)
+    st = clip.stat()
+    observed = Observation(str(clip), str(watch), st.st_size, st.st_mtime_ns)
+    journal.record_rejection(observed, "extension 'xyz' is not in the configured extensions")
+    assert Watcher([make_root(watch)], journal).rescan() == 0  # still not a candidate
+    wider = dataclasses.replace(make_root(watch), extensions=frozenset({"mp4", "xyz"}))
+    watcher = Watcher([wider], journal)
+    assert watcher.rescan() == 1
+    assert watcher.rescan() == 0
+    assert states(journal, clip) == [State.SKIPPED, State.SETTLING]
 
 
 def test_a_root_replaced_by_a_file_is_logged_as_not_a_folder_once(
