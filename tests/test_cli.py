@@ -6,14 +6,18 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import API_KEY, write_video
+from conftest import API_KEY, wait_for, write_video
+from mavi_uploader import waiting
 from mavi_uploader.cli import main
 from mavi_uploader.journal import Journal
+from mavi_uploader.lock import StateDirLock
 from mavi_uploader.records import Observation, State
 
 STATES = [
@@ -116,6 +120,33 @@ def test_enqueue_checks_the_rules(setup: dict[str, Path], capsys: Any, tmp_path:
     journal = Journal.open(setup["state"])
     assert journal.counts()["queued"] == 1 and journal.counts()["skipped"] == 2
     journal.close()
+
+
+def test_enqueue_wait_prints_each_state_once(
+    setup: dict[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = write_video(setup["watch"] / "clip.mp4", 100)
+    setup["state"].mkdir(mode=0o700)
+    lock = StateDirLock(setup["state"])  # stands in for the daemon `--wait` needs
+    lock.acquire()
+    monkeypatch.setattr(waiting, "POLL_SECONDS", 0.01)
+    journal = Journal.open(setup["state"])
+
+    def upload() -> None:  # the "daemon": done once `enqueue` has queued the file
+        rec = wait_for(lambda: journal.in_states([State.QUEUED]), what="queued")[0]
+        time.sleep(0.1)  # several polls of `--wait` see it queued
+        journal.transition(rec.id, State.DONE, "test", asset_id="re_1")
+
+    worker = threading.Thread(target=upload)
+    worker.start()
+    try:
+        code, out, _ = run(capsys, "enqueue", "--wait", str(clip))
+    finally:
+        worker.join(timeout=30)
+        journal.close()
+        lock.release()
+    assert code == 0
+    assert out.splitlines() == [f"queued #1 {clip}", f"done #1 {clip}"]
 
 
 def test_retry_moves_failed_back_to_queued(setup: dict[str, Path], capsys: Any) -> None:

@@ -285,4 +285,5 @@ def test_enqueue_wait_follows_the_file_until_done(
     result = daemon.cli("enqueue", "--wait", str(clip), timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("done #")
+    assert result.stdout.count("queued #") == 1, result.stdout  # not again from the follower
     assert fake.received_sha256s() == [sha256_of(clip)]

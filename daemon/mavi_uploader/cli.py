@@ -272,7 +272,7 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
     roots = watch_roots(config)
     journal = Journal.open(config.state_dir)
     refused = 0
-    queued: list[int] = []
+    queued: dict[int, State] = {}  # file id -> the state printed for it
     for raw in args.paths:
         # The folder resolved like the watch roots; the file itself stays what was named.
         folder, name = os.path.split(os.path.abspath(raw))
@@ -302,7 +302,7 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
             refused += 1
             continue
         rec = journal.enqueue(obs, "enqueued by hand")
-        queued.append(rec.id)
+        queued[rec.id] = rec.state
         print(f"{rec.state.value} #{rec.id} {display_path(path)}")
     try:
         if args.wait and queued:
@@ -312,7 +312,7 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_FAILURE
-            if not follow(journal, queued):
+            if not follow(journal, list(queued), reported=queued):  # no line twice
                 refused += 1
     finally:
         journal.close()
