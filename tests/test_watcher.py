@@ -264,6 +264,30 @@ def test_rescan_of_a_missing_root_is_harmless(tmp_path: Path, journal: Journal) 
     assert journal.files() == []
 
 
+def test_a_refused_symlink_is_logged_once_per_path(
+    tmp_path: Path, watch: Path, journal: Journal
+) -> None:
+    outside = write_video(tmp_path / "elsewhere" / "private.mp4", 10)
+    (watch / "out.mp4").symlink_to(outside)
+    (watch / "dangling.mp4").symlink_to(watch / "nothing.mp4")
+    (watch / "folder.mp4").mkdir()
+    (watch / "to-folder.mp4").symlink_to(watch / "folder.mp4")
+    (watch / "notes.txt").symlink_to(outside)  # not a candidate by its name: nothing to say
+    (watch / "in.mp4").symlink_to(write_video(watch / "real.mp4", 10))  # followed
+    watcher = Watcher([make_root(watch)], journal)
+    with capture_logs() as logs:
+        assert watcher.rescan() == 2
+        assert watcher.rescan() == 0
+    refused = {e["path"]: e["reason"] for e in logs if e["event"] == "symlink not followed"}
+    assert len([e for e in logs if e["event"] == "symlink not followed"]) == 3  # not per rescan
+    assert refused == {
+        str(watch / "out.mp4"): "it leads outside the watch folder",
+        str(watch / "dangling.mp4"): "its target cannot be read: No such file or directory",
+        str(watch / "to-folder.mp4"): "it does not lead to a regular file",
+    }
+    assert all(e["log_level"] == "warning" for e in logs if e["event"] == "symlink not followed")
+
+
 def test_a_rescan_picks_up_a_file_skipped_under_older_rules(watch: Path, journal: Journal) -> None:
     clip = write_video(watch / "clip.xyz", 10)
     st = clip.stat()
