@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from mavi_uploader import __version__, rules
 from mavi_uploader.checks import report, require_watch_folders, run_checks
 from mavi_uploader.config import Config, ConfigError, load_config
-from mavi_uploader.install import InstallError, apply, describe, plan_install, plan_uninstall
+from mavi_uploader.install import InstallError, plan_install, plan_uninstall
+from mavi_uploader.install_apply import apply, describe
 from mavi_uploader.journal import Journal, JournalError
 from mavi_uploader.lock import AlreadyRunning, probe
 from mavi_uploader.log import configure_logging, get_logger

@@ -85,6 +85,7 @@ class Config:
     rescan_interval_seconds: float = 3600.0
     keep_done_days: float = 90.0  # journal rows of finished files older than this are pruned
     warnings: tuple[str, ...] = ()
+    api_key_file: Path | None = None  # as configured; only read when MAVI_API_KEY is unset
 
 
 def default_config_path() -> Path:
@@ -211,6 +212,7 @@ class _Loader(Table):
             rescan_interval_seconds=self.num("rescan_interval_seconds", 3600.0, "seconds, 0 = off"),
             keep_done_days=self.num("keep_done_days", 90.0, "days >= 0 (0 = keep forever)"),
             warnings=tuple(self.warnings),
+            api_key_file=self.key_file(),
         )
         if need_key and not api_key:
             where = f" (config file {self.config_file})" if self.config_file else ""
@@ -305,17 +307,20 @@ class _Loader(Table):
                 )
         return AfterUpload.MOVE, done_dir
 
+    def key_file(self) -> Path | None:
+        raw = self.string("api_key_file")
+        return _abspath(raw, self.base) if raw else None
+
     def api_key(self) -> str:
-        key_file = self.string("api_key_file")
+        path = self.key_file()
         from_env = self.env.get(ENV_API_KEY, "")
         if from_env.strip():  # the environment wins; the file is not even read
             try:
                 return clean_key(from_env)
             except KeyProblem as exc:
                 raise ConfigError(f"{ENV_API_KEY} (environment) {exc}") from None
-        if not key_file:
+        if path is None:
             return ""
-        path = _abspath(key_file, self.base)
         try:
             key, mode = read_key_file(path)
         except KeyProblem as exc:
