@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,9 @@ from mavi_uploader.mavi import MaviClient
 BOM = b"\xef\xbb\xbf"
 VISIBLE = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
 PADDING = st.text(alphabet=" \t\r\n", max_size=4)
+# No example database in the working directory; no per-example deadline on a shared machine
+# (a hang is caught by pytest-timeout, and the cap is tested on its own below).
+QUIET: dict[str, Any] = {"database": None, "deadline": None}
 
 
 @pytest.fixture
@@ -69,7 +73,7 @@ key_file_bytes = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], **QUIET)
 @given(data=key_file_bytes)
 def test_any_key_file_gives_a_usable_key_or_a_config_error_naming_it(
     tmp_path_factory: pytest.TempPathFactory, data: bytes
@@ -90,7 +94,7 @@ def test_any_key_file_gives_a_usable_key_or_a_config_error_naming_it(
     assert "FAIL" in text  # the API is offline in this test, at the least
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, **QUIET)
 @given(
     bom=st.sampled_from([b"", BOM]),
     before=PADDING,
@@ -107,7 +111,7 @@ def test_a_key_with_a_bom_and_blank_padding_is_read_exactly(
     assert load(config).api_key == key
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, **QUIET)
 @given(
     head=st.text(alphabet=VISIBLE, max_size=10),
     bad=st.characters(blacklist_categories=["Cs"]).filter(lambda c: not 0x21 <= ord(c) <= 0x7E),
@@ -130,6 +134,7 @@ def test_a_character_a_header_cannot_carry_is_refused_without_echoing_the_key(
     assert str(tmp / "key") in str(info.value)
 
 
+@settings(**QUIET)
 @given(text=st.text(max_size=60))
 def test_the_environment_key_is_checked_like_a_file(
     tmp_path_factory: pytest.TempPathFactory, text: str
