@@ -116,14 +116,17 @@ class WatchRoot:
         ):
             return None
         try:
-            st: os.stat_result | None = os.lstat(path)
+            st = os.lstat(path)
         except OSError:
             return None
-        if st is not None and stat.S_ISLNK(st.st_mode):
-            st, why = link_target(path, self.root)
-            if st is None and on_refused_link is not None:
-                on_refused_link(path, why)
-        if st is None or not stat.S_ISREG(st.st_mode):
+        if stat.S_ISLNK(st.st_mode):
+            target, why = link_target(path, self.root)
+            if target is None:
+                if on_refused_link is not None:
+                    on_refused_link(path, why)
+                return None
+            st = target
+        if not stat.S_ISREG(st.st_mode):
             return None
         return Observation(path, self.root, st.st_size, st.st_mtime_ns)
 
