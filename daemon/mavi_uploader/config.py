@@ -152,7 +152,7 @@ def load_config(
 ) -> Config:
     """Flags (the arguments) > env (default os.environ) > file > defaults; or ConfigError."""
     env = os.environ if env is None else env
-    secrets = [env.get(ENV_API_KEY, "").strip().removeprefix("\ufeff")]  # as clean_key reads it
+    secrets = [env.get(ENV_API_KEY, "").strip().removeprefix("\ufeff").strip()]  # as clean_key
     try:
         path, data = _read_config(config_path, env)
         loader = _Loader(data, path, env, Path.cwd(), secrets)
