@@ -9,9 +9,11 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -22,6 +24,7 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from fakemavi import FakeMavi
 
@@ -63,6 +66,20 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+_HYPOTHESIS_HOME = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis writes a cache to ./.hypothesis as tests are collected: give it a private
+    temp dir instead (tests never write to the working tree), removed after the session."""
+    config.stash[_HYPOTHESIS_HOME] = tempfile.mkdtemp(prefix="mavi-uploader-hypothesis-")
+    set_hypothesis_home_dir(config.stash[_HYPOTHESIS_HOME])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash.get(_HYPOTHESIS_HOME, ""), ignore_errors=True)
 
 
 @pytest.fixture

@@ -40,14 +40,45 @@ def test_all_good_exits_0(env: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "answers and accepts the key" in out
 
 
-def test_missing_watch_folder_is_reported_with_its_fix(
+def test_missing_watch_folder_is_a_config_error_with_its_fix(
     env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env.write_text(f'[[watch]]\npath = "{tmp_path / "nowhere"}"\n')
     code, out = check(capsys)
-    assert code == 1
+    assert code == 2  # DESIGN: 2 = config error; `run` only warns (the folder may appear)
     assert f"FAIL  watch folder {tmp_path / 'nowhere'} does not exist" in out
-    assert "fix: create it" in out
+    assert f"fix: create it, or change {env}: [[watch]] #1 path" in out
+
+
+def test_a_watch_path_that_is_a_file_is_a_config_error(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    env.write_text(f'[[watch]]\npath = "{clip}"\n')
+    code, out = check(capsys)
+    assert code == 2
+    assert f"FAIL  watch folder {clip} is a file, not a folder" in out
+    assert f"fix: set {env}: [[watch]] #1 path to a folder" in out
+
+
+def test_no_watch_folders_is_a_config_error(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env.write_text("concurrency = 1\n")
+    code, out = check(capsys)
+    assert code == 2
+    assert "FAIL  no watch folders" in out and f"add a [[watch]] table to {env}" in out
+
+
+def test_an_unwritable_state_dir_is_a_config_error(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    # Under a regular file: not writable for anyone, root included.
+    monkeypatch.setenv("MAVI_UPLOADER_STATE_DIR", str(blocker / "state"))
+    code, out = check(capsys)
+    assert code == 2
+    assert f"FAIL  state dir {blocker / 'state'} is not writable" in out
 
 
 def test_rejected_key(env: Path, fake: FakeMavi, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import API_KEY, write_video
+from conftest import API_KEY, wait_for, write_video
+from mavi_uploader import waiting
 from mavi_uploader.cli import main
 from mavi_uploader.journal import Journal
+from mavi_uploader.lock import StateDirLock
 from mavi_uploader.records import Observation, State
 
 STATES = [
@@ -116,6 +123,33 @@ def test_enqueue_checks_the_rules(setup: dict[str, Path], capsys: Any, tmp_path:
     journal.close()
 
 
+def test_enqueue_wait_prints_each_state_once(
+    setup: dict[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = write_video(setup["watch"] / "clip.mp4", 100)
+    setup["state"].mkdir(mode=0o700)
+    lock = StateDirLock(setup["state"])  # stands in for the daemon `--wait` needs
+    lock.acquire()
+    monkeypatch.setattr(waiting, "POLL_SECONDS", 0.01)
+    journal = Journal.open(setup["state"])
+
+    def upload() -> None:  # the "daemon": done once `enqueue` has queued the file
+        rec = wait_for(lambda: journal.in_states([State.QUEUED]), what="queued")[0]
+        time.sleep(0.1)  # several polls of `--wait` see it queued
+        journal.transition(rec.id, State.DONE, "test", asset_id="re_1")
+
+    worker = threading.Thread(target=upload)
+    worker.start()
+    try:
+        code, out, _ = run(capsys, "enqueue", "--wait", str(clip))
+    finally:
+        worker.join(timeout=30)
+        journal.close()
+        lock.release()
+    assert code == 0
+    assert out.splitlines() == [f"queued #1 {clip}", f"done #1 {clip}"]
+
+
 def test_retry_moves_failed_back_to_queued(setup: dict[str, Path], capsys: Any) -> None:
     failed = journal_with(setup, State.FAILED, attempts=10, last_error="boom")
     done = journal_with(setup, State.DONE, name="b.mp4")
@@ -146,6 +180,38 @@ def test_run_without_a_watch_folder_exits_2(
     monkeypatch.setenv("MAVI_API_KEY", API_KEY)
     code, _, err = run(capsys, "run", "--once")
     assert code == 2 and "no watch folders" in err and "--watch" in err
+
+
+def test_run_refuses_a_watch_path_that_is_a_file(
+    setup: dict[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clip = write_video(tmp_path / "clip.mp4", 100)
+    setup["config"].write_text(f'[[watch]]\npath = "{clip}"\n')
+    monkeypatch.setenv("MAVI_API_KEY", API_KEY)
+    code, _, err = run(capsys, "run", "--once")
+    assert code == 2
+    assert f'{setup["config"]}: [[watch]] #1 path "{clip}" is a file, not a folder' in err
+    assert "enqueue" in err  # the fix: a folder here, or `enqueue` for one file
+    # The daemon proper refuses too, at once (it would otherwise wait for the "folder").
+    env = {**os.environ, "MAVI_API_KEY": API_KEY}
+    result = subprocess.run(
+        [sys.executable, "-m", "mavi_uploader", "run"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "is a file, not a folder" in result.stderr
+    code, _, err = run(capsys, "run", "--once", "--watch", str(clip))
+    assert code == 2 and f'--watch "{clip}" is a file, not a folder' in err
+
+
+def test_run_once_only_warns_about_a_missing_watch_folder(
+    setup: dict[str, Path], capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    setup["config"].write_text(f'[[watch]]\npath = "{tmp_path / "not-yet"}"\n')
+    monkeypatch.setenv("MAVI_API_KEY", API_KEY)
+    code, out, err = run(capsys, "run", "--once", "--log-format", "json")
+    assert code == 0  # it may be mounted or created later: a warning, not an error
+    assert "does not exist (yet)" in out + err
 
 
 def test_reports_never_show_the_key_or_a_signed_url(

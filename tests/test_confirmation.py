@@ -197,3 +197,20 @@ def test_what_mavi_reports_is_kept_with_the_time_it_began(rig: Rig) -> None:
     assert poll_when_due(rig, rec, worker).state is State.DONE
     said = [e.reason for e in rig.journal.history(rec.id) if e.reason.startswith("MAVI reports")]
     assert said == ["MAVI reports WAITING", "MAVI reports UPLOADING"]
+
+
+def test_bytes_that_landed_before_a_stop_are_not_sent_again_when_the_url_is_too_old(
+    rig: Rig,
+) -> None:
+    rig.fake.set_metadata_script(["WAITING", "SUCCESS"])
+    rec = rig.queue("a.mp4")
+    signed = rig.client.sign("a.mp4")
+    assert rec.size is not None
+    rig.client.upload(signed.url, Path(rec.path), rec.size, "a.mp4")  # landed, then a kill
+    rig.journal.update(
+        rec.id, asset_id=signed.asset_id, signed_url=signed.url, url_expires_at=rig.clock.now + 5
+    )
+    rig.worker().run_once()
+    poll_when_due(rig, rec, rig.worker())
+    assert rig.get(rec).state is State.DONE
+    assert len(rig.fake.completed) == 1 and len(rig.fake.assets) == 1

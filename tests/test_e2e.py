@@ -289,10 +289,12 @@ def test_enqueue_wait_follows_the_file_until_done(
     result = daemon.cli("enqueue", "--wait", str(clip), timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("done #")
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(set(lines)), result.stdout  # the follower repeats no enqueue line
     assert fake.received_sha256s() == [sha256_of(clip)]
 
 
-def test_a_daemon_refused_with_exit_3_leaves_the_journal_unmigrated(
+def test_commands_refused_by_a_running_daemon_leave_its_journal_unmigrated(
     daemon_factory: DaemonFactory,
 ) -> None:
     daemon = daemon_factory()
@@ -305,13 +307,23 @@ def test_a_daemon_refused_with_exit_3_leaves_the_journal_unmigrated(
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
+    video = write_video(daemon.watch / "a.mp4", 1000)
     holder = StateDirLock(daemon.state_dir)  # stands for an older daemon still running
     holder.acquire()
     try:
         refused = daemon.cli("run", "--once", timeout=30)
+        assert refused.returncode == 3, refused.stderr
+        for command in (["enqueue", str(video)], ["retry", "1"], ["forget", "1"]):
+            writer = daemon.cli(*command, timeout=30)
+            assert writer.returncode == 1, (command, writer.stderr)
+            assert "restart the daemon with this version" in writer.stderr
     finally:
         holder.release()
-    assert refused.returncode == 3, refused.stderr
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 2  # untouched
+    conn.close()
+    queued = daemon.cli("enqueue", str(video), timeout=30)  # no daemon: it may upgrade now
+    assert queued.returncode == 0, queued.stderr
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
     conn.close()

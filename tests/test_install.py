@@ -18,15 +18,10 @@ from pathlib import Path
 import pytest
 
 from mavi_uploader import install
+from mavi_uploader.cli import main
 from mavi_uploader.config import Config, load_config
-from mavi_uploader.install import (
-    InstallError,
-    InstallPlan,
-    apply,
-    describe,
-    plan_install,
-    plan_uninstall,
-)
+from mavi_uploader.install import InstallError, InstallPlan, plan_install, plan_uninstall
+from mavi_uploader.install_apply import apply, describe
 
 REPO = Path(__file__).resolve().parent.parent
 OUTSIDE = "/opt/mavi/bin/mavi-uploader"  # not under /home or /tmp: keeps ProtectHome/PrivateTmp
@@ -429,3 +424,66 @@ def test_uninstall_system_plan_covers_the_install(tmp_path: Path) -> None:
     plan = plan_uninstall(system=True, platform="linux")
     assert {f.path for f in installed.files} <= set(plan.remove)
     assert install.SYSTEM_WANTS in plan.remove
+
+
+# ---- where the service finds the API key ------------------------------------------------------
+
+SHELL_KEY = "sk-shell-only-0123456789abcdef"
+SHELL_ONLY = "MAVI_API_KEY is set in this shell only"
+
+
+def test_install_warns_when_the_key_is_only_in_this_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MAVI_API_KEY", SHELL_KEY)
+    config = tmp_path / "config.toml"
+    config.write_text(f'state_dir = "{tmp_path / "state"}"\n[[watch]]\npath = "/srv/cams/in"\n')
+    assert main(["install-service", "--dry-run", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    (warning,) = [line for line in out.splitlines() if SHELL_ONLY in line]
+    assert warning.startswith("note: warning: ")
+    assert f'set api_key_file = "{tmp_path / "api-key"}" in {config}' in warning
+    assert "chmod 600" in warning
+    if sys.platform.startswith("linux"):  # the user unit can take an EnvironmentFile= instead
+        assert "EnvironmentFile=" in warning and "systemctl --user edit" in warning
+    assert SHELL_KEY not in out
+    assert not any(home.rglob("*.service"))  # --dry-run wrote nothing
+
+    key_file = tmp_path / "api-key"
+    key_file.write_text(SHELL_KEY + "\n")
+    key_file.chmod(0o600)
+    config.write_text(f'api_key_file = "{key_file}"\n' + config.read_text())
+    assert main(["install-service", "--dry-run", "--config", str(config)]) == 0
+    assert SHELL_ONLY not in capsys.readouterr().out  # the service reads the file
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_install_warns_when_no_key_is_configured_at_all(tmp_path: Path, platform: str) -> None:
+    plan = plan_install(
+        system=False, platform=platform, executable=OUTSIDE, config=make_config(tmp_path),
+        home=tmp_path / "home", environ={},
+    )  # fmt: skip
+    (warning,) = [n for n in plan.notes if "no API key" in n]
+    assert f'api_key_file = "{tmp_path / "api-key"}"' in warning
+    assert ("EnvironmentFile=" in warning) is (platform == "linux")  # launchd has none
+
+
+def test_system_install_warns_about_a_shell_only_key_without_an_env_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(install, "SYSTEM_ENV_FILE", tmp_path / "etc-env")
+    config = make_config(tmp_path)
+
+    def notes() -> tuple[str, ...]:
+        environ = {"MAVI_API_KEY": SHELL_KEY}
+        return plan_install(
+            system=True, platform="linux", executable=OUTSIDE, config=config, environ=environ
+        ).notes
+
+    (warning,) = [n for n in notes() if SHELL_ONLY in n]
+    assert str(tmp_path / "etc-env") in warning and SHELL_KEY not in warning
+    (tmp_path / "etc-env").write_text("MAVI_API_KEY=x\n")  # the unit's EnvironmentFile= has it
+    assert not [n for n in notes() if SHELL_ONLY in n]

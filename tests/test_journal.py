@@ -272,6 +272,11 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
         " VALUES (?, 'done', 'https://storage.test/u?X-Goog-Signature=abc', 9e9, 1, 1)",
         (b"/w/old.mp4",),
     )
+    conn.execute(
+        "INSERT INTO files (path, state, sha256, created_at, updated_at)"
+        " VALUES (?, 'confirming', 'ab', 1, 7)",
+        (b"/w/confirming.mp4",),
+    )
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -282,6 +287,9 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     assert old.signed_url is None and old.url_expires_at is None  # v4: a spent credential
     assert old.server_failures == 0 and old.sends == 0 and old.mavi_status is None
     journal.update(old.id, progress_at=5.0, after_upload_due=1)
+    (confirming,) = journal.by_path("/w/confirming.mp4")
+    assert confirming.accepted_at == 7.0 and confirming.sends == 1  # its patience can run out
+    assert confirming.content_claimed
     again = journal.get(old.id)
     assert again is not None and again.progress_at == 5.0 and again.after_upload_due
     journal.close()
@@ -339,12 +347,18 @@ def test_content_is_claimed_once_whichever_copy_hashes_first(journal: Journal) -
     first = journal.claim("w1", 60)
     second = journal.claim("w2", 60)
     assert first is not None and second is not None and first.id == older
-    assert journal.claim_content(younger, "ab" * 32, "w2") == (ContentClaim.CLAIMED, None)
-    claim, twin = journal.claim_content(older, "ab" * 32, "w1")
+    assert journal.claim_content(younger, "ab" * 32, "w2", max_sends=3) == (
+        ContentClaim.CLAIMED,
+        None,
+    )
+    claim, twin = journal.claim_content(older, "ab" * 32, "w1", max_sends=3)
     assert claim is ContentClaim.IN_FLIGHT and twin is not None and twin.id == younger
-    assert journal.claim_content(older, "ab" * 32, "someone-else")[0] is ContentClaim.IN_FLIGHT
+    assert (
+        journal.claim_content(older, "ab" * 32, "someone-else", max_sends=3)[0]
+        is ContentClaim.IN_FLIGHT
+    )
     journal.transition(younger, State.DONE, "confirmed")
-    claim, twin = journal.claim_content(older, "ab" * 32, "w1")
+    claim, twin = journal.claim_content(older, "ab" * 32, "w1", max_sends=3)
     assert claim is ContentClaim.UPLOADED and twin is not None and twin.id == younger
 
 
@@ -354,11 +368,69 @@ def test_copies_that_both_waited_do_not_wait_for_each_other(journal: Journal) ->
     for file_id in (a, b):
         journal.update(file_id, sha256="cd" * 32, content_claimed=1)
     assert journal.claim("w1", 60) is not None and journal.claim("w2", 60) is not None
-    assert journal.claim_content(a, "cd" * 32, "w1") == (ContentClaim.CLAIMED, None)
-    assert journal.claim_content(b, "cd" * 32, "w2")[0] is ContentClaim.IN_FLIGHT
+    assert journal.claim_content(a, "cd" * 32, "w1", max_sends=3) == (ContentClaim.CLAIMED, None)
+    assert journal.claim_content(b, "cd" * 32, "w2", max_sends=3)[0] is ContentClaim.IN_FLIGHT
 
 
 def test_a_content_claim_needs_the_lease(journal: Journal) -> None:
     file_id = queued(journal, "/w/a.mp4")
     assert journal.claim("w1", 60) is not None
-    assert journal.claim_content(file_id, "ef" * 32, "w2") == (ContentClaim.LOST, None)
+    assert journal.claim_content(file_id, "ef" * 32, "w2", max_sends=3) == (ContentClaim.LOST, None)
+
+
+# ---- skips: a rule's verdict is looked at again, a content verdict holds ----------------------
+
+
+def test_a_file_skipped_by_a_rule_is_journaled_again_once_sighted(journal: Journal) -> None:
+    """The watcher only sights files the current rules accept: a rule skip no longer holds."""
+    skipped = journal.record_rejection(obs("/w/a.xyz"), "extension 'xyz' is not configured")
+    assert journal.handled_index("/w") == {}
+    (again,) = journal.sight([obs("/w/a.xyz")])
+    assert again.state is State.SETTLING and again.id != skipped.id
+    (event,) = journal.history(again.id)
+    assert event.reason == "now a candidate (skipped before: extension 'xyz' is not configured)"
+    assert journal.sight([obs("/w/a.xyz")]) == []  # one new generation, not one per rescan
+
+
+def test_enqueue_after_a_rule_skip_queues_the_same_version(journal: Journal) -> None:
+    journal.record_rejection(obs("/elsewhere/a.mp4", root=""), "outside every watch folder")
+    rec = journal.enqueue(obs("/elsewhere/a.mp4"), "enqueued by hand")
+    assert rec.state is State.QUEUED
+
+
+def test_an_empty_file_stays_skipped_while_it_is_unchanged(journal: Journal) -> None:
+    (rec,) = journal.sight([obs("/w/empty.mp4", size=0)])
+    journal.transition(rec.id, State.SKIPPED, "empty file (0 bytes)", last_error="empty file")
+    assert journal.handled_index("/w") == {"/w/empty.mp4": (0, 1)}
+    assert journal.sight([obs("/w/empty.mp4", size=0)]) == []
+    assert journal.enqueue(obs("/w/empty.mp4", size=0), "by hand").id == rec.id
+    (new,) = journal.sight([obs("/w/empty.mp4", size=5, mtime_ns=2)])  # written at last
+    assert new.state is State.SETTLING
+
+
+def test_a_copy_of_content_mavi_refused_too_often_is_not_sent_again(journal: Journal) -> None:
+    spent, copy = queued(journal, "/w/a.mp4"), queued(journal, "/w/b.mp4")
+    journal.transition(spent, State.FAILED, "MAVI said FAILED 4 times", sha256="ab" * 32, sends=4)
+    assert journal.claim("w1", 60) is not None
+    claim, twin = journal.claim_content(copy, "ab" * 32, "w1", max_sends=3)
+    assert claim is ContentClaim.SPENT and twin is not None and twin.id == spent
+    assert journal.claim_content(copy, "ab" * 32, "w1", max_sends=4)[0] is ContentClaim.CLAIMED
+
+
+def test_a_copy_waiting_for_its_twin_is_parked_until_the_twin_leaves_flight(
+    journal: Journal,
+) -> None:
+    twin, copy = queued(journal, "/w/a.mp4"), queued(journal, "/w/b.mp4")
+    assert journal.claim("w1", 60) is not None
+    journal.claim_content(twin, "ab" * 32, "w1", max_sends=3)
+    journal.update(copy, sha256="ab" * 32)  # hashed, found the twin in flight, queued
+    assert journal.claim("w2", 60) is None  # parked: not claimed, not due
+    assert journal.next_due_at() is None
+    journal.transition(
+        twin, State.CONFIRMING, "storage took it", lease_owner=None, next_attempt_at=9e9
+    )
+    assert journal.claim("w2", 60) is None  # still in flight
+    assert not journal.has_work_besides_confirming()  # run --once may stop waiting
+    journal.transition(twin, State.DONE, "confirmed")
+    woken = journal.claim("w2", 60)
+    assert woken is not None and woken.id == copy

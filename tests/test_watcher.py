@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 from watchdog.events import (
     DirCreatedEvent,
     DirModifiedEvent,
@@ -20,7 +22,7 @@ from conftest import wait_for, write_video
 from mavi_uploader import watcher as watcher_module
 from mavi_uploader.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from mavi_uploader.journal import Journal
-from mavi_uploader.records import State
+from mavi_uploader.records import Observation, State
 from mavi_uploader.watcher import Watcher, WatchRoot
 
 LIVE_TIMEOUT = 10.0
@@ -260,6 +262,58 @@ def test_rescan_of_a_missing_root_is_harmless(tmp_path: Path, journal: Journal) 
     watcher = Watcher([make_root(tmp_path / "not-yet")], journal)
     assert watcher.rescan() == 0
     assert journal.files() == []
+
+
+def test_a_refused_symlink_is_logged_once_per_path(
+    tmp_path: Path, watch: Path, journal: Journal
+) -> None:
+    outside = write_video(tmp_path / "elsewhere" / "private.mp4", 10)
+    (watch / "out.mp4").symlink_to(outside)
+    (watch / "dangling.mp4").symlink_to(watch / "nothing.mp4")
+    (watch / "folder.mp4").mkdir()
+    (watch / "to-folder.mp4").symlink_to(watch / "folder.mp4")
+    (watch / "notes.txt").symlink_to(outside)  # not a candidate by its name: nothing to say
+    (watch / "in.mp4").symlink_to(write_video(watch / "real.mp4", 10))  # followed
+    watcher = Watcher([make_root(watch)], journal)
+    with capture_logs() as logs:
+        assert watcher.rescan() == 2
+        assert watcher.rescan() == 0
+    refused = {e["path"]: e["reason"] for e in logs if e["event"] == "symlink not followed"}
+    assert len([e for e in logs if e["event"] == "symlink not followed"]) == 3  # not per rescan
+    assert refused == {
+        str(watch / "out.mp4"): "it leads outside the watch folder",
+        str(watch / "dangling.mp4"): "its target cannot be read: No such file or directory",
+        str(watch / "to-folder.mp4"): "it does not lead to a regular file",
+    }
+    assert all(e["log_level"] == "warning" for e in logs if e["event"] == "symlink not followed")
+
+
+def test_a_rescan_picks_up_a_file_skipped_under_older_rules(watch: Path, journal: Journal) -> None:
+    clip = write_video(watch / "clip.xyz", 10)
+    st = clip.stat()
+    observed = Observation(str(clip), str(watch), st.st_size, st.st_mtime_ns)
+    journal.record_rejection(observed, "extension 'xyz' is not in the configured extensions")
+    assert Watcher([make_root(watch)], journal).rescan() == 0  # still not a candidate
+    wider = dataclasses.replace(make_root(watch), extensions=frozenset({"mp4", "xyz"}))
+    watcher = Watcher([wider], journal)
+    assert watcher.rescan() == 1
+    assert watcher.rescan() == 0
+    assert states(journal, clip) == [State.SKIPPED, State.SETTLING]
+
+
+def test_a_root_replaced_by_a_file_is_logged_as_not_a_folder_once(
+    tmp_path: Path, journal: Journal
+) -> None:
+    missing, blocker = tmp_path / "not-yet", write_video(tmp_path / "a-file", 10)
+    watcher = Watcher([make_root(missing), make_root(blocker)], journal)
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert watcher.rescan() == 0
+    events = [(e["event"], e["path"]) for e in logs]
+    assert events == [
+        ("watch folder does not exist (yet)", str(missing)),
+        ("watch path is not a folder", str(blocker)),
+    ]
 
 
 def test_rescan_keeps_roots_apart(tmp_path: Path, journal: Journal) -> None:

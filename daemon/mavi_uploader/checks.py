@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mavi_uploader.config import AfterUpload, Config, ConfigError
+from mavi_uploader.config import AfterUpload, Config, ConfigError, WatchConfig
 from mavi_uploader.mavi import AuthProblem, MaviClient, MaviError, StillRateLimited, TransientError
 from mavi_uploader.ratelimit import RateLimiter
 from mavi_uploader.rules import directory_ignored
@@ -25,20 +25,53 @@ class Finding:
     config_error: bool = False  # `check` then exits 2, like every command on a bad config
 
 
-def _folder(path: Path, label: str, fix_key: str) -> Finding:
+def not_a_folder(watch: WatchConfig) -> str | None:
+    """Why a watch path that exists cannot be watched (a file, a device...), or None."""
+    path = os.fspath(watch.path)
+    if not os.path.exists(path) or os.path.isdir(path):  # missing: the watcher waits for it
+        return None
+    return "is a file, not a folder" if os.path.isfile(path) else "is not a folder"
+
+
+def require_watch_folders(config: Config) -> None:
+    """`run`: ConfigError when nothing is watched or a watch path is not a folder.
+
+    A missing folder passes: it may be mounted or created later, and the watcher waits for it.
+    A file passes no such test: it never turns into a folder, and nothing would be uploaded.
+    """
+    if not config.watches:
+        where = config.config_file or "the config file"
+        raise ConfigError(f"{where}: no watch folders: add a [[watch]] table or pass --watch DIR")
+    for watch in config.watches:
+        why = not_a_folder(watch)
+        if why is not None:
+            raise ConfigError(
+                f'{watch.origin} "{watch.path}" {why}: set it to the folder the videos are'
+                " written to (to send one file now: mavi-uploader enqueue FILE)"
+            )
+
+
+# Every finding about the config's folders is a config error (exit 2, DESIGN): the fix is
+# in the config, or in the folders it names.
+def _folder(watch: WatchConfig) -> Finding:
+    path, origin = watch.path, watch.origin
+    why = not_a_folder(watch)
+    if why is not None:
+        return Finding(False, f"watch folder {path} {why}", f"set {origin} to a folder", True)
     if not path.exists():
-        return Finding(False, f"{label} {path} does not exist", f"create it, or change {fix_key}")
-    if not path.is_dir():
-        return Finding(False, f"{label} {path} is not a folder", f"change {fix_key}")
+        return Finding(
+            False, f"watch folder {path} does not exist", f"create it, or change {origin}", True
+        )
     try:
         next(os.scandir(path), None)
     except OSError as exc:
         return Finding(
             False,
-            f"{label} {path} cannot be read: {exc.strerror}",
+            f"watch folder {path} cannot be read: {exc.strerror}",
             "give the daemon's user read and execute permission",
+            True,
         )
-    return Finding(True, f"{label} {path} is readable")
+    return Finding(True, f"watch folder {path} is readable")
 
 
 def _writable_dir(path: Path, label: str, fix: str) -> Finding:
@@ -46,7 +79,7 @@ def _writable_dir(path: Path, label: str, fix: str) -> Finding:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not os.access(existing, os.W_OK | os.X_OK):
-        return Finding(False, f"{label} {path} is not writable", fix)
+        return Finding(False, f"{label} {path} is not writable", fix, True)
     return Finding(True, f"{label} {path} is writable")
 
 
@@ -126,8 +159,9 @@ def run_checks(
     findings = [Finding(True, f"config {where} is valid; API key is set")]
     findings += [Finding(False, w, "see the warning") for w in config.warnings]
     if not config.watches:
-        findings.append(Finding(False, "no watch folders", f"add a [[watch]] table to {where}"))
-    findings += [_folder(w.path, "watch folder", f"path in {where}") for w in config.watches]
+        fix = f"add a [[watch]] table to {where}"
+        findings.append(Finding(False, "no watch folders", fix, config_error=True))
+    findings += [_folder(w) for w in config.watches]
     if config.after_upload is AfterUpload.MOVE and config.done_dir is not None:
         findings.append(_writable_dir(config.done_dir, "done_dir", "fix its permissions"))
     findings.append(

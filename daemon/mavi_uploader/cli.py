@@ -7,13 +7,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mavi_uploader import __version__, rules
-from mavi_uploader.checks import report, run_checks
+from mavi_uploader.checks import report, require_watch_folders, run_checks
 from mavi_uploader.config import Config, ConfigError, load_config
-from mavi_uploader.install import InstallError, apply, describe, plan_install, plan_uninstall
+from mavi_uploader.install import InstallError, plan_install, plan_uninstall
+from mavi_uploader.install_apply import apply, describe
 from mavi_uploader.journal import Journal, JournalError
-from mavi_uploader.lock import AlreadyRunning, probe
+from mavi_uploader.lock import AlreadyRunning, StateDirLock, probe
 from mavi_uploader.log import configure_logging, get_logger
 from mavi_uploader.progress import UploadBars
 from mavi_uploader.records import FileRecord, Observation, State, display_path
@@ -145,15 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
 
-    def reload_config() -> Config:
-        return load_config(config_path=args.config, watch_dirs=args.watch)
+    def reload_config() -> Config:  # at start and on SIGHUP, which keeps a refused one out
+        config = load_config(config_path=args.config, watch_dirs=args.watch)
+        require_watch_folders(config)
+        return config
 
     config = reload_config()
     for warning in config.warnings:
         log.warning("config", problem=warning)
-    if not config.watches:
-        where = config.config_file or "the config file"
-        raise ConfigError(f"{where}: no watch folders: add a [[watch]] table or pass --watch DIR")
     if args.log_format == "json" or not sys.stdout.isatty():
         daemon = Daemon(config, once=args.once, reload_config=reload_config)
         daemon.install_signal_handlers()
@@ -244,9 +245,25 @@ def _find(journal: Journal, target: str) -> list[FileRecord]:
     return journal.by_path(os.path.abspath(target))
 
 
+def open_for_command(state_dir: Path) -> Journal:
+    """The journal for a command that writes (enqueue, retry, forget). Migrating it is only
+    safe under the state-dir lock; a daemon holding that lock has migrated it to its own
+    schema, which this build uses as it is or refuses (naming the fix)."""
+    Journal.make_state_dir(state_dir)
+    lock = StateDirLock(state_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        return Journal.open(state_dir, migrate_schema=False)
+    try:
+        return Journal.open(state_dir)
+    finally:
+        lock.release()
+
+
 def _forget(args: argparse.Namespace, config: Config) -> int:
     roots = watch_roots(config)
-    journal = Journal.open(config.state_dir)
+    journal = open_for_command(config.state_dir)
     problems = 0
     for target in args.targets:
         records = _find(journal, target)
@@ -271,9 +288,9 @@ def _forget(args: argparse.Namespace, config: Config) -> int:
 
 def _enqueue(args: argparse.Namespace, config: Config) -> int:
     roots = watch_roots(config)
-    journal = Journal.open(config.state_dir)
+    journal = open_for_command(config.state_dir)
     refused = 0
-    queued: list[int] = []
+    queued: dict[int, State] = {}  # file id -> the state printed for it
     for raw in args.paths:
         # The folder resolved like the watch roots; the file itself stays what was named.
         folder, name = os.path.split(os.path.abspath(raw))
@@ -303,7 +320,7 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
             refused += 1
             continue
         rec = journal.enqueue(obs, "enqueued by hand")
-        queued.append(rec.id)
+        queued[rec.id] = rec.state
         print(f"{rec.state.value} #{rec.id} {display_path(path)}")
     try:
         if args.wait and queued:
@@ -313,7 +330,7 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_FAILURE
-            if not follow(journal, queued):
+            if not follow(journal, list(queued), reported=queued):  # no line twice
                 refused += 1
     finally:
         journal.close()
@@ -331,7 +348,7 @@ def _retry(args: argparse.Namespace, config: Config) -> int:
     if not args.ids and not args.all_failed:
         print("mavi-uploader retry: give file IDs or --all-failed", file=sys.stderr)
         return EXIT_USAGE
-    journal = Journal.open(config.state_dir)
+    journal = open_for_command(config.state_dir)
     ids = [r.id for r in journal.in_states([State.FAILED])] if args.all_failed else args.ids
     problems = 0
     for file_id in ids:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import enum
-import json
-import math
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,8 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from mavi_uploader.keyfile import KeyProblem, clean_key, read_key_file
+from mavi_uploader.tomltable import ConfigError, Table, int_in, of, positive, show, str_list
 from mavi_uploader.units import BANDWIDTH_HINT, parse_bandwidth
 
 if sys.version_info >= (3, 11):
@@ -46,10 +45,8 @@ _TOP_KEYS = (
 # fmt: on
 _WATCH_KEYS = ("path", "recursive", "ignore", "poll", "poll_interval_seconds")
 _AFTER = ("keep", "move", "delete")
-
-
-class ConfigError(Exception):
-    """Invalid configuration; str() names the file, the key and the fix. CLI exits 2."""
+# Keys people guess that must not exist, with what to do instead.
+_NOT_KEYS = {"api_key": f"put the key in a file and set api_key_file, or set {ENV_API_KEY}"}
 
 
 class AfterUpload(str, enum.Enum):
@@ -65,6 +62,8 @@ class WatchConfig:
     ignore: tuple[str, ...] = DEFAULT_IGNORE
     poll: bool = False  # polling observer: network shares send no inotify/FSEvents events
     poll_interval_seconds: float = 10.0
+    # Where the path was set, for messages: "FILE: [[watch]] #N path" or "--watch".
+    origin: str = field(default="[[watch]] path", compare=False)
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,7 @@ class Config:
     max_resends: int = 3  # complete uploads of one file after the first, then `failed`
     once_confirm_timeout_seconds: float = 900.0  # run --once: how long to wait for SUCCESS
     warnings: tuple[str, ...] = ()
+    api_key_file: Path | None = None  # as configured; only read when MAVI_API_KEY is unset
 
 
 def default_config_path() -> Path:
@@ -97,35 +97,6 @@ def default_config_path() -> Path:
 
 def default_state_dir() -> Path:
     return Path(platformdirs.user_state_dir(APP_NAME))
-
-
-def _show(value: object) -> str:
-    """A value roughly as it looks in TOML, shortened for messages."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-_Check = Callable[[object], bool]  # is this raw TOML value acceptable?
-
-
-def _of(*types: type) -> _Check:
-    return lambda v: isinstance(v, types)
-
-
-def _int_in(lo: int, hi: int) -> _Check:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-
-def _seconds(v: object) -> bool:  # ints are fine for float keys; bool is not a number
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-
-
-def _positive(v: object) -> bool:
-    return _seconds(v) and v != 0
-
-
-def _str_list(v: object) -> bool:
-    return isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)
 
 
 def _abspath(raw: str, base: Path) -> Path:
@@ -139,7 +110,7 @@ def _check_url(value: str, source: str) -> str:
     if parts.scheme in ("http", "https") and parts.netloc and not any(c.isspace() for c in url):
         return url
     raise ConfigError(
-        f"{source} = {_show(value)} is not valid: expected an http:// or https:// URL"
+        f"{source} = {show(value)} is not valid: expected an http:// or https:// URL"
         f" such as {DEFAULT_API_BASE}"
     )
 
@@ -184,7 +155,7 @@ def load_config(
 ) -> Config:
     """Flags (the arguments) > env (default os.environ) > file > defaults; or ConfigError."""
     env = os.environ if env is None else env
-    secrets = [env.get(ENV_API_KEY, "").strip()]
+    secrets = [env.get(ENV_API_KEY, "").strip().removeprefix("\ufeff").strip()]  # as clean_key
     try:
         path, data = _read_config(config_path, env)
         loader = _Loader(data, path, env, Path.cwd(), secrets)
@@ -197,43 +168,7 @@ def load_config(
         raise ConfigError(message) from None
 
 
-class _Table:
-    """Checked access to one TOML table; errors name the file, the table and the key."""
-
-    def __init__(self, data: Mapping[str, Any], where: str, label: str = "") -> None:
-        self.data, self.where, self.label = data, where, label
-
-    def get(self, key: str, default: object, ok: _Check, want: str) -> Any:
-        value = self.data.get(key, default)
-        if not ok(value):
-            raise self.bad(key, want)
-        return value
-
-    def num(self, key: str, default: float, want: str, ok: _Check = _seconds) -> float:
-        return float(self.get(key, default, ok, want))
-
-    def check_keys(self, valid: tuple[str, ...], elsewhere: tuple[str, ...]) -> None:
-        """Unknown keys are errors, with a hint: a near miss, or the table the key belongs in."""
-        for key in (k for k in self.data if k not in valid):
-            if key == "api_key":
-                fix = f"put the key in a file and set api_key_file, or set {ENV_API_KEY}"
-                raise ConfigError(f"{self.where}api_key is not a config key: {fix}")
-            close = difflib.get_close_matches(key, valid, n=1)
-            if key in elsewhere and self.label:
-                fix = "it is a top-level key: move it above the first [[watch]] line"
-            elif key in elsewhere:
-                fix = f"it belongs in a [[watch]] table:\n[[watch]]\n{key} = ..."
-            else:
-                fix = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(valid)}"
-            table = self.label.strip() or "the top level"
-            raise ConfigError(f"{self.where}unknown key {key} in {table}: {fix}")
-
-    def bad(self, key: str, want: str) -> ConfigError:
-        shown = _show(self.data.get(key))
-        return ConfigError(f"{self.where}{self.label}{key} = {shown} is not valid: expected {want}")
-
-
-class _Loader(_Table):
+class _Loader(Table):
     def __init__(
         self,
         data: dict[str, Any],
@@ -256,21 +191,21 @@ class _Loader(_Table):
             if need_key:
                 raise
             api_key = ""  # status, list...: a key file only the service's user reads is fine
-        self.check_keys(_TOP_KEYS, _WATCH_KEYS)
+        self.check_keys(_TOP_KEYS, _WATCH_KEYS, _NOT_KEYS)
         watches = self.watches(watch_dirs)
         after_upload, done_dir = self.after_upload(watches)
-        extensions = self.get("extensions", DEFAULT_EXTENSIONS, _str_list, 'a list like ["mp4"]')
+        extensions = self.get("extensions", DEFAULT_EXTENSIONS, str_list, 'a list like ["mp4"]')
         exts = frozenset(e.strip().lstrip(".").lower() for e in extensions)
         if not exts or any(not e or set(e) & set("/\\ ") for e in exts):
             raise self.bad("extensions", 'a non-empty list like ["mp4", "mov"]')
         config = Config(
             api_base=self.api_base(api_base),
             api_key=api_key,
-            concurrency=self.get("concurrency", 2, _int_in(1, 32), "an integer from 1 to 32"),
+            concurrency=self.get("concurrency", 2, int_in(1, 32), "an integer from 1 to 32"),
             settle_seconds=self.num("settle_seconds", 5.0, "seconds >= 0, e.g. 5.0"),
             rate_limit_per_second=self.num("rate_limit_per_second", 1.0, ">= 0 (0 = unlimited)"),
             bandwidth_limit=self.bandwidth(),
-            dedupe=self.get("dedupe", True, _of(bool), "true or false (no quotes)"),
+            dedupe=self.get("dedupe", True, of(bool), "true or false (no quotes)"),
             after_upload=after_upload,
             done_dir=done_dir,
             extensions=exts,
@@ -279,11 +214,12 @@ class _Loader(_Table):
             config_file=self.config_file,
             rescan_interval_seconds=self.num("rescan_interval_seconds", 3600.0, "seconds, 0 = off"),
             keep_done_days=self.num("keep_done_days", 90.0, "days >= 0 (0 = keep forever)"),
-            max_resends=self.get("max_resends", 3, _int_in(0, 100), "an integer from 0 to 100"),
+            max_resends=self.get("max_resends", 3, int_in(0, 100), "an integer from 0 to 100"),
             once_confirm_timeout_seconds=self.num(
                 "once_confirm_timeout_seconds", 900.0, "seconds >= 0, e.g. 900"
             ),
             warnings=tuple(self.warnings),
+            api_key_file=self.key_file(),
         )
         if need_key and not api_key:
             where = f" (config file {self.config_file})" if self.config_file else ""
@@ -291,11 +227,11 @@ class _Loader(_Table):
         return config
 
     def string(self, key: str) -> str:  # "" when absent
-        return str(self.get(key, "", _of(str), "a string in double quotes")).strip()
+        return str(self.get(key, "", of(str), "a string in double quotes")).strip()
 
     def bandwidth(self) -> int:
         try:
-            return parse_bandwidth(self.get("bandwidth_limit", 0, _of(int, str), BANDWIDTH_HINT))
+            return parse_bandwidth(self.get("bandwidth_limit", 0, of(int, str), BANDWIDTH_HINT))
         except ValueError:
             raise self.bad("bandwidth_limit", BANDWIDTH_HINT) from None
 
@@ -320,17 +256,18 @@ class _Loader(_Table):
         label = f"[[watch]] #{index}"
         if not isinstance(table, dict):
             raise ConfigError(f'{self.where}write watches as [[watch]] tables with path = "..."')
-        t = _Table(table, self.where, f"{label} ")
-        t.check_keys(_WATCH_KEYS, _TOP_KEYS)
-        path = t.get("path", "", _of(str), "a folder path string")
+        t = Table(table, self.where, f"{label} ")
+        t.check_keys(_WATCH_KEYS, _TOP_KEYS, _NOT_KEYS)
+        path = t.get("path", "", of(str), "a folder path string")
         if not path.strip():
             raise ConfigError(f'{self.where}{label} has no path: add path = "/folder/to/watch"')
         return WatchConfig(
             path=_abspath(path, self.base),
-            recursive=t.get("recursive", True, _of(bool), "true or false"),
-            ignore=tuple(t.get("ignore", DEFAULT_IGNORE, _str_list, 'globs like ["*.part"]')),
-            poll=t.get("poll", False, _of(bool), "true or false"),
-            poll_interval_seconds=t.num("poll_interval_seconds", 10.0, "seconds > 0", _positive),
+            recursive=t.get("recursive", True, of(bool), "true or false"),
+            ignore=tuple(t.get("ignore", DEFAULT_IGNORE, str_list, 'globs like ["*.part"]')),
+            poll=t.get("poll", False, of(bool), "true or false"),
+            poll_interval_seconds=t.num("poll_interval_seconds", 10.0, "seconds > 0", positive),
+            origin=f"{self.where}{label} path",
         )
 
     def watches(self, flags: Sequence[str]) -> list[WatchConfig]:
@@ -340,7 +277,7 @@ class _Loader(_Table):
         watches = [self.watch(table, i + 1) for i, table in enumerate(tables)]
         where, kind = ("", "--watch") if flags else (self.where, "[[watch]] path")
         if flags:
-            watches = [WatchConfig(path=_abspath(d, self.cwd)) for d in flags]
+            watches = [WatchConfig(path=_abspath(d, self.cwd), origin="--watch") for d in flags]
         real = [w.path.resolve() for w in watches]  # resolve: "..", symlinks cannot hide overlap
         for i, j in ((i, j) for i in range(len(real)) for j in range(len(real)) if i != j):
             inner, outer = f"{kind} {watches[i].path}", f"{kind} {watches[j].path}"
@@ -377,29 +314,36 @@ class _Loader(_Table):
                 )
         return AfterUpload.MOVE, done_dir
 
+    def key_file(self) -> Path | None:
+        raw = self.string("api_key_file")
+        return _abspath(raw, self.base) if raw else None
+
     def api_key(self) -> str:
-        key_file = self.string("api_key_file")
-        key, source = self.env.get(ENV_API_KEY, "").strip(), ENV_API_KEY
-        if not key and key_file:
-            path = _abspath(key_file, self.base)
-            source = f"{self.where}api_key_file {path}"
+        path = self.key_file()
+        from_env = self.env.get(ENV_API_KEY, "")
+        if from_env.strip():  # the environment wins; the file is not even read
             try:
-                with path.open(encoding="utf-8") as f:
-                    key, mode = f.read().strip(), os.fstat(f.fileno()).st_mode
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-                raise ConfigError(
-                    f"{source} cannot be read ({reason}); check the path and that"
-                    " the daemon's user may read it"
-                ) from None
-            if not key:
-                raise ConfigError(f"{source} is empty; put the MAVI API key in it")
-            self.secrets.append(key)
-            if os.name == "posix" and mode & 0o077:
-                self.warnings.append(
-                    f"api_key_file {path} is readable by group/others (mode {oct(mode & 0o777)});"
-                    f" run: chmod 600 {path}"
-                )
-        if any(c.isspace() for c in key):
-            raise ConfigError(f"{source}: the key holds whitespace; it must be the key alone")
+                return clean_key(from_env)
+            except KeyProblem as exc:
+                raise ConfigError(f"{ENV_API_KEY} (environment) {exc}") from None
+        if path is None:
+            return ""
+        try:
+            key, mode = read_key_file(path)
+        except KeyProblem as exc:
+            raise ConfigError(f"{self.where}api_key_file {path} {exc}") from None
+        self.secrets.append(key)
+        if os.name == "posix" and mode & 0o077:
+            self.warnings.append(
+                f"api_key_file {path} is readable by group/others (mode {oct(mode & 0o777)});"
+                f" run: chmod 600 {path}"
+            )
         return key
+
+
+# ConfigError lives in tomltable (the table checks raise it); callers import it from here.
+__all__ = [
+    "APP_NAME", "DEFAULT_API_BASE", "DEFAULT_EXTENSIONS", "DEFAULT_IGNORE", "ENV_API_BASE",
+    "ENV_API_KEY", "ENV_CONFIG", "ENV_STATE_DIR", "AfterUpload", "Config", "ConfigError",
+    "WatchConfig", "default_config_path", "default_state_dir", "load_config",
+]  # fmt: skip

@@ -12,7 +12,7 @@ from typing import Any
 from mavi_uploader.decisions import Outcome, Patience, Verdict, judge, send_again_or_fail
 from mavi_uploader.ledger import Ledger
 from mavi_uploader.log import get_logger
-from mavi_uploader.mavi import MaviClient, PermanentError, SignedUpload, TransientError
+from mavi_uploader.mavi import MaviClient, PermanentError, TransientError
 from mavi_uploader.pause import PauseGate
 from mavi_uploader.records import FileRecord, State
 
@@ -84,15 +84,15 @@ class Confirmer:
         )
         self._apply(rec, outcome, status.upload_status)
 
-    def landed_before(self, rec: FileRecord, signed: SignedUpload) -> Verdict | None:
+    def landed_before(self, rec: FileRecord, asset_id: str) -> Verdict | None:
         """Before sending to a journaled asset: did our bytes land before a stop?
 
-        Returns SEND (send to this URL) or SEND_AGAIN (sign anew) for the caller to act on;
+        Returns SEND (send to this asset) or SEND_AGAIN (sign anew) for the caller to act on;
         any other verdict has been applied (done, confirming, failed). None when MAVI could
         not be asked: sending again to the same URL is safe (same asset), failing is not.
         """
         try:
-            status = self._client.metadata(signed.asset_id)
+            status = self._client.metadata(asset_id)
         except (TransientError, PermanentError) as exc:
             log.info("resume check failed; sending", file_id=rec.id, reason=exc.reason)
             return None
@@ -100,7 +100,7 @@ class Confirmer:
         outcome = judge(
             status.upload_status,
             status.file_size,
-            asset_id=signed.asset_id,
+            asset_id=asset_id,
             size=rec.size,
             accepted_at=None,
             now=self._clock(),

@@ -1,7 +1,6 @@
-"""install-service / uninstall-service: render the service-files/ templates, then enable them.
-
-Plans are pure data; describe() is the --dry-run text; apply() writes the files and runs
-systemctl / launchctl only where they can work, and otherwise says what to run."""
+"""install-service / uninstall-service: what to write (the service-files/ templates rendered)
+and run to enable them, as a plan: pure data, which install_apply.py describes (--dry-run) or
+carries out."""
 
 from __future__ import annotations
 
@@ -10,11 +9,8 @@ import os
 import pwd
 import re
 import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -140,6 +136,7 @@ def plan_install(
     config: Config | None = None,
     home: Path | None = None,
     user: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> InstallPlan:
     """What install-service writes and runs.
 
@@ -147,7 +144,10 @@ def plan_install(
         config: what the service reads; None: /etc/mavi-uploader/config.toml if present
             (--system), else what this user's CLI reads (nothing when `home` is given).
         user: the account of a --system service; default mavi-uploader, created for you.
+        environ: the installing shell's environment (default os.environ), which the service
+            does not inherit: a key only there gets a warning.
     """
+    environ = os.environ if environ is None else environ
     if platform == "darwin" and system:
         msg = "--system is not supported on macOS: without it, a LaunchAgent runs as you"
         raise InstallError(msg + " whenever you are logged in")
@@ -160,7 +160,8 @@ def plan_install(
         if config is None and SYSTEM_CONFIG.is_file():
             path = str(SYSTEM_CONFIG)
             config = settings.load_config(config_path=path, env={}, require_api_key=False)
-        return _systemd_system(argv, config, user or SERVICE_USER)
+        key_notes = _key_warning(config, environ, SYSTEM_CONFIG, platform, system=True)
+        return _systemd_system(argv, config, user or SERVICE_USER, key_notes)
     if config is None and home is None:
         config = settings.load_config(require_api_key=False)
     config_file, state_dir = _user_defaults(platform, home)
@@ -168,11 +169,39 @@ def plan_install(
         config_file, state_dir = config.config_file or config_file, config.state_dir
     start = config is not None and bool(config.watches)
     notes = [] if start else [f"create {config_file} with your [[watch]] folders (see README)"]
+    notes += _key_warning(config, environ, config_file, platform, system=False)
     make = _launchd if platform == "darwin" else _systemd_user
     return make(argv, config_file, state_dir, home or Path.home(), start, notes)
 
 
-def _systemd_system(argv: tuple[str, ...], config: Config | None, user: str) -> InstallPlan:
+def _key_warning(
+    config: Config | None, environ: Mapping[str, str], config_file: Path, platform: str,
+    *, system: bool,
+) -> list[str]:  # fmt: skip
+    """A service reads its key from api_key_file (--system also from SYSTEM_ENV_FILE), never
+    from the shell that installs it: warn when there is no key the service will find."""
+    if config is not None and config.api_key_file is not None:
+        return []
+    in_shell = bool(environ.get(settings.ENV_API_KEY, "").strip())
+    shell_only = f"{settings.ENV_API_KEY} is set in this shell only; the service will not see it"
+    if system:  # the unit's EnvironmentFile= (root's, unreadable here: existence is enough)
+        missing = not os.path.exists(SYSTEM_ENV_FILE)
+        return [f"warning: {shell_only}, nor {SYSTEM_ENV_FILE}"] if in_shell and missing else []
+    what = shell_only if in_shell else "no API key is configured for the service: it exits 2"
+    key_file = config_file.parent / "api-key"
+    fix = f'put the key alone in {key_file} (chmod 600) and set api_key_file = "{key_file}"'
+    fix += f" in {config_file}"
+    if platform.startswith("linux"):
+        fix += (
+            f", or add EnvironmentFile=%h/.config/{APP_NAME}/env (a chmod 600 file holding"
+            f" {settings.ENV_API_KEY}=...) with `systemctl --user edit {SERVICE}`"
+        )
+    return [f"warning: {what}; {fix}"]
+
+
+def _systemd_system(
+    argv: tuple[str, ...], config: Config | None, user: str, key_notes: list[str]
+) -> InstallPlan:
     if user != SERVICE_USER:
         try:
             pwd.getpwnam(user)
@@ -204,8 +233,9 @@ def _systemd_system(argv: tuple[str, ...], config: Config | None, user: str) -> 
         commands.append(("systemd-sysusers", str(SYSUSERS_FILE)))
     commands += [("systemctl", "daemon-reload"), ("systemctl", "enable", SERVICE)]
     notes = [
+        *key_notes,
         f"API key: put MAVI_API_KEY=... in {SYSTEM_ENV_FILE} (owner root, chmod 600: systemd"
-        f" reads it before dropping privileges), or use an api_key_file only {user} can read"
+        f" reads it before dropping privileges), or use an api_key_file only {user} can read",
     ]
     if config is None or not config.watches:
         notes.append(
@@ -321,78 +351,3 @@ def plan_uninstall(
     if not unit.exists():
         return InstallPlan((), (), (f"no service installed at {unit}", kept), remove=remove)
     return InstallPlan((), (command,), (kept,), remove=remove)
-
-
-def describe(plan: InstallPlan) -> str:
-    """The --dry-run text: every file with its full content, then the commands and notes."""
-    out = [f"would create directory {d}" for d in plan.directories]
-    for f in plan.files:
-        out += [f"--- would write {f.path} (mode {f.mode:04o})", f.content.rstrip("\n"), "---"]
-    out += [f"would run: {shlex.join(c)}" for c in plan.commands]
-    out += [f"would remove {p}" for p in plan.remove]
-    out += [f"note: {n}" for n in plan.notes]
-    return "\n".join(out) + "\n"
-
-
-def default_runner(command: Sequence[str]) -> int:
-    """Run a command with the terminal as its stdout/stderr; its exit code."""
-    return subprocess.run(list(command), check=False).returncode
-
-
-def _systemd_booted() -> bool:
-    return Path("/run/systemd/system").is_dir()  # what sd_booted() checks
-
-
-def _write(planned: PlannedFile) -> None:
-    """Atomically: a reader (systemd, launchd) never sees half a file."""
-    planned.path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=planned.path.parent, prefix=f".{planned.path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(planned.content)
-            os.fchmod(f.fileno(), planned.mode)
-        os.replace(tmp, planned.path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def apply(
-    plan: InstallPlan,
-    *,
-    run: Callable[[Sequence[str]], int] = default_runner,
-    which: Callable[[str], str | None] = shutil.which,
-    booted: Callable[[], bool] = _systemd_booted,
-) -> list[str]:
-    """Carry out `plan`; returns what was done and what the user must still do, in order."""
-    messages: list[str] = []
-    try:
-        for directory in plan.directories:
-            directory.mkdir(parents=True, exist_ok=True)
-        for planned in plan.files:
-            _write(planned)
-            messages.append(f"wrote {planned.path}")
-    except OSError as exc:
-        hint = " (--system needs root: use sudo)" if isinstance(exc, PermissionError) else ""
-        raise InstallError(f"cannot write {exc.filename}: {exc.strerror}{hint}") from None
-    for i, command in enumerate(plan.commands):
-        todo = " && ".join(shlex.join(c) for c in plan.commands[i:])
-        if which(command[0]) is None or (command[0] == "systemctl" and not booted()):
-            why = "not available" if which(command[0]) is None else "systemd is not running here"
-            # Uninstalling where nothing runs: removing the files below is all there is to do.
-            todo = "skipped" if plan.remove else f"run this yourself: {todo}"
-            messages.append(f"{command[0]}: {why}; {todo}")
-            break
-        code = run(command)
-        if code != 0 and command[:2] != ("launchctl", "bootout"):  # bootout: maybe not loaded
-            messages.append(f"`{shlex.join(command)}` failed (exit {code}); fix it, then: {todo}")
-            break
-        messages.append(f"ran {shlex.join(command)}")
-    for path in plan.remove:
-        try:
-            if path.is_symlink() or path.exists():
-                path.unlink()
-                messages.append(f"removed {path}")
-        except OSError as exc:
-            raise InstallError(f"cannot remove {path}: {exc.strerror}") from None
-    return messages + list(plan.notes)

@@ -7,14 +7,14 @@ event, so the journal can always explain how a file got where it is. Nothing els
 from __future__ import annotations
 
 import contextlib
-import enum
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mavi_uploader.journal_reads import HANDLED_STATES, JournalReads, to_record
+from mavi_uploader.journal_dedupe import ContentClaim, JournalDedupe
+from mavi_uploader.journal_reads import PARKED, JournalReads, handles, to_record
 from mavi_uploader.journal_retention import JournalRetention
 from mavi_uploader.records import (
     ACTIVE_STATES,
@@ -24,7 +24,13 @@ from mavi_uploader.records import (
     State,
     path_to_blob,
 )
-from mavi_uploader.schema import ConnectionPool, JournalError, create_private_file, migrate
+from mavi_uploader.schema import (
+    SCHEMA_VERSION,
+    ConnectionPool,
+    JournalError,
+    create_private_file,
+    migrate,
+)
 
 DB_NAME = "journal.sqlite3"
 Clock = Callable[[], float]
@@ -41,24 +47,33 @@ _WRITABLE = frozenset({
 # fmt: on
 
 
-class ContentClaim(enum.Enum):
-    """What `claim_content` found: the first row to claim some content is the one to send it."""
-
-    CLAIMED = "claimed"  # ours now: upload it
-    UPLOADED = "uploaded"  # a done twin exists: a duplicate of it
-    IN_FLIGHT = "in flight"  # another row claimed it and is uploading: wait for that one
-    LOST = "lost"  # the row is no longer ours (lease taken)
-
-
-class Journal(JournalRetention, JournalReads):
+class Journal(JournalDedupe, JournalRetention, JournalReads):
     """Thread-safe access to one journal database (one connection per thread)."""
 
-    def __init__(self, db_path: Path, *, clock: Clock = time.time, read_only: bool = False):
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        clock: Clock = time.time,
+        read_only: bool = False,
+        migrate_schema: bool = True,
+    ):
         self.db_path = db_path
         self._clock = clock
         self._db = ConnectionPool(db_path, read_only=read_only)
-        if not read_only:
+        if read_only:
+            return
+        if migrate_schema:
             migrate(self._db.get(), db_path)
+            return
+        version = self._db.user_version()
+        if version != SCHEMA_VERSION:
+            self.close()
+            raise JournalError(
+                f"{db_path}: the running daemon uses journal schema v{version} and this"
+                f" mavi-uploader v{SCHEMA_VERSION}; restart the daemon with this version"
+                " (it upgrades the journal), then try again"
+            )
 
     @staticmethod
     def make_state_dir(state_dir: Path) -> None:
@@ -69,15 +84,18 @@ class Journal(JournalRetention, JournalReads):
             raise _cannot_create(state_dir, exc) from exc
 
     @classmethod
-    def open(cls, state_dir: Path, *, clock: Clock = time.time) -> Journal:
-        """Open (creating 0700 dir / 0600 file if needed) and migrate the journal."""
+    def open(
+        cls, state_dir: Path, *, clock: Clock = time.time, migrate_schema: bool = True
+    ) -> Journal:
+        """Open (creating 0700 dir / 0600 file if needed) the journal, migrating it; with
+        migrate_schema=False (a daemon holds it) refuse any schema but this build's."""
         cls.make_state_dir(state_dir)
         db_path = state_dir / DB_NAME
         try:
             create_private_file(db_path)
         except OSError as exc:
             raise _cannot_create(state_dir, exc) from exc
-        return cls(db_path, clock=clock)
+        return cls(db_path, clock=clock, migrate_schema=migrate_schema)
 
     @classmethod
     def open_existing(cls, state_dir: Path) -> Journal | None:
@@ -149,10 +167,12 @@ class Journal(JournalRetention, JournalReads):
                 # A file deferred as unreadable was touched (chmod?): look again at once.
                 conn.execute("UPDATE files SET next_attempt_at = NULL WHERE id = ?", (row["id"],))
             return None
-        if row is not None and same and row["state"] in [s.value for s in HANDLED_STATES]:
+        if row is not None and same and handles(row["state"], row["last_error"]):
             return None
         record = self._insert(conn, obs, State.SETTLING)
         why = "seen" if row is None else f"seen again after {row['state']} (new generation)"
+        if row is not None and same and row["state"] == State.SKIPPED.value:  # a rule's skip
+            why = f"now a candidate (skipped before: {row['last_error']})"
         self._event(conn, record.id, None, State.SETTLING, why)
         return record
 
@@ -207,7 +227,7 @@ class Journal(JournalRetention, JournalReads):
             where += " AND lease_owner = ?"
             args.append(owner)
         before = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()
-        row = conn.execute(f"UPDATE files SET {sets} WHERE {where} RETURNING *", args).fetchone()  # noqa: S608
+        row = conn.execute(f"UPDATE files SET {sets} WHERE {where} RETURNING *", args).fetchone()
         if row is None:
             return None
         from_state = State(before["state"])
@@ -245,7 +265,7 @@ class Journal(JournalRetention, JournalReads):
             where += " AND lease_owner = ?"
             args.append(owner)
         with self._tx() as conn:
-            cur = conn.execute(f"UPDATE files SET {sets} WHERE {where}", args)  # noqa: S608
+            cur = conn.execute(f"UPDATE files SET {sets} WHERE {where}", args)
             return cur.rowcount == 1
 
     # ---- workers ---------------------------------------------------------------------
@@ -257,7 +277,7 @@ class Journal(JournalRetention, JournalReads):
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT id, state, lease_owner FROM files WHERE"
-                " (state = 'queued' AND COALESCE(next_attempt_at, 0) <= :now)"
+                f" (state = 'queued' AND COALESCE(next_attempt_at, 0) <= :now AND NOT {PARKED})"
                 " OR (state = 'confirming' AND lease_owner IS NULL"
                 "     AND COALESCE(next_attempt_at, 0) <= :now)"
                 " OR (state IN ('uploading', 'confirming') AND lease_expires_at < :now)"
@@ -280,39 +300,6 @@ class Journal(JournalRetention, JournalReads):
             record = self._move(conn, row["id"], old, new, why, fields)
             assert record is not None  # we hold the write lock since the SELECT
             return record
-
-    def claim_content(
-        self, file_id: int, sha256: str, owner: str
-    ) -> tuple[ContentClaim, FileRecord | None]:
-        """Dedupe, atomically: a done twin, or another row that claimed this content and is
-        in flight, or else our row takes the content (its sha256 written in this transaction,
-        so a copy hashed a moment later sees it, whichever row is older)."""
-        with self._tx() as conn:
-            # An uploading row counts only once it claimed the content in its current claim:
-            # a copy queued to wait keeps its sha256, and two of those must not wait forever.
-            twin = conn.execute(
-                "SELECT * FROM files WHERE sha256 = ? AND id != ? AND (state IN"
-                " ('done', 'confirming') OR (state = 'uploading' AND content_claimed = 1))"
-                " ORDER BY state = 'done' DESC, id LIMIT 1",
-                (sha256, file_id),
-            ).fetchone()
-            if twin is not None:
-                done = twin["state"] == State.DONE.value
-                return (ContentClaim.UPLOADED if done else ContentClaim.IN_FLIGHT), to_record(twin)
-            cur = conn.execute(
-                "UPDATE files SET sha256 = ?, content_claimed = 1, updated_at = ?"
-                " WHERE id = ? AND lease_owner = ?",
-                (sha256, self._clock(), file_id, owner),
-            )
-            return (ContentClaim.CLAIMED if cur.rowcount == 1 else ContentClaim.LOST), None
-
-    def wake_copies(self, sha256: str) -> None:
-        """Copies queued to wait for this content's upload are due now: it is done."""
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE files SET next_attempt_at = NULL WHERE sha256 = ? AND state = 'queued'",
-                (sha256,),
-            )
 
     def recover_after_crash(self) -> int:
         """Crash rule, run at start while holding the state-dir lock (so no owner is alive).
@@ -370,7 +357,7 @@ class Journal(JournalRetention, JournalReads):
                 "SELECT * FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (blob,)
             ).fetchone()
             same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
-            if row is not None and same and row["state"] in [s.value for s in HANDLED_STATES]:
+            if row is not None and same and handles(row["state"], row["last_error"]):
                 return to_record(row)
             if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
                 if row["state"] != State.SETTLING.value:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mavi_uploader.records import (
+    EMPTY_FILE,
     Event,
     FileRecord,
     Pause,
@@ -19,6 +20,30 @@ from mavi_uploader.records import (
 # Rows in these final states with the same size and mtime mean "already handled": a rescan
 # must not upload them again. A vanished row is not among them: the file came back.
 HANDLED_STATES = (State.DONE, State.DUPLICATE, State.FAILED, State.SKIPPED)
+# A skip is final only when it judged the file itself (0 bytes): that verdict holds while the
+# file keeps its size and mtime. Every other skip applied a rule of the config of its day
+# (`enqueue` of a path outside every watch folder, an extension not listed, an ignore glob...).
+# The watcher sights only files the current rules accept, so such a row must not stop a file
+# it sights: the config has changed since (start, SIGHUP and rescans all go through here).
+CONTENT_SKIPS = (EMPTY_FILE,)
+
+
+def handles(state: str, last_error: str | None) -> bool:
+    """Does a final row (`state` as stored) settle the same version of its file for good?"""
+    if state == State.SKIPPED.value:
+        return last_error in CONTENT_SKIPS
+    return state in {s.value for s in HANDLED_STATES}
+
+
+# A row holding some content for upload: it claimed it in its current claim (reset at every
+# claim from queued), through uploading and confirming.
+HOLDS = "(twin.state IN ('uploading', 'confirming') AND twin.content_claimed = 1)"
+# A queued copy whose content another row holds is parked: no worker claims it (no event, no
+# timer) until that row leaves flight, when it is due at once.
+PARKED = (
+    "(files.sha256 IS NOT NULL AND EXISTS (SELECT 1 FROM files AS twin"
+    f" WHERE twin.sha256 = files.sha256 AND twin.id != files.id AND {HOLDS}))"
+)
 
 
 def to_record(row: sqlite3.Row) -> FileRecord:
@@ -43,15 +68,14 @@ class JournalReads:
         """path -> (size, mtime_ns) of files under `watch_root` whose latest row is handled."""
         prefix = path_to_blob(watch_root.rstrip(os.sep) + os.sep)
         rows = self._conn().execute(
-            "SELECT path, size, mtime_ns, state FROM files WHERE id IN"
+            "SELECT path, size, mtime_ns, state, last_error FROM files WHERE id IN"
             " (SELECT MAX(id) FROM files WHERE substr(path, 1, ?) = ? GROUP BY path)",
             (len(prefix), prefix),
         )
-        handled = {s.value for s in HANDLED_STATES}
         return {
             blob_to_path(r["path"]): (r["size"], r["mtime_ns"])
             for r in rows
-            if r["state"] in handled
+            if handles(r["state"], r["last_error"])
         }
 
     def recent_errors(self, limit: int = 5) -> list[FileRecord]:
@@ -99,7 +123,7 @@ class JournalReads:
     def in_states(self, states: Sequence[State]) -> list[FileRecord]:
         marks = ",".join("?" * len(states))
         rows = self._conn().execute(
-            f"SELECT * FROM files WHERE state IN ({marks}) ORDER BY id",  # noqa: S608
+            f"SELECT * FROM files WHERE state IN ({marks}) ORDER BY id",
             [s.value for s in states],
         )
         return [to_record(r) for r in rows]
@@ -129,6 +153,18 @@ class JournalReads:
             for r in rows
         ]
 
+    def has_work_besides_confirming(self) -> bool:
+        """Anything settling, uploading, or queued and not parked behind a copy in flight."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT 1 FROM files WHERE state IN ('settling', 'uploading')"
+                f" OR (state = 'queued' AND NOT {PARKED}) LIMIT 1"
+            )
+            .fetchone()
+        )
+        return row is not None
+
     def has_unfinished(self) -> bool:
         row = (
             self._conn()
@@ -145,8 +181,9 @@ class JournalReads:
         row = (
             self._conn()
             .execute(
-                "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM files"
-                " WHERE state = 'queued' OR (state = 'confirming' AND lease_owner IS NULL)"
+                "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM files WHERE"
+                f" (state = 'queued' AND NOT {PARKED})"
+                " OR (state = 'confirming' AND lease_owner IS NULL)"
             )
             .fetchone()
         )

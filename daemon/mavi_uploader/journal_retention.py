@@ -57,13 +57,13 @@ class JournalRetention:
             chunk = list(ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             with self._tx() as conn:
-                sql = f"SELECT id FROM files WHERE id IN ({marks}) AND state NOT IN ({active})"  # noqa: S608
+                sql = f"SELECT id FROM files WHERE id IN ({marks}) AND state NOT IN ({active})"
                 doomed = [row[0] for row in conn.execute(sql, chunk)]
                 marks = ",".join("?" * len(doomed))
                 for sql in (
-                    f"UPDATE files SET duplicate_of = NULL WHERE duplicate_of IN ({marks})",  # noqa: S608
-                    f"DELETE FROM events WHERE file_id IN ({marks})",  # noqa: S608
-                    f"DELETE FROM files WHERE id IN ({marks})",  # noqa: S608
+                    f"UPDATE files SET duplicate_of = NULL WHERE duplicate_of IN ({marks})",
+                    f"DELETE FROM events WHERE file_id IN ({marks})",
+                    f"DELETE FROM files WHERE id IN ({marks})",
                 ):
                     conn.execute(sql, doomed)
                 removed += doomed

@@ -26,6 +26,8 @@ NEW_VERSION: dict[str, Any] = {
     "duplicate_of": None,
     "sends": 0,
 }
+# last_error of a file skipped for having no bytes: a verdict on the file, not on the config.
+EMPTY_FILE = "empty file"
 
 
 class State(str, enum.Enum):

@@ -88,6 +88,7 @@ _MIGRATIONS: dict[int, str] = {
     UPDATE files SET signed_url = NULL, url_expires_at = NULL
         WHERE state IN ('done', 'duplicate', 'vanished', 'skipped');
     UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = 'confirming';
+    UPDATE files SET content_claimed = 1 WHERE state = 'confirming' AND sha256 IS NOT NULL;
     """,
 }
 

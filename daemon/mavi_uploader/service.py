@@ -285,9 +285,7 @@ class Daemon:
     def _confirmations_overdue(self, journal: Journal) -> list[FileRecord]:
         """For `run --once`: the confirming files, once nothing else is left to do and all of
         them have waited longer than once_confirm_timeout_seconds since storage took them."""
-        counts = journal.counts()
-        busy = (State.SETTLING, State.QUEUED, State.UPLOADING)
-        if any(counts[s.value] for s in busy):
+        if journal.has_work_besides_confirming():
             return []
         confirming = journal.in_states([State.CONFIRMING])
         deadline = time.time() - self.config.once_confirm_timeout_seconds

@@ -36,6 +36,7 @@ from mavi_uploader.multipart import FileShrank
 from mavi_uploader.pause import PauseGate
 from mavi_uploader.ratelimit import BandwidthLimiter, Stopped
 from mavi_uploader.records import (
+    EMPTY_FILE,
     NO_ASSET,
     FileRecord,
     Observation,
@@ -49,12 +50,11 @@ log = get_logger(__name__)
 # Renewed every PROGRESS_EVERY_SECONDS while bytes move; longer than any limiter wait.
 LEASE_SECONDS = 900.0
 PROGRESS_EVERY_SECONDS = 2.0
-# A journaled signed URL is reused while it stays valid for the time a send needs: storage
-# checks expiry when a request starts, so this margin covers the wait for a rate slot, and
-# the send's own duration (size over recent throughput) comes on top to be safe.
+# A journaled signed URL is reused while it stays valid this long: storage checks expiry
+# when a request starts (MAVI_API.md), so a send only needs to start in time; this covers
+# the wait for a rate slot. Asking for the whole send's duration would never reuse the URL
+# of a file that takes longer to send than a URL lives, and sign anew on every retry.
 URL_START_MARGIN_SECONDS = 60.0
-ASSUMED_BYTES_PER_SECOND = 1_000_000.0  # until a send has been measured
-TWIN_WAIT_SECONDS = 15.0
 MAX_EXPIRED_URLS = 3
 
 
@@ -103,7 +103,6 @@ class Worker:
             client, gate, self._ledger, self._finish, clock=clock, patience=settings.patience
         )
         self._stranded: FileRecord | None = None
-        self._bytes_per_second = ASSUMED_BYTES_PER_SECOND
 
     def run_once(self) -> bool:
         """Claim and work on one file; False when there was nothing to do (or paused)."""
@@ -149,9 +148,7 @@ class Worker:
         try:
             self._check_unchanged(rec)
             if rec.size == 0:
-                self._ledger.move(
-                    rec, State.SKIPPED, "empty file (0 bytes)", last_error="empty file"
-                )
+                self._ledger.move(rec, State.SKIPPED, "empty file (0 bytes)", last_error=EMPTY_FILE)
                 return
             sha = rec.sha256 or sha256_file(path, self._progress_hook(rec, record_bytes=False))
             self._check_unchanged(rec)
@@ -191,20 +188,29 @@ class Worker:
             if not self._ledger.note(rec, sha256=sha):
                 raise LeaseLost
             return False
-        claim, twin = self._journal.claim_content(rec.id, sha, self.owner)
+        max_resends = self.settings.patience.max_resends
+        claim, twin = self._journal.claim_content(rec.id, sha, self.owner, max_sends=max_resends)
         if claim is ContentClaim.LOST:
             raise LeaseLost
         if claim is ContentClaim.CLAIMED:
             return False
         assert twin is not None
         if claim is ContentClaim.IN_FLIGHT:
+            # Parked: no worker claims it until the twin leaves flight (journal_reads.PARKED).
             self._ledger.move(
                 rec,
                 State.QUEUED,
                 f"same content as #{twin.id}, in flight; waiting for it",
                 sha256=sha,
-                next_attempt_at=self._clock() + TWIN_WAIT_SECONDS,
+                next_attempt_at=None,
             )
+            return True
+        if claim is ContentClaim.SPENT:
+            why = (
+                f"same content as #{twin.id}, which MAVI did not take after {twin.sends}"
+                f" complete uploads; `retry {twin.id}` to try that content again"
+            )
+            self._ledger.move(rec, State.FAILED, why, sha256=sha, last_error=why)
             return True
         why = f"same content as #{twin.id} ({display_path(twin.path)}), asset {twin.asset_id}"
         self._finish(
@@ -229,14 +235,15 @@ class Worker:
         rejected_once = False
         rejections = 0
         while True:
-            signed = self._reusable_url(rec)
-            if signed is not None:
-                verdict = self._confirmer.landed_before(rec, signed)
+            if rec.asset_id is not None:
+                # A journaled asset (a stop, a retry): its bytes may have landed even if its
+                # URL is too old to reuse. Ask before sending anything again.
+                verdict = self._confirmer.landed_before(rec, rec.asset_id)
                 if verdict is Verdict.SEND_AGAIN:
                     rec = self._forget_asset(rec)
-                    signed = None
                 elif verdict not in (None, Verdict.SEND):
                     return None
+            signed = self._reusable_url(rec)
             if signed is None:
                 signed = self._client.sign(upload_name(rec.name))
                 self._gate.lift()
@@ -263,7 +270,7 @@ class Worker:
                     self._progress_hook(rec, True),
                     chunk_size=self._bandwidth.chunk_size,
                 )
-                self._measure(rec.size, self._clock() - started)
+
             except SignedUrlRejected as exc:
                 if not exc.expired and rejected_once:
                     raise PermanentError(f"{exc.reason} (after signing again)") from None
@@ -283,18 +290,12 @@ class Worker:
         return self._journal.get(rec.id) or rec
 
     def _reusable_url(self, rec: FileRecord) -> SignedUpload | None:
-        """The journaled URL, if it stays valid for as long as sending this file takes."""
+        """The journaled URL, if it stays valid long enough for a send to start."""
         if not (rec.asset_id and rec.signed_url and rec.url_expires_at):
             return None
-        needed = URL_START_MARGIN_SECONDS + (rec.size or 0) / self._bytes_per_second
-        if rec.url_expires_at - self._clock() < needed:
+        if rec.url_expires_at - self._clock() < URL_START_MARGIN_SECONDS:
             return None
         return SignedUpload(rec.asset_id, rec.signed_url, rec.url_expires_at)
-
-    def _measure(self, size: int, seconds: float) -> None:
-        """Remember the throughput of a send big enough to say something about the link."""
-        if size >= 1_000_000 and seconds > 0:
-            self._bytes_per_second = max(size / seconds, 10_000.0)
 
     def _progress_hook(self, rec: FileRecord, record_bytes: bool) -> Callable[[int], None]:
         """Per-chunk hook: honour stop, renew the lease and publish progress now and then."""
@@ -326,8 +327,6 @@ class Worker:
         fields.setdefault("last_error", None)  # errors of earlier attempts are history now
         finished = self._ledger.move(rec, new, why, after_upload_due=int(aftercare.due()), **fields)
         if finished is not None:
-            if new is State.DONE and finished.sha256:
-                self._journal.wake_copies(finished.sha256)
             aftercare.apply(finished)
             self._sight_if_rewritten(finished)
 

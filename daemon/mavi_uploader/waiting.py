@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from mavi_uploader.journal import Journal
@@ -20,16 +20,33 @@ def _current(journal: Journal, ids: Sequence[int]) -> list[FileRecord]:
     return [r for r in (journal.get(i) for i in ids) if r is not None]
 
 
-def follow(journal: Journal, ids: Sequence[int], out: TextIO = sys.stdout) -> bool:
-    """Block until every file in `ids` is final; True when all were uploaded (or duplicates)."""
+def follow(
+    journal: Journal,
+    ids: Sequence[int],
+    out: TextIO | None = None,
+    reported: Mapping[int, State] | None = None,
+) -> bool:
+    """Block until every file in `ids` is final; True when all were uploaded (or duplicates).
+
+    Args:
+        out: where state lines go (default: sys.stdout at call time, not at import).
+        reported: the state each file was last printed in (by `enqueue`), not printed again.
+    """
+    out = sys.stdout if out is None else out
+    seen = dict(reported or {})
     if out.isatty():
         with UploadBars() as bars:
-            return _follow(journal, ids, out, bars)
-    return _follow(journal, ids, out, None)
+            return _follow(journal, ids, out, bars, seen)
+    return _follow(journal, ids, out, None, seen)
 
 
-def _follow(journal: Journal, ids: Sequence[int], out: TextIO, bars: UploadBars | None) -> bool:
-    seen: dict[int, State] = {}
+def _follow(
+    journal: Journal,
+    ids: Sequence[int],
+    out: TextIO,
+    bars: UploadBars | None,
+    seen: dict[int, State],  # file id -> the state last shown
+) -> bool:
     while True:
         records = _current(journal, ids)
         now = time.time()

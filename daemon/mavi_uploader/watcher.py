@@ -14,7 +14,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from watchdog.observers.polling import PollingObserver
 from mavi_uploader import rules
 from mavi_uploader.config import Config, WatchConfig
 from mavi_uploader.journal import Journal
+from mavi_uploader.links import LinkNotices, link_target
 from mavi_uploader.log import get_logger
 from mavi_uploader.records import Observation, display_path
 
@@ -89,11 +90,18 @@ class WatchRoot:
             poll_interval=watch.poll_interval_seconds,
         )
 
-    def observe(self, path: str, *, folders_checked: bool = False) -> Observation | None:
+    def observe(
+        self,
+        path: str,
+        *,
+        folders_checked: bool = False,
+        on_refused_link: Callable[[str, str], None] | None = None,
+    ) -> Observation | None:
         """An Observation if `path` is a regular candidate file inside this root, else None.
 
         `folders_checked`: the path comes from `walk()`, whose folders already passed the
         rules, so only the file's own name needs checking (a rescan of 100,000 files).
+        `on_refused_link(path, why)`: told about a candidate's symlink that is not followed.
         """
         if folders_checked:
             name = os.path.basename(path)
@@ -109,14 +117,15 @@ class WatchRoot:
             return None
         try:
             st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                # A link may point anywhere; only follow it when it stays inside the root.
-                real_root = os.path.realpath(self.root)
-                if rules.relative_parts(os.path.realpath(path), real_root) is None:
-                    return None
-                st = os.stat(path)
         except OSError:
             return None
+        if stat.S_ISLNK(st.st_mode):
+            target, why = link_target(path, self.root)
+            if target is None:
+                if on_refused_link is not None:
+                    on_refused_link(path, why)
+                return None
+            st = target
         if not stat.S_ISREG(st.st_mode):
             return None
         return Observation(path, self.root, st.st_size, st.st_mtime_ns)
@@ -196,6 +205,7 @@ class Watcher:
         self._forced_polling: set[str] = set()  # inotify ran out: poll these instead
         self._alarm = _OverflowAlarm()
         self._unjournaled: dict[tuple[WatchRoot, str], bool] = {}
+        self._links = LinkNotices()
 
     def start(self) -> None:
         """Schedule every root that exists; missing ones are retried by `ensure_watching`."""
@@ -253,6 +263,9 @@ class Watcher:
     def _warn_missing(self, root: WatchRoot) -> None:
         if root.root not in self._missing:
             self._missing.add(root.root)
+            if os.path.lexists(root.root):  # `run` refuses this at start; it was replaced since
+                log.error("watch path is not a folder", path=display_path(root.root))
+                return
             log.warning("watch folder does not exist (yet)", path=display_path(root.root))
 
     def set_roots(self, roots: Sequence[WatchRoot]) -> list[WatchRoot]:
@@ -314,7 +327,7 @@ class Watcher:
             handled = self._journal.handled_index(root.root)
             batch: list[Observation] = []
             for path in root.walk(unlistable=self._unlistable):
-                obs = root.observe(path, folders_checked=True)
+                obs = root.observe(path, folders_checked=True, on_refused_link=self._links.refused)
                 if obs is None or handled.get(path) == (obs.size, obs.mtime_ns):
                     continue
                 batch.append(obs)
@@ -346,7 +359,7 @@ class Watcher:
             if is_dir:
                 batch.extend(self._observe_tree(root, path))
                 continue
-            obs = root.observe(path)
+            obs = root.observe(path, on_refused_link=self._links.refused)
             if obs is not None:
                 batch.append(obs)
         try:
@@ -374,7 +387,7 @@ class Watcher:
         if rules.directory_ignored(path, root.root, root.ignore, root.recursive):
             return
         for file_path in root.walk(path, self._unlistable):
-            obs = root.observe(file_path, folders_checked=True)
+            obs = root.observe(file_path, folders_checked=True, on_refused_link=self._links.refused)
             if obs is not None:
                 yield obs
 
