@@ -1,12 +1,25 @@
-"""A log line that cannot be written must never raise into the thread that logged it."""
+"""A log line that cannot be written must never raise into the thread that logged it, and a
+daemon whose log reader went away keeps working."""
 
 from __future__ import annotations
 
 import errno
 import io
 import json
+import os
+import select
+import signal
+import subprocess
 import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import pytest
+
+from conftest import DaemonProcess, exit_code_within, wait_for, write_video
+from fakemavi import FakeMavi
 from mavi_uploader import log as log_module
 from mavi_uploader.log import FailSafeStream, configure_logging, get_logger
 
@@ -101,3 +114,62 @@ def test_the_notice_is_rendered_in_the_log_format() -> None:
     assert first["event"] == "log lines could not be written and were dropped"
     assert first["count"] == 1 and first["level"] == "warning"
     assert second["event"] == "back"
+
+
+# ---- the daemon with its stdout reader gone (`run | tee log`, tee killed) ---------------------
+
+
+def _start_into_pipe(daemon: DaemonProcess, *args: str, stderr: Any) -> int:
+    """Start the daemon with stdout (and maybe stderr) into a pipe; return the read end."""
+    read_end, write_end = os.pipe()
+    daemon.proc = subprocess.Popen(
+        daemon.command("run", "--log-format", "json", *args),
+        env=daemon.env, stdout=write_end,
+        stderr=write_end if stderr is subprocess.STDOUT else stderr,
+    )  # fmt: skip
+    os.close(write_end)
+    return read_end
+
+
+def _read_until_ready(read_end: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while b'"event": "ready"' not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([read_end], [], [], left)[0]:
+            pytest.fail(f"no ready line in {timeout}s: {seen[-2000:]!r}")
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            pytest.fail(f"the daemon closed its stdout: {seen[-2000:]!r}")
+        seen += chunk
+
+
+def test_a_daemon_whose_stdout_reader_died_keeps_uploading_and_logs_to_stderr(
+    fake: FakeMavi, daemon_factory: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    daemon = daemon_factory()
+    with open(tmp_path / "stderr.log", "wb") as stderr:
+        read_end = _start_into_pipe(daemon, stderr=stderr)
+    _read_until_ready(read_end)
+    os.close(read_end)  # tee was killed
+    videos = [write_video(daemon.watch / f"clip{n}.mp4", 20_000 + n) for n in range(3)]
+    names = sorted(v.name for v in videos)
+    wait_for(lambda: sorted(u.filename for u in fake.completed) == names, what="all uploaded")
+    wait_for(lambda: daemon.status()["counts"]["done"] == 3, what="all done")
+    fallback = (tmp_path / "stderr.log").read_text()
+    assert '"event": "transition"' in fallback and "clip2.mp4" in fallback
+    assert daemon.status()["daemon"]["running"] is True
+    assert daemon.kill(signal.SIGTERM) == 0
+
+
+def test_run_once_with_every_log_stream_gone_still_uploads_and_ends(
+    fake: FakeMavi, daemon_factory: Callable[..., DaemonProcess]
+) -> None:
+    daemon = daemon_factory(settle_seconds=2.0)  # the uploads come after the pipe is gone
+    videos = [write_video(daemon.watch / f"clip{n}.mp4", 20_000 + n) for n in range(3)]
+    read_end = _start_into_pipe(daemon, "--once", stderr=subprocess.STDOUT)
+    _read_until_ready(read_end)
+    os.close(read_end)  # `run --once 2>&1 | tee log`, tee killed: nowhere left to log
+    assert exit_code_within(daemon, 60) == 0
+    assert sorted(u.filename for u in fake.completed) == sorted(v.name for v in videos)
+    assert daemon.status()["counts"]["done"] == 3
