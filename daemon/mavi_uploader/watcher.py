@@ -179,8 +179,9 @@ class _Handler(FileSystemEventHandler):
 
 
 class _OverflowAlarm(logging.Handler):
-    """watchdog reports a kernel event-queue overflow only as a log line: catch it, so the
-    daemon can run a full rescan for the events that were dropped."""
+    """watchdog (7.1 on; before, IN_Q_OVERFLOW was dropped unseen) tells its handlers nothing
+    of a kernel event-queue overflow, only logs it: catch that, so the daemon rescans for the
+    dropped events. tests/test_watcher_resilience.py makes a real overflow to keep it true."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -318,9 +319,7 @@ class Watcher:
         on_progress: Callable[[], None] | None = None,
     ) -> int:
         """Walk the roots and journal candidates not already handled; returns sightings.
-
-        `on_progress` runs at every folder and file (a beat; it may raise to cut the walk).
-        """
+        `on_progress` runs at every folder and file (a beat; it may raise to cut the walk)."""
         count = 0
         tick = on_progress or (lambda: None)
         for root in roots if roots is not None else list(self._roots):
