@@ -26,7 +26,7 @@ from mavi_uploader.config import Config, load_config
 from mavi_uploader.rescans import Rescanner
 from mavi_uploader.service import Daemon
 from mavi_uploader.settle import Settler
-from mavi_uploader.supervisor import Timers
+from mavi_uploader.supervisor import Timers, summary
 from mavi_uploader.watcher import Watcher, WatchRoot
 
 FAST = Timers(report_every=0.2, watch_retry=0.5, stop_grace=10.0, guard_pause=0.1)
@@ -300,3 +300,9 @@ def test_request_stop_from_another_thread_ends_the_daemon_promptly(
     started = time.monotonic()
     running.daemon.request_stop()
     assert running.code(10) == 0 and time.monotonic() - started < 5
+
+
+def test_status_line_tells_how_many_log_lines_were_lost() -> None:
+    assert summary({"done": 2, "failed": 0}) == "2 done"
+    assert summary({"done": 2}, None, 3) == "2 done; 3 log lines could not be written"
+    assert summary({}, "401", 1) == "PAUSED (401); no files yet; 1 log lines could not be written"
