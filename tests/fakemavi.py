@@ -10,7 +10,8 @@ As a separate process: ``python tests/fakemavi.py --port 0 --key K`` prints one 
 ``{"api_base": ..., "port": ...}`` on stdout and serves until SIGTERM/SIGINT.
 
 Faults replace the normal handling of a request (no asset is signed, no upload is recorded),
-except ``slow`` which handles the request normally and only delays the answer.
+except ``slow`` which handles the request normally and only delays the answer, and ``hold``
+which handles it normally and keeps the answer until the test calls ``release_held()``.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class FakeMavi:
         self._script_times: int | None = None
         self._ttl = DEFAULT_TTL
         self._stopping = threading.Event()
+        self._released = threading.Event()  # lets "hold" answers go (set for good)
+        self.holding = 0  # answers held back right now
         self._server: TrackingServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -121,6 +124,7 @@ class FakeMavi:
         server.shutdown()
         server.close_connections()
         self._stopping.set()  # wake "slow" handlers: their answers go to closed sockets
+        self._released.set()
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -209,6 +213,10 @@ class FakeMavi:
             for asset in self.assets.values():
                 asset.expires_at = float("-inf")
 
+    def release_held(self) -> None:
+        """Let every answer a "hold" fault keeps (and any later one) go."""
+        self._released.set()
+
     def set_api_key(self, key: str) -> None:
         with self.lock:
             self.api_key = key
@@ -292,13 +300,14 @@ def _classify(method: str, path: str) -> str:
 
 class _Handler(WireHandler):
     _t0, _delay, _recorded, _endpoint, _path, _had_auth = 0.0, 0.0, False, "other", "", False
+    _hold = False
 
     def __init__(self, request: Any, client_address: Any, server: Any, fake: FakeMavi) -> None:
         self.fake = fake
         super().__init__(request, client_address, server)
 
     def do_GET(self) -> None:
-        self._t0, self._delay, self._recorded = time.monotonic(), 0.0, False
+        self._t0, self._delay, self._recorded, self._hold = time.monotonic(), 0.0, False, False
         self.chunk_size = self.fake.chunk_size
         split = urlsplit(self.path)
         self._path, self._had_auth = split.path, "Authorization" in self.headers
@@ -306,8 +315,8 @@ class _Handler(WireHandler):
         storage = self._endpoint == "storage"
         try:
             fault = self.fake._take_fault(self._endpoint)
-            if fault is not None and fault.kind == "slow":
-                self._delay, fault = fault.delay, None
+            if fault is not None and fault.kind in ("slow", "hold"):
+                self._delay, self._hold, fault = fault.delay, fault.kind == "hold", None
             body = b"" if storage else self.read_body()
             if fault is not None and fault.kind == "drop" and storage:  # hang up mid-body
                 half = None if self.is_chunked() else self.content_length() // 2
@@ -344,6 +353,12 @@ class _Handler(WireHandler):
     def on_respond(self, status: int) -> None:
         if status and self._delay > 0:
             self.fake._stopping.wait(self._delay)
+        if status and self._hold:
+            with self.fake.lock:
+                self.fake.holding += 1
+            self.fake._released.wait()
+            with self.fake.lock:
+                self.fake.holding -= 1
         if not self._recorded:
             self._recorded = True
             call = CallRecord(

@@ -26,7 +26,7 @@ from typing import Any
 CHUNK = 64 * 1024
 DEFAULT_TTL = 93600
 FAULT_KINDS = frozenset(
-    {"status", "html", "malformed", "drop", "slow", "rate_limit_429", "rate_limit_400"}
+    {"status", "html", "malformed", "drop", "slow", "hold", "rate_limit_429", "rate_limit_400"}
     | {"expired", "xml_error"}
 )
 MAX_HEADER_BLOCK = 16 * 1024

@@ -57,16 +57,16 @@ def test_lowering_then_raising_concurrency_keeps_one_worker_per_slot(
         wait_for(lambda: worker_threads() == ["worker-1", "worker-2", "worker-3"], what="3")
 
         configs["next"] = config_with(tmp_path, fake.api_base, 1)
-        daemon._hup = True  # what SIGHUP sets
+        daemon.signals.hup_requested = True  # what SIGHUP sets
         wait_for(lambda: worker_threads() == ["worker-1", "worker-3"], what="worker-2 retired")
 
         configs["next"] = config_with(tmp_path, fake.api_base, 3)
-        daemon._hup = True
+        daemon.signals.hup_requested = True
         wait_for(lambda: worker_threads() == ["worker-1", "worker-2", "worker-3"], what="3 again")
         busy_third_worker.set()  # the long upload ends; worker-3 is wanted again and stays
 
         configs["next"] = config_with(tmp_path, fake.api_base, 2)
-        daemon._hup = True
+        daemon.signals.hup_requested = True
         wait_for(lambda: worker_threads() == ["worker-1", "worker-2"], what="worker-3 retired")
     finally:
         daemon.stop.set()

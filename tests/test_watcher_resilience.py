@@ -1,14 +1,14 @@
 """The watcher when the system misbehaves: folders removed and re-created, inotify limits,
-kernel event-queue overflows."""
+kernel event-queue overflows (a real one)."""
 
 from __future__ import annotations
 
 import errno
 import io
-import logging
 import os
 import shutil
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ import pytest
 from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
-from conftest import wait_for, write_video
+from conftest import DaemonProcess, logged, wait_for, write_video
+from fakemavi import FakeMavi
 from mavi_uploader import watcher as watcher_module
 from mavi_uploader.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from mavi_uploader.journal import Journal
@@ -107,19 +108,31 @@ def test_inotify_limit_falls_back_to_polling_with_the_sysctl_to_raise(
         watcher.stop()
 
 
-def test_kernel_queue_overflow_requests_one_full_rescan(tmp_path: Path, journal: Journal) -> None:
-    watcher = Watcher([make_root(tmp_path)], journal)
-    watcher.start()
+def test_a_real_kernel_queue_overflow_is_noticed_and_rescanned(
+    fake: FakeMavi, daemon_factory: Callable[..., DaemonProcess]
+) -> None:
+    """A real IN_Q_OVERFLOW, not a log line written by the test: the daemon is stopped
+    (SIGSTOP) so its reader cannot drain the kernel queue, which then overflows. Fails with any
+    watchdog that stops reporting it (4.0-7.0 dropped it unseen)."""
+    daemon = daemon_factory(rescan_interval_seconds=0)  # no periodic rescan to cover for it
+    noise = [daemon.watch / ".noise-a", daemon.watch / ".noise-b"]  # hidden: never candidates
+    for path in noise:
+        path.write_bytes(b"")
+    daemon.start()
+    daemon.wait_ready()
+    wait_for(lambda: logged(daemon, event="rescan done"), what="the start-up rescan done")
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    assert daemon.proc is not None
+    os.kill(daemon.proc.pid, signal.SIGSTOP)
     try:
-        assert watcher.overflowed() is False
-        # What watchdog's inotify reader logs on IN_Q_OVERFLOW.
-        logging.getLogger("watchdog.observers.inotify_c").warning(
-            "Inotify queue overflowed; filesystem events were lost"
-        )
-        assert watcher.overflowed() is True
-        assert watcher.overflowed() is False
+        for n in range(limit + 1000):  # IN_ATTRIB on alternate files: the kernel merges none
+            os.utime(noise[n % 2], ns=(n, n))
+        late = write_video(daemon.watch / "late.mp4", 5000)  # its events are dropped
     finally:
-        watcher.stop()
+        os.kill(daemon.proc.pid, signal.SIGCONT)
+    wait_for(lambda: logged(daemon, event="kernel dropped file events; rescanning"), what="alarm")
+    wait_for(lambda: late.name in fake.completed_by_filename(), what="late.mp4 found by a rescan")
+    assert logged(daemon, event="rescan done", reasons=["kernel event queue overflow"])
 
 
 def test_an_observer_whose_emitter_stopped_is_replaced(tmp_path: Path, journal: Journal) -> None:

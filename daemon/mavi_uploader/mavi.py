@@ -24,8 +24,9 @@ import requests
 
 from mavi_uploader.decisions import NOT_FOUND
 from mavi_uploader.multipart import CHUNK_SIZE, FileReadFailed, MultipartFileBody
-from mavi_uploader.ratelimit import RateLimiter
+from mavi_uploader.ratelimit import RateLimiter, Stopped
 from mavi_uploader.redaction import redact, url_without_query
+from mavi_uploader.transport import InFlight
 
 USER_AGENT = "mavi-uploader/0.1"
 SUCCESS_CODES = (200, "200", "0000", 0)
@@ -238,6 +239,12 @@ class MaviClient:
         self._local = threading.local()
         self._patience = rate_limit_patience  # None: wait out rate limits for ever (daemon)
         self._unanswered_since: dict[str, float] = {}  # host -> first failure since an answer
+        self._in_flight = InFlight()
+
+    def abort_requests(self) -> None:
+        """The daemon is stopping: requests in flight (and any later one) raise Stopped now,
+        even one blocked waiting for storage to answer after taking the whole body."""
+        self._in_flight.abort()
 
     def unreachable_for(self) -> float:
         """Seconds the least reachable host (API or storage) has gone without any answer."""
@@ -254,6 +261,7 @@ class MaviClient:
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = USER_AGENT
+            self._in_flight.mount(session)
             self._local.session = session
         return session
 
@@ -277,7 +285,11 @@ class MaviClient:
         host = urlsplit(url).netloc
         try:
             response = self._session().request(method, url, timeout=self._timeout, **kwargs)
-        except requests.RequestException as exc:
+        except Exception as exc:
+            if self._in_flight.aborted:  # whatever the cut connection raised: we are stopping
+                raise Stopped(f"{what}: cut short, the daemon is stopping") from None
+            if not isinstance(exc, requests.RequestException):
+                raise
             if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
                 self._unanswered_since.setdefault(host, time.monotonic())
             raise _request_failed(what, exc) from None

@@ -1,8 +1,9 @@
 """The daemon: lock the state dir, recover, rescan, then run watcher, settle and worker threads.
 
-Signal handlers only set flags; the main loop decides. First SIGTERM/SIGINT: warm stop
-(in-flight uploads are interrupted and their rows released for the next start); a second one:
-exit at once (the journal is consistent at every commit, so the crash rule covers it).
+Signal handlers only set flags (signals.py); the supervisor (the main thread) wakes on them and
+decides. First SIGTERM/SIGINT: warm stop (requests in flight are cut, even one waiting for
+storage to answer, and their rows released for the next start); a second one: exit at once
+(the journal is consistent at every commit, so the crash rule covers it).
 SIGHUP: reload the config (key, limits, watch folders) without dropping in-flight uploads.
 """
 
@@ -10,13 +11,10 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from mavi_uploader import housekeeping
@@ -25,35 +23,28 @@ from mavi_uploader.decisions import Patience
 from mavi_uploader.disposal import SWEEP_GRACE_SECONDS, Aftercare
 from mavi_uploader.journal import Journal
 from mavi_uploader.lock import StateDirLock
-from mavi_uploader.log import get_logger
+from mavi_uploader.log import dropped_lines, get_logger
 from mavi_uploader.mavi import MaviClient
 from mavi_uploader.notify import Notifier
 from mavi_uploader.pause import PauseGate
 from mavi_uploader.ratelimit import BandwidthLimiter, RateLimiter
 from mavi_uploader.records import FileRecord, State, display_path
 from mavi_uploader.redaction import register_secret
+from mavi_uploader.rescans import Rescanner
 from mavi_uploader.settle import Settler
+from mavi_uploader.signals import COLD_STOP_EXIT, SignalFlags
+from mavi_uploader.supervisor import Loops, Timers, summary
 from mavi_uploader.uploader import Worker, WorkerSettings
 from mavi_uploader.views import mavi_says, upload_progress
 from mavi_uploader.watcher import Watcher, watch_roots
 
 log = get_logger(__name__)
-WATCH_RETRY_SECONDS = 10.0
 ONCE_POLL_SECONDS = 0.2
 ONCE_UNREACHABLE_SECONDS = 120.0
-COLD_STOP_EXIT = 130
-# systemd's WatchdogSec is 60 s in our units: ping well inside it, report STATUS as often.
-REPORT_EVERY_SECONDS = 5.0
-STALE_BEAT_SECONDS = 30.0
 # Settings a reload cannot change in a running daemon.
 _RESTART_ONLY = ("state_dir",)
 
-
-def summary(counts: dict[str, int], paused: str | None = None) -> str:
-    """One line for `systemctl status`: the non-zero states, and the pause if any."""
-    parts = [f"{n} {state}" for state, n in counts.items() if n]
-    text = ", ".join(parts) or "no files yet"
-    return f"PAUSED ({paused}); {text}" if paused else text
+__all__ = ["COLD_STOP_EXIT", "Daemon", "Timers", "summary"]
 
 
 def _worker_settings(cfg: Config) -> WorkerSettings:
@@ -70,6 +61,7 @@ class _Parts:
     gate: PauseGate
     watcher: Watcher
     settler: Settler
+    rescanner: Rescanner
 
 
 class Daemon:
@@ -80,37 +72,27 @@ class Daemon:
         once: bool = False,
         reload_config: Callable[[], Config] | None = None,
         show_progress: Callable[[list[dict[str, Any]]], None] | None = None,
+        timers: Timers | None = None,
     ) -> None:
         self.config = config
         self.once = once
+        self.timers = timers or Timers()
         self.stop = threading.Event()
         self.work_ready = threading.Event()  # set when files are queued: wakes idle workers
+        self.signals = SignalFlags()
         self._reload_config = reload_config
         self._show_progress = show_progress
-        self._signals = 0
-        self._hup = False
-        self._threads: list[threading.Thread] = []
+        self._loops = Loops(self.stop, self.timers.guard_pause)
         self._workers: dict[int, Worker] = {}  # slot -> its worker (one per slot at a time)
         self._workers_lock = threading.Lock()
-        self._beats: dict[str, float] = {}  # loop name -> last turn (monotonic)
         self.notifier = Notifier()
 
-    # ---- signals ---------------------------------------------------------------------
-
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGHUP, self._on_hup)
+        self.signals.install()
 
-    def _on_stop_signal(self, _signum: int, _frame: FrameType | None) -> None:
-        self._signals += 1
-        if self._signals > 1:
-            os._exit(COLD_STOP_EXIT)
-        self.stop.set()
-        self.work_ready.set()
-
-    def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
-        self._hup = True
+    def request_stop(self) -> None:
+        """Warm stop from code (any thread): what the first SIGTERM does."""
+        self.signals.request_stop()
 
     # ---- life cycle ------------------------------------------------------------------
 
@@ -127,25 +109,26 @@ class Daemon:
             try:
                 return self._run_locked(journal)
             finally:
-                self.stop.set()
-                self.work_ready.set()
-                for thread in self._threads:
-                    thread.join(timeout=30)
+                self._halt(None)
+                self._loops.join(self.timers.stop_grace)
                 journal.close()
         finally:
             lock.release()
+            self.signals.close()
 
     def _assemble(self, journal: Journal) -> _Parts:
         cfg = self.config
         limiter = RateLimiter(cfg.rate_limit_per_second, stop=self.stop)
+        watcher = Watcher(watch_roots(cfg), journal)
         return _Parts(
             journal=journal,
             limiter=limiter,
             bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=self.stop),
             client=MaviClient(cfg.api_base, cfg.api_key, limiter=limiter),
             gate=PauseGate(journal),
-            watcher=Watcher(watch_roots(cfg), journal),
+            watcher=watcher,
             settler=Settler(journal, cfg.settle_seconds),
+            rescanner=Rescanner(watcher, self.stop),
         )
 
     def _run_locked(self, journal: Journal) -> int:
@@ -154,30 +137,43 @@ class Daemon:
             log.info("recovered in-flight files after a stop", count=recovered)
         self._finish_owed_after_upload(journal, grace_seconds=0.0)
         parts = self._assemble(journal)
-        if not self.once:
-            parts.watcher.start()  # observers first, so nothing lands unseen during the rescan
         started = time.monotonic()
-        seen = parts.watcher.rescan()
+        if self.once:
+            # Before any worker: `run --once` must not find "nothing left" before it looked.
+            seen: int | None = parts.watcher.rescan()
+        else:
+            parts.watcher.start()  # observers first, so nothing lands unseen during the rescan
+            # On the rescan thread: a slow tree must hold back neither READY nor the pings.
+            parts.rescanner.request("start-up")
+            seen = None
         log.info(
             "ready",
             state_dir=str(self.config.state_dir),
             watches=[str(w.path) for w in self.config.watches],
             new_files=seen,
-            rescan_s=round(time.monotonic() - started, 3),
+            rescan_s=round(time.monotonic() - started, 3) if self.once else None,
             once=self.once,
         )
-        self._spawn("settle", lambda: self._settle_loop(parts.settler))
+        self._loops.spawn("rescan", parts.rescanner.run)
+        self._loops.spawn("settle", lambda: self._settle_loop(parts.settler))
         if not self.once:
-            self._spawn("watcher", lambda: self._watch_loop(parts.watcher))
+            self._loops.spawn("watcher", lambda: self._watch_loop(parts.watcher))
         self._staff_workers(parts)
         self.notifier.ready(summary(journal.counts()))
         try:
             return self._supervise(parts)
         finally:
             self.notifier.stopping()
-            self.stop.set()
-            self.work_ready.set()
+            self._halt(parts)
             parts.watcher.stop()
+
+    def _halt(self, parts: _Parts | None) -> None:
+        """Tell every thread to stop, and cut the requests in flight so none waits them out."""
+        self.stop.set()
+        self.work_ready.set()
+        if parts is not None:
+            parts.client.abort_requests()
+            parts.rescanner.wake()
 
     def _staff_workers(self, parts: _Parts) -> None:
         """Start workers up to `concurrency`; extra ones retire after their current file."""
@@ -200,64 +196,77 @@ class Daemon:
                 )
                 self._workers[n] = worker
                 body = functools.partial(self._work_loop, worker, n, parts.journal)
-                self._spawn(worker.owner, body)
+                self._loops.spawn(worker.owner, body)
 
     def _supervise(self, parts: _Parts) -> int:
-        watcher = parts.watcher
-        next_rescan = time.monotonic() + (self.config.rescan_interval_seconds or float("inf"))
-        next_watch_check = time.monotonic() + WATCH_RETRY_SECONDS
+        """The main thread's loop: signals into events, reports, periodic jobs; exit code."""
+        now = time.monotonic()
+        self._next_rescan = now + (self.config.rescan_interval_seconds or math.inf)
+        self._next_watch_check = now + self.timers.watch_retry
+        self._next_prune = now  # once at start, then hourly
         next_report = 0.0
         # Ping at least twice per WatchdogSec, whatever the unit sets it to.
-        report_every = min(REPORT_EVERY_SECONDS, self.notifier.watchdog_interval or math.inf)
-        next_prune = time.monotonic()  # once at start, then hourly
-        while not self.stop.wait(ONCE_POLL_SECONDS if self.once else 1.0):
+        report_every = min(self.timers.report_every, self.notifier.watchdog_interval or math.inf)
+        while True:
+            self.signals.nap(ONCE_POLL_SECONDS if self.once else 1.0)
+            if self.signals.stop_requested or self.stop.is_set():
+                self._halt(parts)  # first of all: cut the requests in flight
+                break
+            dead = self._loops.dead()
+            if dead:
+                # Restarting a thread that died of something the guard could not catch would
+                # hide a bug; a service manager restarts the whole daemon instead.
+                log.error("daemon threads died; exiting so the daemon is restarted", threads=dead)
+                return 1
             if self._show_progress is not None:
-                now = time.time()
                 uploading = parts.journal.in_states([State.UPLOADING])
-                self._show_progress([upload_progress(r, now) for r in uploading])
+                self._show_progress([upload_progress(r, time.time()) for r in uploading])
             if time.monotonic() >= next_report:
                 next_report = time.monotonic() + report_every
                 self._report(parts)
-            if self._hup:
-                self._hup = False
+            if self.signals.take_hup():
                 self._reload(parts)
             if self.once:
                 code = self._once_outcome(parts)
                 if code is not None:
                     return code
-                continue
-            now = time.monotonic()
-            if now >= next_watch_check:
-                next_watch_check = now + WATCH_RETRY_SECONDS
-                for root in watcher.ensure_watching():
-                    watcher.rescan([root])
-            if watcher.overflowed():
-                log.warning("kernel dropped file events; rescanning", new_files=watcher.rescan())
-            if now >= next_prune:
-                next_prune = now + housekeeping.PRUNE_EVERY_SECONDS
-                self._finish_owed_after_upload(parts.journal)
-                removed = housekeeping.prune(parts.journal, self.config.keep_done_days)
-                if removed:
-                    log.info(
-                        "journal retention",
-                        removed=removed,
-                        keep_done_days=self.config.keep_done_days,
-                    )
-            if now >= next_rescan:
-                next_rescan = now + (self.config.rescan_interval_seconds or float("inf"))
-                log.info("periodic rescan", new_files=watcher.rescan())
+            else:
+                self._periodic(parts, time.monotonic())
         log.info("stopping")
         if self.once and parts.journal.has_unfinished():
             log.warning("stopped before every file was handled; the next run resumes them")
             return 1
         return 0
 
+    def _periodic(self, parts: _Parts, now: float) -> None:
+        """The daemon's timed jobs. Rescans are only requested: they run on their thread."""
+        watcher, rescanner = parts.watcher, parts.rescanner
+        if now >= self._next_watch_check:
+            self._next_watch_check = now + self.timers.watch_retry
+            appeared = watcher.ensure_watching()
+            if appeared:
+                rescanner.request("watch folder appeared", appeared)
+        if watcher.overflowed():
+            log.warning("kernel dropped file events; rescanning")
+            rescanner.request("kernel event queue overflow")
+        if now >= self._next_prune:
+            self._next_prune = now + housekeeping.PRUNE_EVERY_SECONDS
+            self._finish_owed_after_upload(parts.journal)
+            removed = housekeeping.prune(parts.journal, self.config.keep_done_days)
+            if removed:
+                log.info(
+                    "journal retention", removed=removed, keep_done_days=self.config.keep_done_days
+                )
+        if now >= self._next_rescan:
+            self._next_rescan = now + (self.config.rescan_interval_seconds or math.inf)
+            rescanner.request("periodic")
+
     def _once_outcome(self, parts: _Parts) -> int | None:
         """`run --once`: its exit code when the run is over, None while it goes on."""
         if parts.gate.paused():
             log.error("stopping: uploads are paused", reason=parts.gate.reason)
             return 1
-        if not parts.journal.has_unfinished():
+        if not parts.journal.has_unfinished() and not parts.rescanner.busy:
             counts = parts.journal.counts()
             log.info("all files handled", **counts)
             return 1 if counts[State.FAILED.value] else 0
@@ -305,12 +314,14 @@ class Daemon:
         """STATUS= for `systemctl status`, and WATCHDOG=1 only while the machinery moves.
 
         The counts query proves the journal answers; the beats prove the settle and watcher
-        loops turn. A wedged daemon stops pinging and systemd restarts it.
+        loops turn and a rescan, if one runs, still makes progress (a generous limit: a big
+        tree on NFS is slow). A wedged daemon stops pinging and systemd restarts it.
         """
         counts = parts.journal.counts()
-        self.notifier.status(summary(counts, parts.gate.reason))
+        self.notifier.status(summary(counts, parts.gate.reason, dropped_lines()))
         now = time.monotonic()
-        stale = [name for name, beat in self._beats.items() if now - beat > STALE_BEAT_SECONDS]
+        self._loops.beat("rescan", self.timers.rescan_stall, now=parts.rescanner.beat)
+        stale = self._loops.stale(now)
         if stale:
             log.error("threads not making progress; withholding the watchdog ping", threads=stale)
             return
@@ -337,43 +348,24 @@ class Daemon:
         self.config = new
         self._staff_workers(parts)
         added = parts.watcher.set_roots(watch_roots(new))
-        if self.once:
-            parts.watcher.rescan(added)
-        else:
-            for root in parts.watcher.ensure_watching():
-                parts.watcher.rescan([root])
+        # `run --once` has no observers; the daemon rescans what its new observers watch.
+        appeared = added if self.once else parts.watcher.ensure_watching()
+        if appeared:
+            parts.rescanner.request("SIGHUP: new watch folders", appeared)
         log.info("SIGHUP: config reloaded", watches=[str(w.path) for w in new.watches])
 
     # ---- thread bodies ---------------------------------------------------------------
 
-    def _spawn(self, name: str, body: Callable[[], None]) -> None:
-        thread = threading.Thread(target=self._guarded(name, body), name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def _guarded(self, name: str, body: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            while not self.stop.is_set():
-                try:
-                    body()
-                    return
-                except Exception:
-                    # Keep the daemon up (e.g. disk full for a moment); retry after a pause.
-                    log.exception("thread error; continuing", thread=name)
-                    self.stop.wait(1.0)
-
-        return run
-
     def _settle_loop(self, settler: Settler) -> None:
         while not self.stop.is_set():
-            self._beats["settle"] = time.monotonic()
+            self._loops.beat("settle", self.timers.stale_beat)
             if settler.tick():
                 self.work_ready.set()
             self.stop.wait(min(1.0, max(0.05, settler.settle_seconds / 4)))
 
     def _watch_loop(self, watcher: Watcher) -> None:
         while not self.stop.is_set():
-            self._beats["watcher"] = time.monotonic()
+            self._loops.beat("watcher", self.timers.stale_beat)
             watcher.pump(timeout=0.5)
 
     def _work_loop(self, worker: Worker, index: int, journal: Journal) -> None:

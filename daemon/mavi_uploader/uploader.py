@@ -298,7 +298,9 @@ class Worker:
         return SignedUpload(rec.asset_id, rec.signed_url, rec.url_expires_at)
 
     def _progress_hook(self, rec: FileRecord, record_bytes: bool) -> Callable[[int], None]:
-        """Per-chunk hook: honour stop, renew the lease and publish progress now and then."""
+        """Per-chunk hook: honour stop, renew the lease and publish progress now and then,
+        and at the last chunk: a small file is all sent long before the first 2 s are up, and
+        `status` must not show it at 0% while storage takes its time to answer."""
         sent = 0
         last = self._clock()
 
@@ -310,7 +312,8 @@ class Worker:
                 self._bandwidth.consume(n)
             sent += n
             now = self._clock()
-            if now - last >= PROGRESS_EVERY_SECONDS:
+            finished = record_bytes and sent >= (rec.size or 0)
+            if now - last >= PROGRESS_EVERY_SECONDS or finished:
                 last = now
                 fields: dict[str, object] = {"lease_expires_at": now + LEASE_SECONDS}
                 if record_bytes:

@@ -130,12 +130,20 @@ class WatchRoot:
             return None
         return Observation(path, self.root, st.st_size, st.st_mtime_ns)
 
-    def walk(self, top: str | None = None, unlistable: set[str] | None = None) -> Iterator[str]:
+    def walk(
+        self,
+        top: str | None = None,
+        unlistable: set[str] | None = None,
+        on_folder: Callable[[], None] | None = None,
+    ) -> Iterator[str]:
         """Every file path under `top` (default: the root) that the rules let through;
-        folders that cannot be listed are added to `unlistable`."""
+        folders that cannot be listed are added to `unlistable`; `on_folder` runs before
+        each folder is listed (a listing on a dead NFS server can block for minutes)."""
         stack = [top or self.root]
         while stack:
             directory = stack.pop()
+            if on_folder is not None:
+                on_folder()
             try:
                 entries = list(os.scandir(directory))
             except OSError as exc:
@@ -180,8 +188,9 @@ class _Handler(FileSystemEventHandler):
 
 
 class _OverflowAlarm(logging.Handler):
-    """watchdog reports a kernel event-queue overflow only as a log line: catch it, so the
-    daemon can run a full rescan for the events that were dropped."""
+    """watchdog (7.1 on; before, IN_Q_OVERFLOW was dropped unseen) tells its handlers nothing
+    of a kernel event-queue overflow, only logs it: catch that, so the daemon rescans for the
+    dropped events. tests/test_watcher_resilience.py makes a real overflow to keep it true."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -317,16 +326,24 @@ class Watcher:
         for name in _WATCHDOG_LOGGERS:
             logging.getLogger(name).removeHandler(self._alarm)
 
-    def rescan(self, roots: Sequence[WatchRoot] | None = None) -> int:
-        """Walk the roots and journal candidates not already handled; returns sightings."""
+    def rescan(
+        self,
+        roots: Sequence[WatchRoot] | None = None,
+        on_progress: Callable[[], None] | None = None,
+    ) -> int:
+        """Walk the roots and journal candidates not already handled; returns sightings.
+        `on_progress` runs at every folder and file (a beat; it may raise to cut the walk)."""
         count = 0
-        for root in roots if roots is not None else self._roots:
+        tick = on_progress or (lambda: None)
+        for root in roots if roots is not None else list(self._roots):
+            tick()
             if not os.path.isdir(root.root):
                 self._warn_missing(root)  # `run --once` has no observers to warn
                 continue
             handled = self._journal.handled_index(root.root)
             batch: list[Observation] = []
-            for path in root.walk(unlistable=self._unlistable):
+            for path in root.walk(unlistable=self._unlistable, on_folder=tick):
+                tick()
                 obs = root.observe(path, folders_checked=True, on_refused_link=self._links.refused)
                 if obs is None or handled.get(path) == (obs.size, obs.mtime_ns):
                     continue

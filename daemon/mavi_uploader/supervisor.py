@@ -1,0 +1,104 @@
+"""The daemon's loop threads and timers: guarded starts, beats, and who died.
+
+Every loop (settle, watcher, rescans, workers) runs in a guarded thread: an Exception is logged
+and the loop started again after a pause. Whatever escapes the guard (a BaseException, a bug
+in the guard) ends the thread; the supervisor sees it among `dead()` and the daemon exits
+non-zero, so a service manager restarts it and `run --once` ends, instead of a daemon that
+says it is running while nothing moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mavi_uploader.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Timers:
+    """The daemon's timers, as settings so tests never wait out wall-clock constants.
+
+    Not config keys: the defaults suit systemd's WatchdogSec=60 and TimeoutStopSec=30.
+    """
+
+    report_every: float = 5.0  # STATUS= and WATCHDOG=1 (at least twice per WatchdogSec)
+    stale_beat: float = 30.0  # a settle/watcher loop silent this long withholds WATCHDOG=1
+    rescan_stall: float = 900.0  # a rescan that made no progress this long does too
+    watch_retry: float = 10.0  # look again for missing or replaced watch folders
+    stop_grace: float = 20.0  # a warm stop waits this long for its threads, in all
+    guard_pause: float = 1.0  # before a loop that raised starts again
+
+
+def summary(counts: dict[str, int], paused: str | None = None, lost_lines: int = 0) -> str:
+    """One line for `systemctl status`: the non-zero states, the pause, lost log lines."""
+    parts = [f"{n} {state}" for state, n in counts.items() if n]
+    text = ", ".join(parts) or "no files yet"
+    if lost_lines:
+        text += f"; {lost_lines} log lines could not be written"
+    return f"PAUSED ({paused}); {text}" if paused else text
+
+
+class Loops:
+    """The daemon's loop threads by name, their beats, and the ones that ended cleanly."""
+
+    def __init__(self, stop: threading.Event, guard_pause: float = 1.0) -> None:
+        self._stop = stop
+        self._guard_pause = guard_pause
+        self._lock = threading.Lock()
+        self._threads: dict[str, threading.Thread] = {}
+        self._ended: set[str] = set()  # returned normally (a worker retired, the daemon stops)
+        self._beats: dict[str, tuple[float, float]] = {}  # name -> (last turn, stale after)
+
+    def spawn(self, name: str, body: Callable[[], None]) -> None:
+        thread = threading.Thread(target=self._guarded(name, body), name=name, daemon=True)
+        with self._lock:  # held across start(): a thread that ends at once is seen as ended
+            self._ended.discard(name)
+            thread.start()
+            self._threads[name] = thread
+
+    def _guarded(self, name: str, body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    body()
+                    break
+                except Exception:
+                    # Keep the daemon up (e.g. disk full for a moment); retry after a pause.
+                    # Logging must not be what kills the thread either.
+                    with contextlib.suppress(Exception):
+                        log.exception("thread error; continuing", thread=name)
+                    self._stop.wait(self._guard_pause)
+            with self._lock:
+                self._ended.add(name)
+
+        return run
+
+    def beat(self, name: str, stale_after: float, now: float | None = None) -> None:
+        """`name` made progress; it is stale once silent for `stale_after` seconds."""
+        self._beats[name] = (time.monotonic() if now is None else now, stale_after)
+
+    def stale(self, now: float) -> list[str]:
+        return [name for name, (at, limit) in list(self._beats.items()) if now - at > limit]
+
+    def dead(self) -> list[str]:
+        """Loops whose thread ended without returning (what escaped the guard killed it)."""
+        with self._lock:
+            return [
+                name
+                for name, thread in self._threads.items()
+                if not thread.is_alive() and name not in self._ended
+            ]
+
+    def join(self, grace: float) -> None:
+        """Wait for every thread, `grace` seconds in all (they are daemon threads)."""
+        deadline = time.monotonic() + grace
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
