@@ -79,6 +79,12 @@ def held_open(path: Path, mode: str = "ab") -> Iterator[subprocess.Popen[str]]:
         proc.stdout.close()
 
 
+def held_by(pid: int) -> str:
+    """The writer probe's reason when it can name the process (the /proc scan can)."""
+    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    return f"held open for writing by pid {pid} ({comm})"
+
+
 @pytest.fixture
 def sigio_ignored() -> Iterator[None]:
     """SIGIO ignored, as the daemon has it: the writer probe may then take leases."""

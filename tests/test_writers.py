@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import held_open, write_video
+from conftest import held_by, held_open, write_video
 from mavi_uploader.writers import BY_ANOTHER, Writer, WriterProbe, lease_breaks_harmless
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="leases and /proc are Linux's")
@@ -37,8 +37,7 @@ def clip(tmp_path: Path) -> Path:
 
 def by(pid: int) -> Writer:
     """The answer that names `pid` (what /proc can tell)."""
-    comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    return Writer(f"held open for writing by pid {pid} ({comm})", pid)
+    return Writer(held_by(pid), pid)
 
 
 def expected(method: str, pid: int) -> Writer:
