@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import API_KEY, Clock, sha256_of, write_video
+from conftest import API_KEY, Clock, held_by, held_open, sha256_of, write_video
 from fakemavi import FakeMavi, Fault
 from mavi_uploader.config import AfterUpload
 from mavi_uploader.disposal import SWEEP_GRACE_SECONDS, Aftercare
@@ -251,6 +252,9 @@ def test_file_appended_during_upload_is_uploaded_again(
     assert "changed during its upload" in rig.journal.history(rec.id)[-1].reason
 
 
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="the writer probe needs Linux")
+
+
 def test_deleted_file_vanishes_and_empty_file_is_skipped(rig: Rig) -> None:
     gone = rig.queue("gone.mp4")
     os.unlink(gone.path)
@@ -346,6 +350,26 @@ def test_keep_owes_nothing_and_a_sweep_under_keep_only_clears(rig: Rig) -> None:
     assert not rig.get(owed).after_upload_due and Path(owed.path).exists()
     assert "after_upload is now keep" in rig.journal.history(owed.id)[-1].reason
     assert len(rig.journal.history(kept.id)) == events
+
+
+@linux_only
+def test_after_upload_of_a_file_open_for_writing_stays_owed_until_it_is_closed(
+    rig: Rig,
+) -> None:
+    rec = rig.queue("a.mp4")
+    rig.worker().run_once()
+    rig.journal.update(rec.id, after_upload_due=1)  # as if finished under after_upload = delete
+    aftercare = Aftercare(rig.journal, AfterUpload.DELETE, None)
+    with held_open(Path(rec.path), "ab") as writer:
+        assert aftercare.sweep(grace_seconds=0.0) == 0
+        owed = rig.get(rec)
+        why = f"after_upload delete postponed: {held_by(writer.pid)}"
+        assert (owed.state, owed.after_upload_due, owed.last_error) == (State.DONE, True, why)
+        assert rig.journal.history(rec.id)[-1].reason == why
+        assert Path(rec.path).exists()
+    assert aftercare.sweep(grace_seconds=0.0) == 1
+    assert not rig.get(rec).after_upload_due and rig.get(rec).last_error is None
+    assert not Path(rec.path).exists()
 
 
 def test_a_sweep_leaves_files_a_worker_just_finished_to_that_worker(rig: Rig) -> None:
