@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -253,6 +254,61 @@ def test_file_appended_during_upload_is_uploaded_again(
 
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="the writer probe needs Linux")
+
+
+@linux_only
+def test_a_queued_file_held_open_for_writing_goes_back_to_settling_unsent(rig: Rig) -> None:
+    """Queued by `enqueue` (no settle wait), or re-opened by its writer after settling."""
+    rec = rig.queue("a.mp4")
+    with held_open(Path(rec.path), "ab") as writer:
+        rig.worker(after_upload=AfterUpload.DELETE).run_once()
+        row = rig.get(rec)
+        assert (row.state, row.last_error) == (State.SETTLING, held_by(writer.pid))
+        assert rig.journal.history(rec.id)[-1].reason == held_by(writer.pid)
+    assert rig.fake.calls_to("sign") == [] and rig.fake.completed == []
+    assert row.sha256 is None and Path(rec.path).exists()
+
+
+@linux_only
+def test_a_writer_that_opens_the_file_before_its_bytes_move_stops_the_upload(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = rig.queue("a.mp4")
+    real_sign = rig.client.sign
+    writers = contextlib.ExitStack()
+
+    def sign_while_a_writer_opens_it(*args: Any, **kwargs: Any) -> Any:
+        writers.enter_context(held_open(Path(rec.path), "r+b"))
+        return real_sign(*args, **kwargs)
+
+    monkeypatch.setattr(rig.client, "sign", sign_while_a_writer_opens_it)
+    with writers:
+        rig.worker().run_once()
+        row = rig.get(rec)
+    assert row.state is State.SETTLING and row.asset_id is None
+    assert row.last_error is not None and row.last_error.startswith("held open for writing by")
+    assert rig.fake.completed == [] and not rig.fake.calls_to("storage")
+
+
+@linux_only
+def test_a_file_whose_writer_opened_it_during_the_upload_is_not_done_or_deleted(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = rig.queue("a.mp4")
+    real_upload = rig.client.upload
+    writers = contextlib.ExitStack()
+
+    def upload_while_a_writer_opens_it(*args: Any, **kwargs: Any) -> None:
+        real_upload(*args, **kwargs)
+        writers.enter_context(held_open(Path(rec.path), "r+b"))  # no byte written (yet)
+
+    monkeypatch.setattr(rig.client, "upload", upload_while_a_writer_opens_it)
+    with writers:
+        rig.worker(after_upload=AfterUpload.DELETE).run_once()
+        row = rig.get(rec)
+    assert row.state is State.SETTLING and row.asset_id is None
+    assert row.last_error is not None and row.last_error.startswith("held open for writing by")
+    assert Path(rec.path).exists() and not rig.fake.calls_to("metadata")
 
 
 def test_deleted_file_vanishes_and_empty_file_is_skipped(rig: Rig) -> None:
