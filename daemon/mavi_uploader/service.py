@@ -35,6 +35,7 @@ from mavi_uploader.settle import Settler
 from mavi_uploader.uploader import Worker, WorkerSettings
 from mavi_uploader.views import upload_progress
 from mavi_uploader.watcher import Watcher, watch_roots
+from mavi_uploader.writers import ignore_lease_breaks
 
 log = get_logger(__name__)
 WATCH_RETRY_SECONDS = 10.0
@@ -99,6 +100,10 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
+        # The writer probe's read lease: a writer opening the file while we hold it makes the
+        # kernel send us SIGIO, fatal by default. Only once it is ignored does the probe take
+        # leases (until then it scans /proc).
+        ignore_lease_breaks()
 
     def _on_stop_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
