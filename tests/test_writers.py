@@ -108,6 +108,34 @@ def test_without_sigio_ignored_no_lease_is_taken(clip: Path) -> None:
     assert leased == []
 
 
+# Holds a write lease (as a file server does for a client's oplock) until stdin closes.
+WRITE_LEASE = textwrap.dedent(
+    """
+    import fcntl, os, signal, sys
+    signal.signal(signal.SIGIO, signal.SIG_IGN)  # a prober's open() breaks it: stay alive
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+    print("leased", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_file_under_another_process_write_lease_counts_as_held(
+    clip: Path, sigio_ignored: None
+) -> None:
+    """Its holder may write at any time; the probe's open starts the break and waits not."""
+    holder = subprocess.Popen([sys.executable, "-c", WRITE_LEASE, str(clip)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdin is not None and holder.stdout is not None
+    with holder:
+        assert holder.stdout.readline() == "leased\n"
+        assert WriterProbe()(str(clip)) == Writer(BY_ANOTHER)
+        holder.stdin.close()
+        assert holder.wait(timeout=10) == 0
+    assert WriterProbe()(str(clip)) is None
+
+
 # ---- another owner: the lease is refused, /proc answers ------------------------------------
 
 # Root without CAP_LEASE: a daemon that does not own the file (and may not take its lease).

@@ -65,10 +65,6 @@ class Probe(Protocol):
     def batch(self) -> contextlib.AbstractContextManager[None]: ...
 
 
-class _NoAnswer(Exception):
-    """The lease cannot tell (refused for another reason than a writer, or unreadable)."""
-
-
 def ignore_lease_breaks() -> None:
     """Make a lease break harmless: SIGIO ignored. Main thread only (Python's rule)."""
     if sys.platform == "linux":
@@ -114,19 +110,14 @@ class WriterProbe:
             return None
         try:
             st = os.fstat(file) if isinstance(file, int) else os.stat(file)
-            if self._lease and lease_breaks_harmless():
-                try:
-                    if not self._leased_is_refused(file):
-                        return None
-                    # A writer exists: /proc may name it (the lease cannot).
-                    return (self._scan(st) if self._proc else None) or Writer(BY_ANOTHER)
-                except _NoAnswer:
-                    pass
-            return self._scan(st) if self._proc else None
-        except FileNotFoundError:
-            return None  # nobody writes a file that is gone; callers notice it is gone
+            held = self._lease_refused(file) if self._lease and lease_breaks_harmless() else None
         except OSError:
-            return None  # cannot even stat it: the callers' own checks report why
+            return None  # gone, or not even stat-able: the callers' own checks say so
+        if held is False:
+            return None
+        named = self._scan(st) if self._proc else None
+        # The lease saw a writer but cannot name it; /proc can, unless it is hidden from us.
+        return (named or Writer(BY_ANOTHER)) if held else named
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -140,33 +131,32 @@ class WriterProbe:
 
     # ---- the lease ---------------------------------------------------------------------
 
-    def _leased_is_refused(self, file: str | int) -> bool:
-        """Try a read lease: True if refused because of a writer, False if granted."""
+    def _lease_refused(self, file: str | int) -> bool | None:
+        """Try a read lease: True if refused for a writer, False if granted, None if the
+        lease cannot tell (refused for another reason, or the file is unreadable to us).
+        Raises FileNotFoundError for a file that is gone."""
         if isinstance(file, int):
-            fd = file
-        else:
-            try:
-                # O_NONBLOCK: never wait for another process's write lease to be broken.
-                fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except BlockingIOError:
-                return True  # a write lease (a file server's) is held: its owner may write
-            except FileNotFoundError:
-                raise
-            except OSError as exc:
-                raise _NoAnswer from exc
+            return self._lease_once(file)
+        try:
+            # O_NONBLOCK: never wait for another process's write lease to be broken.
+            fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except BlockingIOError:
+            return True  # a write lease (a file server's) is held: its owner may write
+        except FileNotFoundError:
+            raise
+        except OSError:
+            return None
         try:
             return self._lease_once(fd)
         finally:
-            if fd is not file:
-                os.close(fd)
+            os.close(fd)
 
-    def _lease_once(self, fd: int) -> bool:
+    def _lease_once(self, fd: int) -> bool | None:
         try:
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
         except OSError as exc:
-            if exc.errno in _OPEN_FOR_WRITING:
-                return True
-            raise _NoAnswer from exc  # EACCES, EPERM, EINVAL...: /proc decides
+            # EACCES (not our file, no CAP_LEASE), EINVAL (NFS, leases off)...: /proc decides.
+            return True if exc.errno in _OPEN_FOR_WRITING else None
         try:
             if self._while_leased is not None:
                 self._while_leased()
