@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import held_by, held_open, write_video
+from mavi_uploader import writers
 from mavi_uploader.writers import BY_ANOTHER, Writer, WriterProbe, lease_breaks_harmless
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="leases and /proc are Linux's")
@@ -236,3 +237,14 @@ def test_without_a_lease_or_a_proc_to_scan_the_answer_is_none(clip: Path, tmp_pa
     (tmp_path / "proc").mkdir()
     with held_open(clip, "ab"):
         assert WriterProbe(lease=False, proc_root=str(tmp_path / "proc"))(str(clip)) is None
+
+
+def test_other_platforms_have_no_probe_and_leave_sigio_alone(
+    clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """macOS and the rest: the settle rule alone decides (what `LINUX = False` stands for)."""
+    monkeypatch.setattr(writers, "LINUX", False)
+    with held_open(clip, "ab"):
+        assert WriterProbe()(str(clip)) is None
+    writers.ignore_lease_breaks()
+    assert signal.getsignal(signal.SIGIO) is signal.SIG_DFL and not lease_breaks_harmless()

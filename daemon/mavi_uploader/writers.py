@@ -38,12 +38,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+# Not a `sys.platform` test in each function: mypy would call the other branch unreachable.
+LINUX = sys.platform == "linux"
 if sys.platform == "linux":
     import fcntl
+
+    def _set_lease(fd: int, kind: int) -> None:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, kind)
+
+    _RDLCK, _UNLCK = fcntl.F_RDLCK, fcntl.F_UNLCK
+else:
+
+    def _set_lease(fd: int, kind: int) -> None:
+        raise OSError(errno.ENOSYS, "no file leases on this platform")
+
+    _RDLCK = _UNLCK = 0
 
 # The lease is refused because the file is open for writing (EBUSY on some older kernels).
 _OPEN_FOR_WRITING = {errno.EAGAIN, errno.EBUSY}
 _WRITE_MODES = (os.O_WRONLY, os.O_RDWR)
+_ACCESS_MODE = 0o3  # O_ACCMODE as Linux defines it (the /proc scan runs on Linux only)
 BY_ANOTHER = "held open for writing by another process"
 
 OpenFiles = dict[tuple[int, int], list[tuple[int, int]]]  # (st_dev, st_ino) -> [(pid, fd)]
@@ -67,13 +81,13 @@ class Probe(Protocol):
 
 def ignore_lease_breaks() -> None:
     """Make a lease break harmless: SIGIO ignored. Main thread only (Python's rule)."""
-    if sys.platform == "linux":
+    if LINUX:
         signal.signal(signal.SIGIO, signal.SIG_IGN)
 
 
 def lease_breaks_harmless() -> bool:
     """Would this process survive the SIGIO a lease break sends (ignored or handled)?"""
-    if sys.platform != "linux":
+    if not LINUX:
         return False
     handler = signal.getsignal(signal.SIGIO)
     return handler is signal.SIG_IGN or callable(handler)
@@ -106,7 +120,7 @@ class WriterProbe:
 
         None when nobody does, when the file is gone, or when we cannot tell (see above).
         """
-        if sys.platform != "linux":
+        if not LINUX:
             return None
         try:
             st = os.fstat(file) if isinstance(file, int) else os.stat(file)
@@ -153,7 +167,7 @@ class WriterProbe:
 
     def _lease_once(self, fd: int) -> bool | None:
         try:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+            _set_lease(fd, _RDLCK)
         except OSError as exc:
             # EACCES (not our file, no CAP_LEASE), EINVAL (NFS, leases off)...: /proc decides.
             return True if exc.errno in _OPEN_FOR_WRITING else None
@@ -163,7 +177,7 @@ class WriterProbe:
         finally:
             # Held for microseconds; a writer that opened meanwhile waits only until here.
             with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+                _set_lease(fd, _UNLCK)
         return False
 
     # ---- the /proc scan ----------------------------------------------------------------
@@ -233,6 +247,6 @@ def _opened_for_writing(root: str, pid: int, fd: int, ino: int) -> bool:
     try:
         if "ino" in fields and int(fields["ino"]) != ino:
             return False  # the descriptor number was reused for another file since the scan
-        return (int(fields["flags"], 8) & os.O_ACCMODE) in _WRITE_MODES  # octal, as open(2)
+        return (int(fields["flags"], 8) & _ACCESS_MODE) in _WRITE_MODES  # octal, as open(2)
     except (KeyError, ValueError):
         return False
