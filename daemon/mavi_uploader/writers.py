@@ -11,7 +11,8 @@ writer, whoever it runs as. While we hold it, a process opening the file for wri
 for us (microseconds) and the kernel sends us SIGIO, whose default action ends the process.
 So a lease is only taken while SIGIO is harmless: the daemon ignores it from its main thread
 at start (`ignore_lease_breaks`); any other process (a test, a library user) gets the /proc
-scan instead. Ignored signals are inherited by children; SIGIO is a no-op for them too.
+scan instead. Children inherit the ignored SIGIO: harmless, a program using SIGIO sets a
+handler of its own.
 
 Fallback, when the lease is refused (EACCES: another user's file without CAP_LEASE; EINVAL:
 NFS or another file system without leases, or leases disabled) or not safe to take: scan
