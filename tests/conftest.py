@@ -58,6 +58,44 @@ def write_video(path: Path, size: int, seed: int = 0) -> Path:
     return path
 
 
+# Opens argv[1] with open()'s mode argv[2], says so, and keeps it open until stdin closes.
+_HOLDER = (
+    "import sys; f = open(sys.argv[1], sys.argv[2]); print('open', flush=True); sys.stdin.read()"
+)
+
+
+@contextlib.contextmanager
+def held_open(path: Path, mode: str = "ab") -> Iterator[subprocess.Popen[str]]:
+    """A real process holding `path` open in `mode` (as for open()) for the block: it has
+    opened the file when the block starts and has exited when it ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path), mode],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "open\n", f"holder of {path} failed: {proc.wait()}"
+        yield proc
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+def held_by(pid: int) -> str:
+    """The writer probe's reason when it can name the process (the /proc scan can)."""
+    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    return f"held open for writing by pid {pid} ({comm})"
+
+
+@pytest.fixture
+def sigio_ignored() -> Iterator[None]:
+    """SIGIO ignored, as the daemon has it: the writer probe may then take leases."""
+    before = signal.signal(signal.SIGIO, signal.SIG_IGN)
+    yield
+    signal.signal(signal.SIGIO, before)
+
+
 class Clock:
     """An injectable clock the test moves by hand."""
 

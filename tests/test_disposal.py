@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import sha256_of, write_video
+from conftest import held_by, held_open, sha256_of, write_video
 from mavi_uploader.config import AfterUpload
 from mavi_uploader.disposal import DisposalError, dispose
 from mavi_uploader.records import FileRecord, State
@@ -150,3 +151,21 @@ def test_a_move_that_cannot_remove_the_original_leaves_no_copy(
             dispose(rec, AfterUpload.MOVE, other_file_system)
     assert list(other_file_system.iterdir()) == []
     assert (undeletable_folder / "a.mp4").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the writer probe needs Linux")
+@pytest.mark.parametrize("action", [AfterUpload.DELETE, AfterUpload.MOVE])
+def test_a_file_open_for_writing_is_never_moved_or_deleted(
+    tmp_path: Path, action: AfterUpload
+) -> None:
+    """Uploaded and confirmed, yet its writer has it open again (or still): it may grow."""
+    watch, done = tmp_path / "watch", tmp_path / "done"
+    clip = write_video(watch / "a.mp4", 10_000)
+    rec, digest = record_of(clip, watch), sha256_of(clip)
+    with held_open(clip, "ab") as writer:
+        with pytest.raises(DisposalError) as raised:
+            dispose(rec, action, done)
+        assert str(raised.value) == f"after_upload {action.value} postponed: {held_by(writer.pid)}"
+        assert dispose(rec, AfterUpload.KEEP, done) == "kept in place"
+    assert sha256_of(clip) == digest and not done.exists()
+    assert dispose(rec, action, done) != "kept in place" and not clip.exists()  # once closed

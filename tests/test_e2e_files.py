@@ -36,6 +36,8 @@ from conftest import (
     write_video,
 )
 from fakemavi import Fault
+from mavi_uploader.journal import Journal
+from mavi_uploader.records import State
 
 BACKGROUND = Background()
 Collect = Callable[..., Any]  # the `scenario` fixture
@@ -200,6 +202,17 @@ def test_file_deleted_while_queued_vanishes(scenario: Collect) -> None:
     assert [a.filename for a in run.fake.assets.values()] == ["blocker.mp4"]
 
 
+def sending(daemon: DaemonProcess) -> bool:
+    """Has a worker started sending bytes (read from the journal: no CLI start-up)?"""
+    journal = Journal.open_existing(daemon.state_dir)
+    if journal is None:
+        return False
+    try:
+        return any(rec.upload_started_at for rec in journal.in_states([State.UPLOADING]))
+    finally:
+        journal.close()
+
+
 @BACKGROUND
 def file_appended_while_uploading_is_uploaded_again_in_full(
     tmp: Path, stack: contextlib.ExitStack
@@ -211,7 +224,8 @@ def file_appended_while_uploading_is_uploaded_again_in_full(
     daemon.wait_ready()
     video = write_video(daemon.watch / "growing.mp4", 2_000_000)
     first = sha256_of(video)
-    wait_for(lambda: fake.assets, timeout=30, what="growing.mp4 signed")
+    # Once its bytes move: the worker checks the file (size, mtime, writers) after signing.
+    wait_for(lambda: sending(daemon), timeout=30, what="growing.mp4 being sent")
     with open(video, "ab") as fileobj:  # the camera was not finished after all
         fileobj.write(os.urandom(1_000_000))
     wait_done(daemon, video, timeout=40)

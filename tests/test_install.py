@@ -149,6 +149,7 @@ def test_system_unit(tmp_path: Path) -> None:
         'Environment="MAVI_UPLOADER_STATE_DIR=%S/mavi-uploader"',
         "EnvironmentFile=-%E/mavi-uploader/env",
         "NoNewPrivileges=yes",
+        "AmbientCapabilities=CAP_LEASE",  # the writer probe's lease on other users' files
         "ProtectSystem=strict",
         "ProtectHome=yes",
         "PrivateTmp=yes",

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import Clock, write_video
+from conftest import Clock, held_by, held_open, write_video
 from mavi_uploader.journal import Journal
 from mavi_uploader.records import FileRecord, Observation, State
 from mavi_uploader.settle import UNREADABLE_RETRY_SECONDS, Settler
+from mavi_uploader.writers import Writer
 
 SETTLE = 5.0
 
@@ -254,3 +257,82 @@ def test_a_30_second_camera_write_is_never_queued_while_growing(
     row = current(journal, rec)
     assert row.state is State.QUEUED
     assert row.size == 15 * len(chunk) == path.stat().st_size
+
+
+# ---- files held open for writing -------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the writer probe needs Linux")
+@pytest.mark.parametrize("lease", [True, False], ids=["lease", "proc-scan"])
+def test_a_still_file_held_open_for_writing_is_queued_only_once_closed(
+    journal: Journal, clock: Clock, watch: Path, lease: bool, request: pytest.FixtureRequest
+) -> None:
+    """A camera pausing longer than settle_seconds with its file open (the real probe)."""
+    if lease:
+        request.getfixturevalue("sigio_ignored")  # as in the daemon; else /proc answers
+    path = write_video(watch / "recording.mp4", 3_000_000)
+    rec = sight(journal, path)
+    settler = Settler(journal, SETTLE, clock=clock)
+    with held_open(path, "ab") as writer:
+        clock.now += SETTLE + 3.0
+        for _ in range(3):
+            assert settler.tick() == 0
+            row = current(journal, rec)
+            assert row.state is State.SETTLING
+            assert row.last_error == held_by(writer.pid)
+            assert row.stable_since == rec.stable_since  # nothing changed: no new quiet period
+            clock.now += 1.0
+    assert settler.tick() == 1  # closed without writing more: still for long enough
+    row = current(journal, rec)
+    assert (row.state, row.last_error) == (State.QUEUED, None)
+    assert "unchanged for 5s" in journal.history(rec.id)[-1].reason
+
+
+class FakeProbe:
+    """An injectable writer probe whose answers the test sets."""
+
+    def __init__(self) -> None:
+        self.writers: dict[str, Writer] = {}
+        self.asked: list[str | int] = []
+        self.batches = 0
+
+    def __call__(self, file: str | int) -> Writer | None:
+        self.asked.append(file)
+        return self.writers.get(str(file))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self.batches += 1
+        yield
+
+
+def test_only_files_that_held_still_are_probed_and_a_wait_is_journaled_once(
+    journal: Journal, clock: Clock, watch: Path
+) -> None:
+    paused = write_video(watch / "paused.mp4", 1000)
+    growing = write_video(watch / "growing.mp4", 1000)
+    held, other = sight(journal, paused), sight(journal, growing)
+    probe = FakeProbe()
+    probe.writers[str(paused)] = Writer("held open for writing by pid 7 (obs)", 7)
+    settler = Settler(journal, SETTLE, clock=clock, probe=probe)
+    assert settler.tick() == 0
+    assert probe.asked == []  # nothing held still yet: no probe at all
+    clock.now += SETTLE
+    with growing.open("ab") as f:
+        f.write(b"more")
+    assert settler.tick() == 0
+    assert (probe.asked, probe.batches) == ([str(paused)], 2)  # one batch per tick
+    first = current(journal, held)
+    assert (first.state, first.last_error) == (
+        State.SETTLING,
+        "held open for writing by pid 7 (obs)",
+    )
+    clock.now += 1.0
+    assert settler.tick() == 0
+    assert probe.asked == [str(paused)] * 2  # asked again on every tick...
+    assert current(journal, held) == first  # ...but the same answer is not written again
+    del probe.writers[str(paused)]
+    clock.now += SETTLE
+    assert settler.tick() == 2
+    assert current(journal, held).last_error is None
+    assert current(journal, other).state is State.QUEUED

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import API_KEY, sha256_of, write_video
+from conftest import API_KEY, held_by, held_open, sha256_of, write_video
 from fakemavi import FakeMavi, Fault
 from mavi_uploader.config import AfterUpload
 from mavi_uploader.disposal import SWEEP_GRACE_SECONDS, Aftercare
@@ -207,6 +209,64 @@ def test_file_appended_during_upload_is_uploaded_again(
     assert "changed during its upload" in rig.journal.history(rec.id)[-1].reason
 
 
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="the writer probe needs Linux")
+
+
+@linux_only
+def test_a_queued_file_held_open_for_writing_goes_back_to_settling_unsent(rig: Rig) -> None:
+    """Queued by `enqueue` (no settle wait), or re-opened by its writer after settling."""
+    rec = rig.queue("a.mp4")
+    with held_open(Path(rec.path), "ab") as writer:
+        rig.worker(after_upload=AfterUpload.DELETE).run_once()
+        row = rig.get(rec)
+        assert (row.state, row.last_error) == (State.SETTLING, held_by(writer.pid))
+        assert rig.journal.history(rec.id)[-1].reason == held_by(writer.pid)
+    assert rig.fake.calls_to("sign") == [] and rig.fake.completed == []
+    assert row.sha256 is None and Path(rec.path).exists()
+
+
+@linux_only
+def test_a_writer_that_opens_the_file_before_its_bytes_move_stops_the_upload(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = rig.queue("a.mp4")
+    real_sign = rig.client.sign
+    writers = contextlib.ExitStack()
+
+    def sign_while_a_writer_opens_it(*args: Any, **kwargs: Any) -> Any:
+        writers.enter_context(held_open(Path(rec.path), "r+b"))
+        return real_sign(*args, **kwargs)
+
+    monkeypatch.setattr(rig.client, "sign", sign_while_a_writer_opens_it)
+    with writers:
+        rig.worker().run_once()
+        row = rig.get(rec)
+    assert row.state is State.SETTLING and row.asset_id is None
+    assert row.last_error is not None and row.last_error.startswith("held open for writing by")
+    assert rig.fake.completed == [] and not rig.fake.calls_to("storage")
+
+
+@linux_only
+def test_a_file_whose_writer_opened_it_during_the_upload_is_not_done_or_deleted(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = rig.queue("a.mp4")
+    real_upload = rig.client.upload
+    writers = contextlib.ExitStack()
+
+    def upload_while_a_writer_opens_it(*args: Any, **kwargs: Any) -> None:
+        real_upload(*args, **kwargs)
+        writers.enter_context(held_open(Path(rec.path), "r+b"))  # no byte written (yet)
+
+    monkeypatch.setattr(rig.client, "upload", upload_while_a_writer_opens_it)
+    with writers:
+        rig.worker(after_upload=AfterUpload.DELETE).run_once()
+        row = rig.get(rec)
+    assert row.state is State.SETTLING and row.asset_id is None
+    assert row.last_error is not None and row.last_error.startswith("held open for writing by")
+    assert Path(rec.path).exists() and not rig.fake.calls_to("metadata")
+
+
 def test_deleted_file_vanishes_and_empty_file_is_skipped(rig: Rig) -> None:
     gone = rig.queue("gone.mp4")
     os.unlink(gone.path)
@@ -302,6 +362,26 @@ def test_keep_owes_nothing_and_a_sweep_under_keep_only_clears(rig: Rig) -> None:
     assert not rig.get(owed).after_upload_due and Path(owed.path).exists()
     assert "after_upload is now keep" in rig.journal.history(owed.id)[-1].reason
     assert len(rig.journal.history(kept.id)) == events
+
+
+@linux_only
+def test_after_upload_of_a_file_open_for_writing_stays_owed_until_it_is_closed(
+    rig: Rig,
+) -> None:
+    rec = rig.queue("a.mp4")
+    rig.worker().run_once()
+    rig.journal.update(rec.id, after_upload_due=1)  # as if finished under after_upload = delete
+    aftercare = Aftercare(rig.journal, AfterUpload.DELETE, None)
+    with held_open(Path(rec.path), "ab") as writer:
+        assert aftercare.sweep(grace_seconds=0.0) == 0
+        owed = rig.get(rec)
+        why = f"after_upload delete postponed: {held_by(writer.pid)}"
+        assert (owed.state, owed.after_upload_due, owed.last_error) == (State.DONE, True, why)
+        assert rig.journal.history(rec.id)[-1].reason == why
+        assert Path(rec.path).exists()
+    assert aftercare.sweep(grace_seconds=0.0) == 1
+    assert not rig.get(rec).after_upload_due and rig.get(rec).last_error is None
+    assert not Path(rec.path).exists()
 
 
 def test_a_sweep_leaves_files_a_worker_just_finished_to_that_worker(rig: Rig) -> None:

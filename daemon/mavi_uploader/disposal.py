@@ -1,7 +1,8 @@
 """after_upload: keep, move to done_dir, or delete a file MAVI has confirmed.
 
 The move/delete is owed from the commit that marks the file done (`after_upload_due`) until
-it is carried out, so a crash in between, or a failed move, is finished later by `sweep`.
+it is carried out, so a crash in between, a failed move, or a file some process has open for
+writing (never moved or deleted under its writer) is finished later by `sweep`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from mavi_uploader.journal import Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.records import FileRecord, display_path
 from mavi_uploader.safemove import Replaced, move_pinned, unlink_if_same
+from mavi_uploader.writers import Probe, WriterProbe
 
 log = get_logger(__name__)
 
@@ -26,12 +28,19 @@ class DisposalError(Exception):
     """The uploaded file could not be moved or deleted; it stays where it is."""
 
 
-def dispose(rec: FileRecord, action: AfterUpload, done_dir: Path | None) -> str:
+class Postponed(DisposalError):
+    """A process has the file open for writing: moving or deleting it would cut it off."""
+
+
+def dispose(
+    rec: FileRecord, action: AfterUpload, done_dir: Path | None, probe: Probe | None = None
+) -> str:
     """Apply `action` to the uploaded file of `rec`; returns what was done, for the journal.
 
     A file re-written since its upload (other size or mtime) is a new version nobody has
     uploaded, so it is never moved or deleted. The file is opened first and every later
-    step acts on that very file, whatever happens to its name meanwhile.
+    step acts on that very file, whatever happens to its name meanwhile. One some process
+    has open for writing raises Postponed (it may be written further).
     """
     if action is AfterUpload.KEEP:
         return "kept in place"
@@ -40,6 +49,10 @@ def dispose(rec: FileRecord, action: AfterUpload, done_dir: Path | None) -> str:
         with open(path, "rb") as src:
             if not rec.describes(os.fstat(src.fileno())):
                 return "left in place: the file changed after its upload"
+            # The pinned file itself is probed, whatever its name points at by now.
+            writer = (probe or WriterProbe())(src.fileno())
+            if writer is not None:
+                raise Postponed(f"after_upload {action.value} postponed: {writer.reason}")
             if action is AfterUpload.DELETE:
                 removed = unlink_if_same(path, os.fstat(src.fileno()))
                 return (
@@ -73,10 +86,17 @@ def _relative(rec: FileRecord) -> Path:
 class Aftercare:
     """Carries out the owed after_upload of finished files and journals the outcome."""
 
-    def __init__(self, journal: Journal, action: AfterUpload, done_dir: Path | None) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        action: AfterUpload,
+        done_dir: Path | None,
+        probe: Probe | None = None,
+    ) -> None:
         self._journal = journal
         self._action = action
         self._done_dir = done_dir
+        self._probe = probe or WriterProbe()
 
     def due(self) -> bool:
         """Should a file finishing now owe a move/delete?"""
@@ -87,7 +107,14 @@ class Aftercare:
         if not rec.after_upload_due:
             return True
         try:
-            what = dispose(rec, self._action, self._done_dir)
+            what = dispose(rec, self._action, self._done_dir, self._probe)
+        except Postponed as exc:
+            # Still owed (after_upload_due stays set); `history` says why the file is there.
+            log.info("after_upload postponed", file_id=rec.id, reason=str(exc))
+            self._journal.transition(
+                rec.id, rec.state, str(exc), expect=rec.state, last_error=str(exc)
+            )
+            return False
         except DisposalError as exc:
             log.warning("after_upload failed; will try again", file_id=rec.id, error=str(exc))
             self._journal.update(rec.id, last_error=str(exc))

@@ -144,8 +144,9 @@ class Ledger:
             **(NO_ASSET if fresh_asset else {}),
         )
 
-    def back_to_settling(self, rec: FileRecord, why: str) -> None:
-        """The file changed under us: settle again, forget hash and asset."""
+    def back_to_settling(self, rec: FileRecord, why: str, **fields: Any) -> None:
+        """The file changed under us (or is still being written): settle again, forget hash
+        and asset."""
         try:
             st = os.stat(rec.path)
         except FileNotFoundError:
@@ -159,4 +160,5 @@ class Ledger:
             mtime_ns=st.st_mtime_ns,
             stable_since=self._clock(),
             **NEW_VERSION,
+            **fields,
         )

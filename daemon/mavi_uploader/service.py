@@ -37,6 +37,7 @@ from mavi_uploader.supervisor import Loops, Timers, summary
 from mavi_uploader.uploader import Worker, WorkerSettings
 from mavi_uploader.views import mavi_says, upload_progress
 from mavi_uploader.watcher import Watcher, watch_roots
+from mavi_uploader.writers import ignore_lease_breaks
 
 log = get_logger(__name__)
 ONCE_POLL_SECONDS = 0.2
@@ -89,6 +90,10 @@ class Daemon:
 
     def install_signal_handlers(self) -> None:
         self.signals.install()
+        # The writer probe's read lease: a writer opening the file while we hold it makes the
+        # kernel send us SIGIO, fatal by default. Only once it is ignored does the probe take
+        # leases (until then it scans /proc).
+        ignore_lease_breaks()
 
     def request_stop(self) -> None:
         """Warm stop from code (any thread): what the first SIGTERM does."""

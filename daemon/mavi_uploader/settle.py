@@ -1,4 +1,5 @@
-"""The settle tick: a file whose size and mtime held still for settle_seconds is queued."""
+"""The settle tick: a file whose size and mtime held still for settle_seconds, and that no
+process holds open for writing, is queued."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from mavi_uploader.journal import Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.records import FileRecord, State, display_path
+from mavi_uploader.writers import Probe, WriterProbe
 
 log = get_logger(__name__)
 UNREADABLE_RETRY_SECONDS = 30.0
@@ -32,12 +34,14 @@ class Settler:
         clock: Callable[[], float] = time.time,
         stat: Callable[[str], os.stat_result] = os.stat,
         check_readable: Callable[[str], None] = can_read,
+        probe: Probe | None = None,
     ) -> None:
         self._journal = journal
         self.settle_seconds = settle_seconds
         self._clock = clock
         self._stat = stat
         self._check_readable = check_readable
+        self._probe = probe or WriterProbe()
 
     def tick(self) -> int:
         """Advance settling files; returns how many were queued."""
@@ -50,7 +54,7 @@ class Settler:
         ]
         # A burst of thousands of files: one commit per chunk, not one fsync per file.
         for start in range(0, len(due), BATCH):
-            with self._journal.batch():
+            with self._journal.batch(), self._probe.batch():
                 queued += sum(self._settle_one(rec, now) for rec in due[start : start + BATCH])
         return queued
 
@@ -76,6 +80,16 @@ class Settler:
             self._check_readable(rec.path)
         except OSError as exc:
             self._defer(rec, now, f"cannot read the file: {exc.strerror} (check permissions)")
+            return 0
+        # Asked only now, of files that held still: most ticks probe nothing.
+        writer = self._probe(rec.path)
+        if writer is not None:
+            # A camera paused with its file open: not finished, however long it is still.
+            # stable_since stays; the next ticks ask again, and only a change is journaled.
+            if rec.last_error != writer.reason:
+                where = display_path(rec.path)
+                log.info("waiting for its writer", file_id=rec.id, path=where, reason=writer.reason)
+                self._journal.update(rec.id, last_error=writer.reason)
             return 0
         moved = self._journal.transition(
             rec.id,

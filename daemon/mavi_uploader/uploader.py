@@ -44,6 +44,7 @@ from mavi_uploader.records import (
     display_path,
     upload_name,
 )
+from mavi_uploader.writers import Probe, WriterProbe
 
 log = get_logger(__name__)
 
@@ -56,10 +57,15 @@ PROGRESS_EVERY_SECONDS = 2.0
 # of a file that takes longer to send than a URL lives, and sign anew on every retry.
 URL_START_MARGIN_SECONDS = 60.0
 MAX_EXPIRED_URLS = 3
+CHANGED_SINCE_QUEUED = "file changed since it was queued"
 
 
 class FileChanged(Exception):
     """The file on disk no longer matches what was queued or sent."""
+
+
+class WriterActive(FileChanged):
+    """A process holds the file open for writing: it may not be finished (a paused camera)."""
 
 
 class LeaseLost(Exception):
@@ -88,8 +94,10 @@ class Worker:
         rng: random.Random | None = None,
         on_claim: Callable[[], None] | None = None,
         bandwidth: BandwidthLimiter | None = None,
+        probe: Probe | None = None,
     ) -> None:
         self.owner = f"{os.getpid()}:{name}"
+        self._probe = probe or WriterProbe()
         self._on_claim = on_claim
         self._bandwidth = bandwidth or BandwidthLimiter(0)
         self._journal = journal
@@ -157,6 +165,8 @@ class Worker:
             self._send(rec, path)
         except FileNotFoundError:
             self._ledger.move(rec, State.VANISHED, "file disappeared before its upload finished")
+        except WriterActive as exc:  # `list` shows who holds it while it settles again
+            self._ledger.back_to_settling(rec, str(exc), last_error=str(exc))
         except (FileChanged, FileShrank) as exc:
             self._ledger.back_to_settling(rec, str(exc))
         except PermissionError as exc:
@@ -171,15 +181,15 @@ class Worker:
             self._ledger.retry_later(rec, exc.reason, counts=not exc.network)
 
     def _check_unchanged(
-        self,
-        rec: FileRecord,
-        held: BinaryIO | None = None,
-        why: str = "file changed since it was queued",
+        self, rec: FileRecord, held: BinaryIO | None = None, why: str = CHANGED_SINCE_QUEUED
     ) -> None:
-        """The file (the `held` one, else whatever is at its path) is the version queued."""
+        """The file (the `held` one, else whatever is at its path) is the version queued and
+        open for writing nowhere (`enqueue` skips settle; a writer may open it again)."""
         st = os.fstat(held.fileno()) if held is not None else os.stat(rec.path)
         if not rec.describes(st):
             raise FileChanged(why)
+        if (writer := self._probe(held.fileno() if held is not None else rec.path)) is not None:
+            raise WriterActive(writer.reason)
 
     def _deduplicated(self, rec: FileRecord, sha: str) -> bool:
         """Record the hash; with dedupe, claim the content in the same transaction, so of
@@ -259,6 +269,7 @@ class Worker:
                     return None
                 rec = moved
             try:
+                self._check_unchanged(rec, held)  # signing may have waited for a rate slot
                 assert rec.size is not None
                 started = self._clock()
                 self._ledger.note(rec, upload_started_at=started, progress_at=started, bytes_sent=0)
@@ -326,7 +337,8 @@ class Worker:
 
     def _finish(self, rec: FileRecord, new: State, why: str, **fields: Any) -> None:
         """Move to done/duplicate; the move/delete is owed in the same commit, then done."""
-        aftercare = Aftercare(self._journal, self.settings.after_upload, self.settings.done_dir)
+        settings = self.settings
+        aftercare = Aftercare(self._journal, settings.after_upload, settings.done_dir, self._probe)
         fields.setdefault("last_error", None)  # errors of earlier attempts are history now
         finished = self._ledger.move(rec, new, why, after_upload_due=int(aftercare.due()), **fields)
         if finished is not None:
