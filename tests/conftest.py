@@ -136,6 +136,17 @@ def _no_leaked_threads() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _restore_signal_dispositions() -> Iterator[None]:
+    """An in-process daemon installs its handlers (and ignores SIGIO for the writer probe):
+    put them back, so a later test in the same (xdist) process starts from the defaults."""
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGIO)
+    saved = {sig: signal.getsignal(sig) for sig in signals}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """Commands run in-process configure logging onto pytest's capture streams, which close
     after the test: put the previous configuration back so later tests do not write to them."""
