@@ -16,13 +16,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fakemavi import FakeMavi
-from mavi_uploader.journal import Journal
-from mavi_uploader.mavi import MaviClient
-from mavi_uploader.pause import PauseGate
-from mavi_uploader.ratelimit import BandwidthLimiter, RateLimiter
-from mavi_uploader.records import Observation, State
+from mavi_uploader.core.records import Observation, State
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.mavi.client import MaviClient
+from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter
 from mavi_uploader.units import parse_bandwidth
-from mavi_uploader.uploader import Worker, WorkerSettings
+from mavi_uploader.upload.pause import PauseGate
+from mavi_uploader.upload.worker import Worker, WorkerSettings
 
 KEY = "bench-key-0123456789"
 

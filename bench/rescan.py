@@ -24,8 +24,8 @@ from pathlib import Path
 import common
 from common import info, median, result, spread
 
-from mavi_uploader.journal import DB_NAME, Journal
-from mavi_uploader.records import path_to_blob
+from mavi_uploader.core.records import path_to_blob
+from mavi_uploader.journal.sqlite.store import DB_NAME, Journal
 
 READY_TARGET_S = 10.0
 

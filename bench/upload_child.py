@@ -30,8 +30,8 @@ def io_counters() -> dict[str, int]:
 def main(argv: list[str]) -> int:
     out: dict[str, Any] = {"boot_cpu": cpu()}  # interpreter start-up
     # Imported here, not at the top, so their cost is measured apart from the interpreter's.
-    from mavi_uploader.hashing import sha256_file  # noqa: PLC0415
-    from mavi_uploader.mavi import MaviClient  # noqa: PLC0415
+    from mavi_uploader.mavi.client import MaviClient  # noqa: PLC0415
+    from mavi_uploader.upload.hashing import sha256_file  # noqa: PLC0415
 
     out["startup_cpu"] = cpu()  # start-up + imports
     mode, url, path, size = argv[0], argv[1], Path(argv[2]), int(argv[3])

@@ -13,12 +13,12 @@ from typing import Any
 
 from conftest import API_KEY, Clock, write_video
 from fakemavi import FakeMavi
-from mavi_uploader.journal import Journal
-from mavi_uploader.mavi import MaviClient
-from mavi_uploader.pause import PauseGate
-from mavi_uploader.ratelimit import RateLimiter
-from mavi_uploader.records import FileRecord, Observation, State
-from mavi_uploader.uploader import Worker, WorkerSettings
+from mavi_uploader.core.records import FileRecord, Observation, State
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.mavi.client import MaviClient
+from mavi_uploader.mavi.ratelimit import RateLimiter
+from mavi_uploader.upload.pause import PauseGate
+from mavi_uploader.upload.worker import Worker, WorkerSettings
 
 
 @dataclass

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for
-from mavi_uploader.mavi import MaviClient
-from mavi_uploader.ratelimit import RateLimiter, Stopped
+from mavi_uploader.mavi.client import MaviClient
+from mavi_uploader.mavi.ratelimit import RateLimiter, Stopped
 
 
 class _Silent(http.server.BaseHTTPRequestHandler):

@@ -11,12 +11,12 @@ import pytest
 
 from conftest import API_KEY, Clock, write_video
 from fakemavi import FakeMavi
-from mavi_uploader.journal import Journal
-from mavi_uploader.mavi import MaviClient
-from mavi_uploader.pause import PauseGate
-from mavi_uploader.ratelimit import BandwidthLimiter, RateLimiter, Stopped
-from mavi_uploader.records import Observation, State
-from mavi_uploader.uploader import Worker, WorkerSettings
+from mavi_uploader.core.records import Observation, State
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.mavi.client import MaviClient
+from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter, Stopped
+from mavi_uploader.upload.pause import PauseGate
+from mavi_uploader.upload.worker import Worker, WorkerSettings
 
 
 def test_reservations_follow_the_rate() -> None:

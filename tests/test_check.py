@@ -8,10 +8,10 @@ import pytest
 
 from conftest import API_KEY
 from fakemavi import FakeMavi, Fault
-from mavi_uploader.checks import report, run_checks
-from mavi_uploader.cli import main
-from mavi_uploader.config import Config, load_config
-from mavi_uploader.mavi import MaviClient
+from mavi_uploader.cli.checks import report, run_checks
+from mavi_uploader.cli.main import main
+from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.mavi.client import MaviClient
 
 
 @pytest.fixture

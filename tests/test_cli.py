@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from conftest import API_KEY, wait_for, write_video
-from mavi_uploader import waiting
-from mavi_uploader.cli import main
-from mavi_uploader.journal import Journal
-from mavi_uploader.lock import StateDirLock
-from mavi_uploader.records import Observation, State
+from mavi_uploader.cli import waiting
+from mavi_uploader.cli.main import main
+from mavi_uploader.core.records import Observation, State
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.service.lock import StateDirLock
 
 STATES = [
     "settling", "queued", "uploading", "confirming", "done", "duplicate", "failed",

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mavi_uploader import config as cfg
-from mavi_uploader.config import (
+from mavi_uploader.config import settings as cfg
+from mavi_uploader.config.settings import (
     DEFAULT_API_BASE,
     DEFAULT_EXTENSIONS,
     DEFAULT_IGNORE,

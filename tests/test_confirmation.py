@@ -11,11 +11,11 @@ import pytest
 
 from conftest import API_KEY, sha256_of
 from fakemavi import FakeMavi, Fault
-from mavi_uploader import uploader
-from mavi_uploader.decisions import Patience
-from mavi_uploader.hashing import sha256_file
-from mavi_uploader.records import FileRecord, Observation, State
-from mavi_uploader.retry import MAX_SERVER_FAILURES
+from mavi_uploader.core.decisions import Patience
+from mavi_uploader.core.records import FileRecord, Observation, State
+from mavi_uploader.core.retry import MAX_SERVER_FAILURES
+from mavi_uploader.upload import worker as uploader
+from mavi_uploader.upload.hashing import sha256_file
 from rig import Rig, make_rig
 
 
@@ -161,7 +161,7 @@ def test_copies_are_uploaded_once_when_the_younger_one_hashes_first(
             assert release_older.wait(30)
         return sha256_file(path, hook)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("mavi_uploader.uploader.sha256_file", held_sha256)
+    monkeypatch.setattr("mavi_uploader.upload.worker.sha256_file", held_sha256)
     first, second = rig.worker(), rig.worker()
     runner = threading.Thread(target=first.run_once)  # claims the older row, hashes slowly
     runner.start()

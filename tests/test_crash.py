@@ -16,7 +16,7 @@ from crash_harness import (
     run_crash_harness,
 )
 from fakemavi import UploadRecord
-from mavi_uploader.schema import connect, migrate
+from mavi_uploader.journal.sqlite.schema import connect, migrate
 
 
 @pytest.mark.timeout(240)

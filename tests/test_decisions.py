@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mavi_uploader.decisions import NOT_FOUND, Patience, Verdict, judge
+from mavi_uploader.core.decisions import NOT_FOUND, Patience, Verdict, judge
 
 P = Patience(not_found_seconds=600, processing_seconds=3600, max_resends=3)
 ACCEPTED = 1000.0  # storage took the bytes at this time

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import held_by, held_open, sha256_of, write_video
-from mavi_uploader.config import AfterUpload
-from mavi_uploader.disposal import DisposalError, dispose
-from mavi_uploader.records import FileRecord, State
-from mavi_uploader.safemove import Replaced, move_pinned
+from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.core.records import FileRecord, State
+from mavi_uploader.upload.aftercare import DisposalError, dispose
+from mavi_uploader.upload.safemove import Replaced, move_pinned
 
 
 def record_of(path: Path, watch: Path) -> FileRecord:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from conftest import API_KEY, DaemonProcess, sha256_of, wait_for, write_video
 from fakemavi import FakeMavi, Fault
-from mavi_uploader import schema
-from mavi_uploader.journal import DB_NAME
-from mavi_uploader.lock import StateDirLock
+from mavi_uploader.journal.sqlite import schema
+from mavi_uploader.journal.sqlite.store import DB_NAME
+from mavi_uploader.service.lock import StateDirLock
 
 DaemonFactory = Callable[..., DaemonProcess]
 

@@ -36,8 +36,8 @@ from conftest import (
     write_video,
 )
 from fakemavi import Fault
-from mavi_uploader.journal import Journal
-from mavi_uploader.records import State
+from mavi_uploader.core.records import State
+from mavi_uploader.journal.sqlite.store import Journal
 
 BACKGROUND = Background()
 Collect = Callable[..., Any]  # the `scenario` fixture

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Clock, write_video
-from mavi_uploader import housekeeping
-from mavi_uploader.cli import main
-from mavi_uploader.journal import Journal
-from mavi_uploader.records import Observation, State
+from mavi_uploader.cli.main import main
+from mavi_uploader.core.records import Observation, State
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.service import housekeeping
 
 DAY = 86400.0
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from mavi_uploader import install
-from mavi_uploader.cli import main
-from mavi_uploader.config import Config, load_config
-from mavi_uploader.install import InstallError, InstallPlan, plan_install, plan_uninstall
-from mavi_uploader.install_apply import apply, describe
+from mavi_uploader.cli.main import main
+from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.service import install
+from mavi_uploader.service.install import InstallError, InstallPlan, plan_install, plan_uninstall
+from mavi_uploader.service.install_apply import apply, describe
 
 REPO = Path(__file__).resolve().parent.parent
 OUTSIDE = "/opt/mavi/bin/mavi-uploader"  # not under /home or /tmp: keeps ProtectHome/PrivateTmp

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Clock
-from mavi_uploader import schema
-from mavi_uploader.journal import DB_NAME, ContentClaim, Journal
-from mavi_uploader.records import Observation, State
-from mavi_uploader.schema import SCHEMA_VERSION, JournalError
+from mavi_uploader.core.records import Observation, State
+from mavi_uploader.journal.sqlite import schema
+from mavi_uploader.journal.sqlite.schema import SCHEMA_VERSION, JournalError
+from mavi_uploader.journal.sqlite.store import DB_NAME, ContentClaim, Journal
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from conftest import API_KEY, DaemonProcess, exit_code_within, sha256_of, write_video
 from fakemavi import FakeMavi
-from mavi_uploader import keyfile
-from mavi_uploader.checks import report, run_checks
-from mavi_uploader.cli import main
-from mavi_uploader.config import Config, ConfigError, load_config
-from mavi_uploader.mavi import MaviClient
+from mavi_uploader.cli.checks import report, run_checks
+from mavi_uploader.cli.main import main
+from mavi_uploader.config import keyfile
+from mavi_uploader.config.settings import Config, ConfigError, load_config
+from mavi_uploader.mavi.client import MaviClient
 
 BOM = b"\xef\xbb\xbf"
 VISIBLE = st.characters(min_codepoint=0x21, max_codepoint=0x7E)

@@ -24,9 +24,9 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from fakemavi import FakeMavi, Fault
-from mavi_uploader import mavi as mavi_module
-from mavi_uploader.decisions import NOT_FOUND
-from mavi_uploader.mavi import (
+from mavi_uploader.core.decisions import NOT_FOUND
+from mavi_uploader.mavi import client as mavi_module
+from mavi_uploader.mavi.client import (
     AssetStatus,
     AuthProblem,
     MaviClient,
@@ -39,8 +39,8 @@ from mavi_uploader.mavi import (
     interpret_api_response,
     interpret_storage_response,
 )
-from mavi_uploader.multipart import FileShrank
-from mavi_uploader.ratelimit import RateLimiter, Stopped
+from mavi_uploader.mavi.multipart import FileShrank
+from mavi_uploader.mavi.ratelimit import RateLimiter, Stopped
 from mavi_uploader.redaction import register_secret
 
 KEY = "mavi-client-test-key-7c1f9a2b"

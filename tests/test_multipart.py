@@ -10,7 +10,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from mavi_uploader.multipart import CHUNK_SIZE, FileShrank, MultipartFileBody
+from mavi_uploader.mavi.multipart import CHUNK_SIZE, FileShrank, MultipartFileBody
 
 
 def drain(body: MultipartFileBody, hint: int = 8192) -> bytes:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from conftest import DaemonProcess, wait_for
-from mavi_uploader.notify import Notifier
+from mavi_uploader.service.notify import Notifier
 
 DaemonFactory = Callable[..., DaemonProcess]
 

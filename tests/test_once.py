@@ -10,10 +10,10 @@ import pytest
 
 from conftest import API_KEY, DaemonProcess, exit_code_within, write_video
 from fakemavi import FakeMavi
-from mavi_uploader import service
-from mavi_uploader.config import load_config
-from mavi_uploader.journal import Journal
-from mavi_uploader.service import Daemon
+from mavi_uploader.config.settings import load_config
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.service import daemon as service
+from mavi_uploader.service.daemon import Daemon
 
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
 

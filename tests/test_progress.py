@@ -14,7 +14,7 @@ from collections.abc import Callable
 from rich.console import Console
 
 from conftest import DaemonProcess, wait_for, write_video
-from mavi_uploader.progress import UploadBars
+from mavi_uploader.cli.progress import UploadBars
 
 DaemonFactory = Callable[..., DaemonProcess]
 

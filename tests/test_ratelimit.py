@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import wait_for
-from mavi_uploader.ratelimit import JITTER_MARGIN, RateLimiter, Stopped
+from mavi_uploader.mavi.ratelimit import JITTER_MARGIN, RateLimiter, Stopped
 
 
 class FakeClock:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mavi_uploader import config as config_module
-from mavi_uploader.config import WatchConfig, load_config
+from mavi_uploader.config import settings as config_module
+from mavi_uploader.config.settings import WatchConfig, load_config
 from mavi_uploader.units import parse_bandwidth
 
 if sys.version_info >= (3, 11):

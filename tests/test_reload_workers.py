@@ -10,9 +10,9 @@ import pytest
 
 from conftest import API_KEY, wait_for
 from fakemavi import FakeMavi
-from mavi_uploader.config import Config, load_config
-from mavi_uploader.service import Daemon
-from mavi_uploader.uploader import Worker
+from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.service.daemon import Daemon
+from mavi_uploader.upload.worker import Worker
 
 
 def config_with(tmp_path: Path, api_base: str, concurrency: int) -> Config:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from mavi_uploader.retry import CONFIRM_BACKOFF, UPLOAD_BACKOFF, Backoff
+from mavi_uploader.core.retry import CONFIRM_BACKOFF, UPLOAD_BACKOFF, Backoff
 
 
 def raw_delay(backoff: Backoff, attempt: int) -> float:

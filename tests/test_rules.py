@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mavi_uploader import rules
-from mavi_uploader.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from mavi_uploader.config.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from mavi_uploader.core import rules
 
 ROOT = "/w"
 EXTS = frozenset(DEFAULT_EXTENSIONS)

@@ -10,7 +10,7 @@ from typing import Any
 
 from conftest import DaemonProcess, logged, wait_for, write_video
 from fakemavi import FakeMavi, Fault
-from mavi_uploader.journal import Journal
+from mavi_uploader.journal.sqlite.store import Journal
 
 DaemonFactory = Callable[..., DaemonProcess]
 

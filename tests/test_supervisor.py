@@ -21,13 +21,13 @@ import pytest
 
 from conftest import API_KEY, wait_for, write_video
 from fakemavi import FakeMavi
-from mavi_uploader import signals as signals_module
-from mavi_uploader.config import Config, load_config
-from mavi_uploader.rescans import Rescanner
-from mavi_uploader.service import Daemon
-from mavi_uploader.settle import Settler
-from mavi_uploader.supervisor import Timers, summary
-from mavi_uploader.watcher import Watcher, WatchRoot
+from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.service import signals as signals_module
+from mavi_uploader.service.daemon import Daemon
+from mavi_uploader.service.supervisor import Timers, summary
+from mavi_uploader.watch.rescans import Rescanner
+from mavi_uploader.watch.settle import Settler
+from mavi_uploader.watch.watcher import Watcher, WatchRoot
 
 FAST = Timers(report_every=0.2, watch_retry=0.5, stop_grace=10.0, guard_pause=0.1)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mavi_uploader.mavi import MaviClient, TransientError
-from mavi_uploader.ratelimit import RateLimiter
+from mavi_uploader.mavi.client import MaviClient, TransientError
+from mavi_uploader.mavi.ratelimit import RateLimiter
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

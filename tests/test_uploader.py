@@ -13,12 +13,12 @@ import pytest
 
 from conftest import API_KEY, held_by, held_open, sha256_of, write_video
 from fakemavi import FakeMavi, Fault
-from mavi_uploader.config import AfterUpload
-from mavi_uploader.disposal import SWEEP_GRACE_SECONDS, Aftercare
-from mavi_uploader.ratelimit import BandwidthLimiter
-from mavi_uploader.records import Observation, State
-from mavi_uploader.retry import MAX_SERVER_FAILURES
-from mavi_uploader.uploader import Worker, WorkerSettings
+from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.core.records import Observation, State
+from mavi_uploader.core.retry import MAX_SERVER_FAILURES
+from mavi_uploader.mavi.ratelimit import BandwidthLimiter
+from mavi_uploader.upload.aftercare import SWEEP_GRACE_SECONDS, Aftercare
+from mavi_uploader.upload.worker import Worker, WorkerSettings
 from rig import Rig, make_rig
 
 

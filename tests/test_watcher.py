@@ -19,11 +19,11 @@ from watchdog.events import (
 )
 
 from conftest import wait_for, write_video
-from mavi_uploader import watcher as watcher_module
-from mavi_uploader.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
-from mavi_uploader.journal import Journal
-from mavi_uploader.records import Observation, State
-from mavi_uploader.watcher import Watcher, WatchRoot
+from mavi_uploader.config.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from mavi_uploader.core.records import Observation, State
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.watch import watcher as watcher_module
+from mavi_uploader.watch.watcher import Watcher, WatchRoot
 
 LIVE_TIMEOUT = 10.0
 

@@ -18,11 +18,11 @@ from watchdog.observers.polling import PollingObserver
 
 from conftest import DaemonProcess, logged, wait_for, write_video
 from fakemavi import FakeMavi
-from mavi_uploader import watcher as watcher_module
-from mavi_uploader.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
-from mavi_uploader.journal import Journal
+from mavi_uploader.config.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.log import configure_logging
-from mavi_uploader.watcher import Watcher, WatchRoot
+from mavi_uploader.watch import watcher as watcher_module
+from mavi_uploader.watch.watcher import Watcher, WatchRoot
 
 
 def make_root(path: Path, poll_interval: float = 10.0) -> WatchRoot:

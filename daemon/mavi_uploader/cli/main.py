@@ -1,0 +1,375 @@
+"""The `mavi-uploader` command line: each command is a few lines over the modules below it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mavi_uploader import __version__
+from mavi_uploader.cli.checks import report, require_watch_folders, run_checks
+from mavi_uploader.cli.progress import UploadBars
+from mavi_uploader.cli.views import (
+    event_document,
+    file_document,
+    history_text,
+    list_text,
+    status_document,
+    status_text,
+)
+from mavi_uploader.cli.waiting import follow
+from mavi_uploader.config.settings import Config, ConfigError, load_config
+from mavi_uploader.core import rules
+from mavi_uploader.core.records import FileRecord, Observation, State, display_path
+from mavi_uploader.core.rules import relative_parts
+from mavi_uploader.journal.sqlite.store import Journal, JournalError
+from mavi_uploader.log import configure_logging, get_logger
+from mavi_uploader.redaction import register_secret
+from mavi_uploader.service.daemon import Daemon
+from mavi_uploader.service.install import InstallError, plan_install, plan_uninstall
+from mavi_uploader.service.install_apply import apply, describe
+from mavi_uploader.service.lock import AlreadyRunning, StateDirLock, probe
+from mavi_uploader.watch.watcher import WatchRoot, watch_roots
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+log = get_logger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mavi-uploader",
+        description="Upload finished videos from watched folders to Memories.ai (MAVI).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="config file (default: see README)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    run.add_argument(
+        "--watch",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="watch this folder (repeatable; replaces the config's [[watch]])",
+    )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="rescan, upload what settles, wait for confirmation, exit",
+    )
+    run.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+
+    status = sub.add_parser("status", parents=[common], help="counts per state, pause, daemon")
+    status.add_argument("--json", action="store_true")
+
+    listing = sub.add_parser("list", parents=[common], help="files and their states")
+    listing.add_argument("--state", choices=[s.value for s in State])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+
+    history = sub.add_parser("history", parents=[common], help="the journal of one file")
+    history.add_argument("target", metavar="PATH|ID")
+    history.add_argument("--json", action="store_true")
+
+    enqueue = sub.add_parser("enqueue", parents=[common], help="queue files now (no settle wait)")
+    enqueue.add_argument("paths", metavar="PATH", nargs="+")
+    enqueue.add_argument(
+        "--wait", action="store_true", help="follow the files (progress bars) until done"
+    )
+
+    sub.add_parser(
+        "check", parents=[common], help="validate config, folders, key and API; print fixes"
+    )
+
+    forget = sub.add_parser(
+        "forget", parents=[common], help="drop finished files from the journal (PATH or ID)"
+    )
+    forget.add_argument("targets", metavar="PATH|ID", nargs="+")
+
+    install = sub.add_parser(
+        "install-service",
+        parents=[common],
+        help="write and enable a systemd unit (Linux) or launchd agent (macOS)",
+    )
+    install.add_argument("--system", action="store_true", help="system-wide (root), not per user")
+    install.add_argument("--dry-run", action="store_true", help="print what would be done")
+    install.add_argument("--run-as", metavar="USER", help="--system: the service's user")
+    uninstall = sub.add_parser(
+        "uninstall-service", parents=[common], help="disable and remove the service"
+    )
+    uninstall.add_argument("--system", action="store_true")
+    uninstall.add_argument("--dry-run", action="store_true")
+
+    retry = sub.add_parser("retry", parents=[common], help="move failed files back to queued")
+    retry.add_argument("ids", metavar="ID", nargs="*", type=int)
+    retry.add_argument("--all-failed", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command in ("install-service", "uninstall-service"):
+            return _service(args)
+        configure_logging("console", stream=sys.stderr)
+        config = load_config(config_path=args.config, require_api_key=False)
+        register_secret(config.api_key)
+        handler = {
+            "status": _status,
+            "list": _list,
+            "history": _history,
+            "enqueue": _enqueue,
+            "forget": _forget,
+            "retry": _retry,
+        }[args.command]
+        return handler(args, config)
+    except ConfigError as exc:
+        print(f"mavi-uploader: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AlreadyRunning as exc:
+        print(f"mavi-uploader: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except InstallError as exc:
+        print(f"mavi-uploader: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JournalError as exc:
+        print(f"mavi-uploader: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format)
+
+    def reload_config() -> Config:  # at start and on SIGHUP, which keeps a refused one out
+        config = load_config(config_path=args.config, watch_dirs=args.watch)
+        require_watch_folders(config)
+        return config
+
+    config = reload_config()
+    for warning in config.warnings:
+        log.warning("config", problem=warning)
+    if args.log_format == "json" or not sys.stdout.isatty():
+        daemon = Daemon(config, once=args.once, reload_config=reload_config)
+        daemon.install_signal_handlers()
+        return daemon.run()
+    with UploadBars() as bars:  # a person is watching: live bars, log lines above them
+        configure_logging("console", stream=bars.log_stream)
+        daemon = Daemon(
+            config, once=args.once, reload_config=reload_config, show_progress=bars.update
+        )
+        daemon.install_signal_handlers()
+        return daemon.run()
+
+
+def _service(args: argparse.Namespace) -> int:
+    if args.command == "install-service":
+        # Without --config the plan reads what the service itself will read.
+        config = (
+            load_config(config_path=args.config, require_api_key=False) if args.config else None
+        )
+        plan = plan_install(system=args.system, config=config, user=args.run_as)
+    else:
+        plan = plan_uninstall(system=args.system)
+    if args.dry_run:
+        print(describe(plan), end="")
+        return EXIT_OK
+    messages = apply(plan)
+    print("\n".join(messages))
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    def load() -> Config:
+        config = load_config(config_path=args.config)
+        register_secret(config.api_key)
+        return config
+
+    findings = run_checks(load)
+    print(report(findings))
+    if any(f.config_error for f in findings):
+        return EXIT_USAGE
+    return EXIT_OK if all(f.ok for f in findings) else EXIT_FAILURE
+
+
+def _status(args: argparse.Namespace, config: Config) -> int:
+    journal = Journal.open_existing(config.state_dir)
+    try:
+        doc = status_document(config.state_dir, journal, probe(config.state_dir))
+    finally:
+        if journal:
+            journal.close()
+    print(json.dumps(doc, indent=2) if args.json else status_text(doc))
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace, config: Config) -> int:
+    journal = Journal.open_existing(config.state_dir)
+    state = State(args.state) if args.state else None
+    records = journal.files(state, args.limit) if journal else []
+    if args.json:
+        print(json.dumps([file_document(r) for r in records], indent=2))
+    else:
+        print(list_text(records))
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace, config: Config) -> int:
+    journal = Journal.open_existing(config.state_dir)
+    records = _find(journal, args.target) if journal is not None else []
+    if journal is None or not records:
+        print(f"mavi-uploader: no file {args.target!r} in the journal", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        docs = [
+            {"file": file_document(r), "events": [event_document(e) for e in journal.history(r.id)]}
+            for r in records
+        ]
+        print(json.dumps(docs, indent=2))
+    else:
+        print("\n\n".join(history_text(r, journal.history(r.id)) for r in records))
+    return EXIT_OK
+
+
+def _find(journal: Journal, target: str) -> list[FileRecord]:
+    """A target is a file ID, or a path (all of its generations)."""
+    if target.isdigit() and not os.path.exists(target):
+        found = journal.get(int(target))
+        return [found] if found else []
+    return journal.by_path(os.path.abspath(target))
+
+
+def open_for_command(state_dir: Path) -> Journal:
+    """The journal for a command that writes (enqueue, retry, forget). Migrating it is only
+    safe under the state-dir lock; a daemon holding that lock has migrated it to its own
+    schema, which this build uses as it is or refuses (naming the fix)."""
+    Journal.make_state_dir(state_dir)
+    lock = StateDirLock(state_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        return Journal.open(state_dir, migrate_schema=False)
+    try:
+        return Journal.open(state_dir)
+    finally:
+        lock.release()
+
+
+def _forget(args: argparse.Namespace, config: Config) -> int:
+    roots = watch_roots(config)
+    journal = open_for_command(config.state_dir)
+    problems = 0
+    for target in args.targets:
+        records = _find(journal, target)
+        if not records:
+            print(f"{target}: not in the journal; nothing forgotten", file=sys.stderr)
+            problems += 1
+            continue
+        forgotten = set(journal.forget([r.id for r in records]))
+        for rec in records:
+            if rec.id not in forgotten:
+                print(f"#{rec.id} is {rec.state.value}: only finished files", file=sys.stderr)
+                problems += 1
+                continue
+            print(f"forgot #{rec.id} {display_path(rec.path)} ({rec.state.value})")
+            # Still there: journal it now rather than at the next rescan (maybe an hour away).
+            seen = [o for o in (r.observe(rec.path) for r in roots) if o is not None][:1]
+            for new in journal.sight(seen):
+                print(f"{new.state.value} #{new.id} {display_path(new.path)}: to be uploaded")
+    journal.close()
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def _enqueue(args: argparse.Namespace, config: Config) -> int:
+    roots = watch_roots(config)
+    journal = open_for_command(config.state_dir)
+    refused = 0
+    queued: dict[int, State] = {}  # file id -> the state printed for it
+    for raw in args.paths:
+        # The folder resolved like the watch roots; the file itself stays what was named.
+        folder, name = os.path.split(os.path.abspath(raw))
+        path = os.path.join(os.path.realpath(folder), name)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            print(f"{display_path(path)}: {exc.strerror}", file=sys.stderr)
+            refused += 1
+            continue
+        # Longest root first: the most specific watch decides the rules.
+        root = next(
+            (
+                r
+                for r in sorted(roots, key=lambda r: -len(r.root))
+                if relative_parts(path, r.root) is not None
+            ),
+            None,
+        )
+        obs = root.observe(path) if root else None
+        if obs is None:
+            why = _why_refused(path, root, config) if root else "outside every watch folder"
+            rec = journal.record_rejection(
+                Observation(path, root.root if root else "", st.st_size, st.st_mtime_ns), why
+            )
+            print(f"skipped #{rec.id} {display_path(path)}: {why}", file=sys.stderr)
+            refused += 1
+            continue
+        rec = journal.enqueue(obs, "enqueued by hand")
+        queued[rec.id] = rec.state
+        print(f"{rec.state.value} #{rec.id} {display_path(path)}")
+    try:
+        if args.wait and queued:
+            if not probe(config.state_dir).running:
+                print(
+                    "no daemon is running to upload them: start `mavi-uploader run`",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+            if not follow(journal, list(queued), reported=queued):  # no line twice
+                refused += 1
+    finally:
+        journal.close()
+    return EXIT_FAILURE if refused else EXIT_OK
+
+
+def _why_refused(path: str, root: WatchRoot, config: Config) -> str:
+    why = rules.rejection(
+        path, root.root, extensions=config.extensions, ignore=root.ignore, recursive=root.recursive
+    )
+    return why or "not a regular file inside its watch folder (or a link that leaves it)"
+
+
+def _retry(args: argparse.Namespace, config: Config) -> int:
+    if not args.ids and not args.all_failed:
+        print("mavi-uploader retry: give file IDs or --all-failed", file=sys.stderr)
+        return EXIT_USAGE
+    journal = open_for_command(config.state_dir)
+    ids = [r.id for r in journal.in_states([State.FAILED])] if args.all_failed else args.ids
+    problems = 0
+    for file_id in ids:
+        moved = journal.transition(
+            file_id,
+            State.QUEUED,
+            "retry requested",
+            expect=State.FAILED,
+            attempts=0,
+            server_failures=0,
+            sends=0,
+            last_error=None,
+            next_attempt_at=None,
+        )
+        if moved is None:
+            rec = journal.get(file_id)
+            now = f"is {rec.state.value}" if rec else "does not exist"
+            print(f"#{file_id} {now}; only failed files can be retried", file=sys.stderr)
+            problems += 1
+        else:
+            print(f"queued #{file_id} {display_path(moved.path)}")
+    journal.close()
+    return EXIT_FAILURE if problems else EXIT_OK

@@ -1,0 +1,229 @@
+"""What `status`, `list` and `history` print: JSON shapes of the contract and readable tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mavi_uploader.core.decisions import NOT_FOUND
+from mavi_uploader.core.records import Event, FileRecord, State, display_path
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.redaction import redact
+from mavi_uploader.service.lock import LockHolder
+
+CONFIRMING_SHOWN = 20  # `status` lists this many files waiting for MAVI
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def upload_progress(rec: FileRecord, now: float) -> dict[str, Any]:
+    """Percent, speed and ETA of an upload, from the progress the worker journals."""
+    size = rec.size or 0
+    sent = rec.bytes_sent if rec.upload_started_at else 0
+    elapsed = (rec.progress_at or now) - (rec.upload_started_at or now)
+    speed = sent / elapsed if elapsed > 0 and sent else None
+    return {
+        "id": rec.id,
+        "path": display_path(rec.path),
+        "size": size,
+        "bytes_sent": sent,
+        "percent": round(100.0 * sent / size, 1) if size else None,
+        "speed_bytes_per_second": round(speed) if speed else None,
+        "eta_seconds": round((size - sent) / speed) if speed else None,
+    }
+
+
+def mavi_says(rec: FileRecord) -> str | None:
+    """What MAVI has been answering about a confirming file, and since when."""
+    if rec.state is not State.CONFIRMING or not rec.mavi_status:
+        return None
+    said = (
+        "MAVI does not know the asset yet"
+        if rec.mavi_status == NOT_FOUND
+        else f"MAVI reports {rec.mavi_status}"
+    )
+    return f"{said} since {iso(rec.mavi_status_since)}"
+
+
+def status_document(state_dir: Path, journal: Journal | None, holder: LockHolder) -> dict[str, Any]:
+    pause = journal.pause() if journal else None
+    counts = journal.counts() if journal else {s.value: 0 for s in State}
+    now = time.time()
+    uploading = journal.in_states([State.UPLOADING]) if journal else []
+    confirming = journal.in_states([State.CONFIRMING]) if journal else []
+    errors = journal.recent_errors() if journal else []
+    return {
+        "state_dir": str(state_dir),
+        "daemon": {"running": holder.running, "pid": holder.pid},
+        "paused": {"reason": redact(pause.reason), "since": iso(pause.since)} if pause else None,
+        "counts": counts,
+        "uploads": [upload_progress(r, now) for r in uploading],
+        "confirming": [
+            {
+                "id": r.id,
+                "path": display_path(r.path),
+                "asset_id": r.asset_id,
+                "mavi_status": r.mavi_status,
+                "mavi_status_since": iso(r.mavi_status_since),
+                "says": mavi_says(r),
+            }
+            for r in confirming[:CONFIRMING_SHOWN]
+        ],
+        "recent_errors": [
+            {
+                "id": r.id,
+                "path": display_path(r.path),
+                "state": r.state.value,
+                "error": redact(r.last_error or ""),
+                "at": iso(r.updated_at),
+            }
+            for r in errors
+        ],
+    }
+
+
+def status_text(doc: dict[str, Any]) -> str:
+    daemon = doc["daemon"]
+    lines = [
+        f"state dir  {doc['state_dir']}",
+        "daemon     " + (f"running (pid {daemon['pid']})" if daemon["running"] else "not running"),
+    ]
+    paused = doc["paused"]
+    lines.append(
+        f"paused     {paused['reason']} (since {paused['since']})" if paused else "paused     no"
+    )
+    lines.append("")
+    width = max(len(s) for s in doc["counts"])
+    lines.extend(f"{state:<{width}}  {n:>7}" for state, n in doc["counts"].items())
+    if doc["uploads"]:
+        rows = [
+            [
+                _percent(u["percent"]),
+                _human_size(u["bytes_sent"]) + " / " + _human_size(u["size"]),
+                _speed(u["speed_bytes_per_second"]),
+                _eta(u["eta_seconds"]),
+                u["path"],
+            ]
+            for u in doc["uploads"]
+        ]
+        lines += ["", "uploading now:", _table(["DONE", "SENT", "SPEED", "ETA", "PATH"], rows)]
+    waiting = [c for c in doc.get("confirming", []) if c["says"]]
+    if waiting:
+        lines += ["", "waiting for MAVI to confirm:"]
+        lines += [f"#{c['id']} {c['path']}: {c['says']}" for c in waiting]
+    if doc["recent_errors"]:
+        lines += ["", "recent errors:"]
+        lines += [
+            f"#{e['id']} {e['path']} [{e['state']}]: {e['error']}" for e in doc["recent_errors"]
+        ]
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def _speed(value: int | None) -> str:
+    return "-" if not value else _human_size(value) + "/s"
+
+
+def _eta(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def file_document(rec: FileRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "path": display_path(rec.path),
+        "state": rec.state.value,
+        "size": rec.size,
+        "sha256": rec.sha256,
+        "asset_id": rec.asset_id,
+        "attempts": rec.attempts,
+        "last_error": redact(rec.last_error) if rec.last_error else None,
+        "duplicate_of": rec.duplicate_of,
+        "bytes_sent": rec.bytes_sent,
+        "mavi_status": rec.mavi_status,
+        "mavi_status_since": iso(rec.mavi_status_since),
+        "next_attempt_at": iso(rec.next_attempt_at),
+        "created_at": iso(rec.created_at),
+        "updated_at": iso(rec.updated_at),
+    }
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    return "\n".join(fmt.format(*r).rstrip() for r in [headers, *rows])
+
+
+def list_text(records: Sequence[FileRecord]) -> str:
+    if not records:
+        return "no files"
+    rows = [
+        [
+            str(r.id),
+            r.state.value,
+            _human_size(r.size),
+            str(r.attempts),
+            r.asset_id or "-",
+            display_path(r.path) + _note(r),
+        ]
+        for r in records
+    ]
+    return _table(["ID", "STATE", "SIZE", "TRIES", "ASSET", "PATH"], rows)
+
+
+def _note(rec: FileRecord) -> str:
+    said = redact(rec.last_error) if rec.last_error else mavi_says(rec)
+    return f"  ({said})" if said else ""
+
+
+def event_document(event: Event) -> dict[str, Any]:
+    return {
+        "file_id": event.file_id,
+        "at": iso(event.at),
+        "from": event.from_state.value if event.from_state else None,
+        "to": event.to_state.value,
+        "reason": redact(event.reason),
+    }
+
+
+def history_text(record: FileRecord, events: Sequence[Event]) -> str:
+    head = f"#{record.id} {display_path(record.path)}  [{record.state.value}]"
+    if record.last_error:
+        head += f"\nlast error: {redact(record.last_error)}"
+    said = mavi_says(record)
+    if said:
+        head += f"\n{said}"
+    rows = [
+        [
+            iso(e.at) or "",
+            (e.from_state.value if e.from_state else "-") + " -> " + e.to_state.value,
+            redact(e.reason),
+        ]
+        for e in events
+    ]
+    return head + "\n" + _table(["WHEN", "TRANSITION", "REASON"], rows)

@@ -1,0 +1,71 @@
+"""`enqueue --wait`: follow files until the daemon has finished them, with bars on a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TextIO
+
+from mavi_uploader.cli.progress import UploadBars
+from mavi_uploader.cli.views import upload_progress
+from mavi_uploader.core.records import ACTIVE_STATES, FileRecord, State, display_path
+from mavi_uploader.journal.sqlite.store import Journal
+
+POLL_SECONDS = 0.5
+GOOD_ENDINGS = (State.DONE, State.DUPLICATE)
+
+
+def _current(journal: Journal, ids: Sequence[int]) -> list[FileRecord]:
+    return [r for r in (journal.get(i) for i in ids) if r is not None]
+
+
+def follow(
+    journal: Journal,
+    ids: Sequence[int],
+    out: TextIO | None = None,
+    reported: Mapping[int, State] | None = None,
+) -> bool:
+    """Block until every file in `ids` is final; True when all were uploaded (or duplicates).
+
+    Args:
+        out: where state lines go (default: sys.stdout at call time, not at import).
+        reported: the state each file was last printed in (by `enqueue`), not printed again.
+    """
+    out = sys.stdout if out is None else out
+    seen = dict(reported or {})
+    if out.isatty():
+        with UploadBars() as bars:
+            return _follow(journal, ids, out, bars, seen)
+    return _follow(journal, ids, out, None, seen)
+
+
+def _follow(
+    journal: Journal,
+    ids: Sequence[int],
+    out: TextIO,
+    bars: UploadBars | None,
+    seen: dict[int, State],  # file id -> the state last shown
+) -> bool:
+    while True:
+        records = _current(journal, ids)
+        now = time.time()
+        for rec in records:
+            if seen.get(rec.id) is rec.state:
+                continue
+            seen[rec.id] = rec.state
+            if rec.state not in ACTIVE_STATES:
+                line = f"{rec.state.value} #{rec.id} {display_path(rec.path)}"
+                if rec.last_error and rec.state not in GOOD_ENDINGS:
+                    line += f": {rec.last_error}"
+                if bars is not None:
+                    bars.finish(rec.id, f"{rec.name}: {rec.state.value}", rec.size or 0)
+                else:
+                    print(line, file=out, flush=True)
+            elif bars is None:
+                print(f"{rec.state.value} #{rec.id} {display_path(rec.path)}", file=out, flush=True)
+        if bars is not None:
+            bars.update([upload_progress(r, now) for r in records if r.state is State.UPLOADING])
+        if all(r.state not in ACTIVE_STATES for r in records):
+            return all(r.state in GOOD_ENDINGS for r in records)
+        time.sleep(POLL_SECONDS)

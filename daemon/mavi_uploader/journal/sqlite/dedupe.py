@@ -1,0 +1,56 @@
+"""Dedupe in the journal: the first row to claim some content is the one that uploads it."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import sqlite3
+from collections.abc import Callable
+
+from mavi_uploader.core.records import FileRecord
+from mavi_uploader.journal.sqlite.reads import HOLDS, to_record
+
+
+class ContentClaim(enum.Enum):
+    """What `claim_content` found."""
+
+    CLAIMED = "claimed"  # ours now: upload it
+    UPLOADED = "uploaded"  # a done twin exists: a duplicate of it
+    IN_FLIGHT = "in flight"  # another row holds it: wait (parked) for that one
+    SPENT = "spent"  # a failed twin already used up the complete uploads allowed
+    LOST = "lost"  # the row is no longer ours (lease taken)
+
+
+class JournalDedupe:
+    """The content claim; `Journal` provides the connection, transactions and clock."""
+
+    _clock: Callable[[], float]
+
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def claim_content(
+        self, file_id: int, sha256: str, owner: str, *, max_sends: int
+    ) -> tuple[ContentClaim, FileRecord | None]:
+        """One transaction: a done twin, a twin holding the content, a failed twin that had
+        more than `max_sends` complete uploads, or else our row claims the content (its
+        sha256 written now, so a copy hashed a moment later sees it, whichever is older)."""
+        with self._tx() as conn:
+            twin = conn.execute(
+                "SELECT * FROM files AS twin WHERE sha256 = ? AND id != ?"
+                f" AND (state = 'done' OR {HOLDS} OR (state = 'failed' AND sends > ?))"
+                " ORDER BY state = 'done' DESC, state = 'failed', id LIMIT 1",
+                (sha256, file_id, max_sends),
+            ).fetchone()
+            if twin is not None:
+                found = {
+                    "done": ContentClaim.UPLOADED,
+                    "failed": ContentClaim.SPENT,
+                }.get(twin["state"], ContentClaim.IN_FLIGHT)
+                return found, to_record(twin)
+            cur = conn.execute(
+                "UPDATE files SET sha256 = ?, content_claimed = 1, updated_at = ?"
+                " WHERE id = ? AND lease_owner = ?",
+                (sha256, self._clock(), file_id, owner),
+            )
+            return (ContentClaim.CLAIMED if cur.rowcount == 1 else ContentClaim.LOST), None

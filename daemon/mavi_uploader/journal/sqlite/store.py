@@ -1,0 +1,389 @@
+"""The SQLite journal: file rows, their state transitions and the append-only events log.
+
+Every state change is one `BEGIN IMMEDIATE` transaction that updates the row and appends an
+event, so the journal can always explain how a file got where it is. Nothing else writes SQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mavi_uploader.core.records import (
+    ACTIVE_STATES,
+    NEW_VERSION,
+    FileRecord,
+    Observation,
+    State,
+    path_to_blob,
+)
+from mavi_uploader.journal.sqlite.dedupe import ContentClaim, JournalDedupe
+from mavi_uploader.journal.sqlite.reads import PARKED, JournalReads, handles, to_record
+from mavi_uploader.journal.sqlite.retention import JournalRetention
+from mavi_uploader.journal.sqlite.schema import (
+    SCHEMA_VERSION,
+    ConnectionPool,
+    JournalError,
+    create_private_file,
+    migrate,
+)
+
+DB_NAME = "journal.sqlite3"
+Clock = Callable[[], float]
+
+# Columns a transition may set besides state; guards against typos turning into SQL.
+# fmt: off
+_WRITABLE = frozenset({
+    "size", "mtime_ns", "stable_since", "sha256", "asset_id", "signed_url", "url_expires_at",
+    "duplicate_of", "attempts", "next_attempt_at", "confirm_polls", "last_error",
+    "lease_owner", "lease_expires_at", "bytes_sent", "upload_started_at", "progress_at",
+    "after_upload_due", "server_failures", "sends", "accepted_at", "mavi_status",
+    "mavi_status_since", "content_claimed",
+})
+# fmt: on
+
+
+class Journal(JournalDedupe, JournalRetention, JournalReads):
+    """Thread-safe access to one journal database (one connection per thread)."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        clock: Clock = time.time,
+        read_only: bool = False,
+        migrate_schema: bool = True,
+    ):
+        self.db_path = db_path
+        self._clock = clock
+        self._db = ConnectionPool(db_path, read_only=read_only)
+        if read_only:
+            return
+        if migrate_schema:
+            migrate(self._db.get(), db_path)
+            return
+        version = self._db.user_version()
+        if version != SCHEMA_VERSION:
+            self.close()
+            raise JournalError(
+                f"{db_path}: the running daemon uses journal schema v{version} and this"
+                f" mavi-uploader v{SCHEMA_VERSION}; restart the daemon with this version"
+                " (it upgrades the journal), then try again"
+            )
+
+    @staticmethod
+    def make_state_dir(state_dir: Path) -> None:
+        """Create `state_dir` (0700) if missing; JournalError with the fix if we cannot."""
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _cannot_create(state_dir, exc) from exc
+
+    @classmethod
+    def open(
+        cls, state_dir: Path, *, clock: Clock = time.time, migrate_schema: bool = True
+    ) -> Journal:
+        """Open (creating 0700 dir / 0600 file if needed) the journal, migrating it; with
+        migrate_schema=False (a daemon holds it) refuse any schema but this build's."""
+        cls.make_state_dir(state_dir)
+        db_path = state_dir / DB_NAME
+        try:
+            create_private_file(db_path)
+        except OSError as exc:
+            raise _cannot_create(state_dir, exc) from exc
+        return cls(db_path, clock=clock, migrate_schema=migrate_schema)
+
+    @classmethod
+    def open_existing(cls, state_dir: Path) -> Journal | None:
+        """Read-only view for the CLI's reports; None when there is no journal yet."""
+        db_path = state_dir / DB_NAME
+        if not db_path.exists():
+            return None
+        journal = cls(db_path, read_only=True)
+        # The daemon creates the file a moment before its first migration commits the tables.
+        if journal._db.user_version() == 0:
+            journal.close()
+            return None
+        return journal
+
+    def _conn(self) -> sqlite3.Connection:
+        return self._db.get()
+
+    def now(self) -> float:
+        """The journal's clock (injectable in tests), for ages compared with its times."""
+        return self._clock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self._db.transaction()
+
+    def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Group the transitions made inside into one transaction (all or none)."""
+        return self._db.transaction()
+
+    def _event(
+        self, conn: sqlite3.Connection, file_id: int, old: State | None, new: State, why: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO events (file_id, at, from_state, to_state, reason) VALUES (?,?,?,?,?)",
+            (file_id, self._clock(), old.value if old else None, new.value, why),
+        )
+
+    # ---- watcher ---------------------------------------------------------------------
+
+    def sight(self, observations: Iterable[Observation]) -> list[FileRecord]:
+        """Record candidate files seen on disk; returns rows created or sent back to settle."""
+        changed: list[FileRecord] = []
+        now = self._clock()
+        with self._tx() as conn:
+            for obs in observations:
+                record = self._sight_one(conn, obs, now)
+                if record is not None:
+                    changed.append(record)
+        return changed
+
+    def _sight_one(
+        self, conn: sqlite3.Connection, obs: Observation, now: float
+    ) -> FileRecord | None:
+        blob = path_to_blob(obs.path)
+        row = conn.execute(
+            "SELECT * FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (blob,)
+        ).fetchone()
+        same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
+        if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
+            if row["state"] == State.QUEUED.value and not same:
+                fields = {"size": obs.size, "mtime_ns": obs.mtime_ns, "stable_since": now}
+                why = "changed while queued"
+                return self._move(
+                    conn, row["id"], State.QUEUED, State.SETTLING, why, {**fields, **NEW_VERSION}
+                )
+            if row["state"] == State.SETTLING.value and row["next_attempt_at"] is not None:
+                # A file deferred as unreadable was touched (chmod?): look again at once.
+                conn.execute("UPDATE files SET next_attempt_at = NULL WHERE id = ?", (row["id"],))
+            return None
+        if row is not None and same and handles(row["state"], row["last_error"]):
+            return None
+        record = self._insert(conn, obs, State.SETTLING)
+        why = "seen" if row is None else f"seen again after {row['state']} (new generation)"
+        if row is not None and same and row["state"] == State.SKIPPED.value:  # a rule's skip
+            why = f"now a candidate (skipped before: {row['last_error']})"
+        self._event(conn, record.id, None, State.SETTLING, why)
+        return record
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        obs: Observation,
+        state: State,
+        last_error: str | None = None,
+    ) -> FileRecord:
+        now = self._clock()
+        cur = conn.execute(
+            "INSERT INTO files (path, watch_root, state, size, mtime_ns, stable_since,"
+            " last_error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING *",
+            (
+                path_to_blob(obs.path),
+                path_to_blob(obs.watch_root) if obs.watch_root else None,
+                state.value,
+                obs.size,
+                obs.mtime_ns,
+                now,
+                last_error,
+                now,
+                now,
+            ),
+        )
+        return to_record(cur.fetchone())
+
+    # ---- transitions -----------------------------------------------------------------
+
+    def _move(
+        self,
+        conn: sqlite3.Connection,
+        file_id: int,
+        old: State | Sequence[State] | None,
+        new: State,
+        why: str,
+        fields: dict[str, Any],
+        owner: str | None = None,
+    ) -> FileRecord | None:
+        unknown = set(fields) - _WRITABLE
+        if unknown:
+            raise ValueError(f"not writable by a transition: {sorted(unknown)}")
+        sets = ", ".join([*(f"{k} = ?" for k in fields), "state = ?", "updated_at = ?"])
+        args: list[Any] = [*fields.values(), new.value, self._clock(), file_id]
+        where = "id = ?"
+        if old is not None:
+            olds = [old] if isinstance(old, State) else list(old)
+            where += f" AND state IN ({','.join('?' * len(olds))})"
+            args.extend(s.value for s in olds)
+        if owner is not None:
+            where += " AND lease_owner = ?"
+            args.append(owner)
+        before = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()
+        row = conn.execute(f"UPDATE files SET {sets} WHERE {where} RETURNING *", args).fetchone()
+        if row is None:
+            return None
+        from_state = State(before["state"])
+        if from_state != new or why:
+            self._event(conn, file_id, from_state, new, why)
+        return to_record(row)
+
+    def transition(
+        self,
+        file_id: int,
+        new: State,
+        why: str,
+        *,
+        expect: State | Sequence[State] | None = None,
+        owner: str | None = None,
+        **fields: Any,
+    ) -> FileRecord | None:
+        """Move a file to `new` (if it is in `expect` and leased by `owner`), with an event.
+
+        Returns the updated record, or None when the guard did not match (someone else moved
+        the row first, e.g. `retry` from the CLI or a lost lease).
+        """
+        with self._tx() as conn:
+            return self._move(conn, file_id, expect, new, why, fields, owner)
+
+    def update(self, file_id: int, *, owner: str | None = None, **fields: Any) -> bool:
+        """Change bookkeeping columns without a state change (no event)."""
+        unknown = set(fields) - _WRITABLE
+        if unknown:
+            raise ValueError(f"not writable: {sorted(unknown)}")
+        sets = ", ".join([*(f"{k} = ?" for k in fields), "updated_at = ?"])
+        args: list[Any] = [*fields.values(), self._clock(), file_id]
+        where = "id = ?"
+        if owner is not None:
+            where += " AND lease_owner = ?"
+            args.append(owner)
+        with self._tx() as conn:
+            cur = conn.execute(f"UPDATE files SET {sets} WHERE {where}", args)
+            return cur.rowcount == 1
+
+    # ---- workers ---------------------------------------------------------------------
+
+    def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
+        """Atomically take the next due file: queued (-> uploading), confirming, or an
+        in-flight one whose lease expired (its worker died or hung without renewing)."""
+        now = self._clock()
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT id, state, lease_owner FROM files WHERE"
+                f" (state = 'queued' AND COALESCE(next_attempt_at, 0) <= :now AND NOT {PARKED})"
+                " OR (state = 'confirming' AND lease_owner IS NULL"
+                "     AND COALESCE(next_attempt_at, 0) <= :now)"
+                " OR (state IN ('uploading', 'confirming') AND lease_expires_at < :now)"
+                " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1",
+                {"now": now},
+            ).fetchone()
+            if row is None:
+                return None
+            old = State(row["state"])
+            new = State.UPLOADING if old is State.QUEUED else old
+            if row["lease_owner"] is not None:
+                why = f"lease of {row['lease_owner']} expired; reclaimed by {owner}"
+            elif old is State.QUEUED:
+                why = f"claimed by {owner}"
+            else:
+                why = ""  # a routine confirmation poll: not worth an event
+            fields: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
+            if old is State.QUEUED:
+                fields["content_claimed"] = 0  # dedupe is decided afresh in every claim
+            record = self._move(conn, row["id"], old, new, why, fields)
+            assert record is not None  # we hold the write lock since the SELECT
+            return record
+
+    def recover_after_crash(self) -> int:
+        """Crash rule, run at start while holding the state-dir lock (so no owner is alive).
+
+        `uploading` rows go back to `queued` (their unexpired signed URL is kept for reuse);
+        `confirming` rows lose their lease and resume polling.
+        """
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT id, state FROM files WHERE state = 'uploading' OR lease_owner IS NOT NULL"
+            ).fetchall()
+            for row in rows:
+                if row["state"] == State.UPLOADING.value:
+                    self._move(
+                        conn,
+                        row["id"],
+                        State.UPLOADING,
+                        State.QUEUED,
+                        "daemon stopped during upload; will resume",
+                        {"lease_owner": None, "lease_expires_at": None, "next_attempt_at": None},
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE files SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                        (row["id"],),
+                    )
+        return len(rows)
+
+    # ---- pause -----------------------------------------------------------------------
+
+    def set_pause(self, reason: str) -> None:
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM daemon_flags WHERE key = 'pause_reason'").fetchone():
+                conn.execute(
+                    "UPDATE daemon_flags SET value = ? WHERE key = 'pause_reason'", (reason,)
+                )
+                return
+            conn.executemany(
+                "INSERT INTO daemon_flags (key, value) VALUES (?, ?)",
+                [("pause_reason", reason), ("pause_since", repr(self._clock()))],
+            )
+
+    def clear_pause(self) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM daemon_flags WHERE key IN ('pause_reason', 'pause_since')")
+
+    # ---- commands and reports --------------------------------------------------------
+
+    def enqueue(self, obs: Observation, why: str) -> FileRecord:
+        """Queue a file now (no settle wait). Returns its live row if it has one, or the
+        finished row when this very version (size, mtime) was already handled."""
+        blob = path_to_blob(obs.path)
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT * FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (blob,)
+            ).fetchone()
+            same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
+            if row is not None and same and handles(row["state"], row["last_error"]):
+                return to_record(row)
+            if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
+                if row["state"] != State.SETTLING.value:
+                    return to_record(row)
+                fields = {"size": obs.size, "mtime_ns": obs.mtime_ns, "next_attempt_at": None}
+                fields.update({} if same else NEW_VERSION)
+                moved = self._move(conn, row["id"], State.SETTLING, State.QUEUED, why, fields)
+                assert moved is not None  # the row is locked by our IMMEDIATE transaction
+                return moved
+            record = self._insert(conn, obs, State.QUEUED)
+            self._event(conn, record.id, None, State.QUEUED, why)
+            return record
+
+    def record_rejection(self, obs: Observation, why: str) -> FileRecord:
+        """Journal a file refused outright (e.g. `enqueue` of a path outside every watch)."""
+        with self._tx() as conn:
+            record = self._insert(conn, obs, State.SKIPPED, last_error=why)
+            self._event(conn, record.id, None, State.SKIPPED, why)
+            return record
+
+
+def _cannot_create(state_dir: Path, exc: OSError) -> JournalError:
+    return JournalError(
+        f"{state_dir}: cannot create the state directory or journal ({exc.strerror}); "
+        "fix its permissions or set MAVI_UPLOADER_STATE_DIR"
+    )
+
+
+__all__ = ["DB_NAME", "ContentClaim", "Journal", "JournalError"]

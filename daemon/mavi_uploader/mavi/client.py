@@ -1,0 +1,401 @@
+"""MAVI v2 client: sign, stream the file to the signed URL, read metadata.
+
+Every response is mapped to a typed outcome: a return value for success, or one of the
+`MaviError` subclasses below, which tell the worker what to do next. Rate-limited answers are
+retried here, behind the shared limiter, so callers never see them unless the daemon stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import requests
+
+from mavi_uploader.core.decisions import NOT_FOUND
+from mavi_uploader.mavi.multipart import CHUNK_SIZE, FileReadFailed, MultipartFileBody
+from mavi_uploader.mavi.ratelimit import RateLimiter, Stopped
+from mavi_uploader.mavi.transport import InFlight
+from mavi_uploader.redaction import redact, url_without_query
+
+USER_AGENT = "mavi-uploader/0.1"
+SUCCESS_CODES = (200, "200", "0000", 0)
+RATE_LIMIT_MESSAGE = "exceeded the limit"
+AUTH_HINTS = {
+    401: "check MAVI_API_KEY",
+    402: "the MAVI account balance is exhausted; top it up",
+    403: "the MAVI account is disabled or this IP is not allowed",
+}
+
+
+class MaviError(Exception):
+    """Base of every outcome other than success; str() is safe to log and store."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(redact(reason))
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+class TransientError(MaviError):
+    """Try again later: 5xx, timeouts, dropped connections, garbage bodies."""
+
+    def __init__(self, reason: str, *, network: bool = False) -> None:
+        super().__init__(reason)
+        self.network = network  # could not reach the server at all
+
+
+class StillRateLimited(TransientError):
+    """Rate-limited answers outlasted the client's patience (`check` must not hang)."""
+
+
+class RateLimited(MaviError):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class AuthProblem(MaviError):
+    """401/402/403: nothing will work until a person acts; pause all uploads."""
+
+
+class PermanentError(MaviError):
+    """This file will never be accepted as it is (400, 409, 415...)."""
+
+
+class NotFound(PermanentError):
+    """404: MAVI does not know this (yet)."""
+
+
+class SignedUrlRejected(MaviError):
+    """Storage refused the signed URL; sign again (a new asset_id)."""
+
+    def __init__(self, reason: str, *, expired: bool) -> None:
+        super().__init__(reason)
+        self.expired = expired
+
+
+@dataclass(frozen=True)
+class SignedUpload:
+    asset_id: str
+    url: str
+    expires_at: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    upload_status: str  # WAITING | UPLOADING | SUCCESS | FAILED (or whatever MAVI says)
+    file_size: int | None
+
+
+MAX_RETRY_AFTER_SECONDS = 600.0
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Retry-After in seconds, clamped: a broken proxy's "inf" must not stall us forever."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:  # the other form RFC 9110 allows: an HTTP date
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+
+
+def _json(response: requests.Response, what: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        snippet = response.text[:80].replace("\n", " ")
+        raise TransientError(
+            f"{what}: HTTP {response.status_code} with a non-JSON body ({snippet!r})"
+        ) from None
+    if not isinstance(body, dict):
+        raise TransientError(f"{what}: HTTP {response.status_code} with an unexpected JSON body")
+    return body
+
+
+def interpret_api_response(response: requests.Response, what: str) -> dict[str, Any]:
+    """Return `data` of a successful MAVI API answer or raise the matching outcome."""
+    status = response.status_code
+    if status in (401, 402, 403):
+        raise AuthProblem(f"{status} {response.reason or 'error'}: {AUTH_HINTS[status]}")
+    if status == 429:
+        raise RateLimited(f"{what}: 429 rate limited", _retry_after(response))
+    body = _json(response, what)
+    code = body.get("code")
+    msg = str(body.get("msg") or "")
+    ok = (
+        200 <= status < 300
+        and code in SUCCESS_CODES
+        and body.get("success") is not False
+        and body.get("failed") is not True
+    )
+    if ok:
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise TransientError(f"{what}: success without a data object")
+        return data
+    # HTTP status and body code are documented to agree; trust the more specific one.
+    effective = code if isinstance(code, int) and code not in SUCCESS_CODES else status
+    if effective in (401, 402, 403):
+        raise AuthProblem(f"{effective} {msg or 'error'}: {AUTH_HINTS[effective]}")
+    if effective == 429 or RATE_LIMIT_MESSAGE in msg.lower():
+        raise RateLimited(f"{what}: {effective} {msg}", _retry_after(response))
+    if 200 <= effective < 300:  # a success code contradicted by success/failed: say so
+        flags = f"success={body.get('success')!r}, failed={body.get('failed')!r}"
+        raise TransientError(f"{what}: answer {code!r} {msg!r} but {flags}")
+    if effective == 408 or effective >= 500:
+        raise TransientError(f"{what}: {effective} {msg}".strip())
+    if effective == 404:
+        raise NotFound(f"{what}: {effective} {msg}".strip())
+    raise PermanentError(f"{what}: {effective} {msg}".strip())
+
+
+_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+
+
+def interpret_storage_response(response: requests.Response) -> None:
+    """Storage answers 2xx on success and an XML <Error> otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    if 300 <= status < 400:
+        # Not followed: the body stream cannot be replayed, and the new URL was never signed.
+        raise TransientError(f"storage: redirected (HTTP {status}); redirects are not followed")
+    match = _XML_CODE.search(response.text[:4096])
+    code = match.group(1) if match else ""
+    if status == 429 or RATE_LIMIT_MESSAGE in response.text[:4096].lower():
+        # MAVI limits uploads via signed URL too, and may say so with a 400.
+        raise RateLimited(f"storage: {status} rate limited", _retry_after(response))
+    if status == 408 or status >= 500:
+        raise TransientError(f"storage: HTTP {status} {code}".strip())
+    # GCS says ExpiredToken; some proxies say AccessDenied with "Request has expired".
+    if code == "ExpiredToken" or "expired" in response.text[:4096].lower():
+        raise SignedUrlRejected(f"storage: signed URL expired ({code or status})", expired=True)
+    raise SignedUrlRejected(f"storage: HTTP {status} {code or 'error'}", expired=False)
+
+
+def _request_failed(what: str, exc: requests.RequestException) -> TransientError:
+    if isinstance(exc, requests.exceptions.SSLError):
+        # Never retried without verification: a bad certificate is someone's problem to fix.
+        return TransientError(f"{what}: TLS verification failed ({exc})")
+    if isinstance(exc, requests.Timeout):
+        return TransientError(f"{what}: timed out ({type(exc).__name__})")
+    if isinstance(exc, requests.ConnectionError):
+        return TransientError(f"{what}: connection failed ({exc})", network=True)
+    return TransientError(f"{what}: request failed ({exc})")
+
+
+@contextlib.contextmanager
+def _opened(source: Path | BinaryIO) -> Iterator[BinaryIO]:
+    if isinstance(source, Path):
+        with open(source, "rb") as fileobj:
+            yield fileobj
+    else:
+        source.seek(0)  # each attempt (after a rate-limit answer, say) sends it all again
+        yield source
+
+
+class MaviClient:
+    """Thread-safe MAVI client; each thread gets its own HTTP session (connection pool)."""
+
+    def __init__(
+        self,
+        api_base: str,
+        api_key: str,
+        *,
+        limiter: RateLimiter | None = None,
+        timeout: tuple[float, float] = (15.0, 120.0),
+        clock: Callable[[], float] = time.time,
+        rate_limit_patience: float | None = None,
+    ) -> None:
+        self.api_base = api_base.rstrip("/")
+        self._api_key = api_key
+        self._limiter = limiter or RateLimiter(0)
+        self._timeout = timeout
+        self._clock = clock
+        self._local = threading.local()
+        self._patience = rate_limit_patience  # None: wait out rate limits for ever (daemon)
+        self._unanswered_since: dict[str, float] = {}  # host -> first failure since an answer
+        self._in_flight = InFlight()
+
+    def abort_requests(self) -> None:
+        """The daemon is stopping: requests in flight (and any later one) raise Stopped now,
+        even one blocked waiting for storage to answer after taking the whole body."""
+        self._in_flight.abort()
+
+    def unreachable_for(self) -> float:
+        """Seconds the least reachable host (API or storage) has gone without any answer."""
+        since = list(self._unanswered_since.values())
+        return time.monotonic() - min(since) if since else 0.0
+
+    def set_credentials(self, api_base: str, api_key: str) -> None:
+        """A reloaded config: later calls use the new base and key (sessions hold neither)."""
+        self.api_base = api_base.rstrip("/")
+        self._api_key = api_key
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = USER_AGENT
+            self._in_flight.mount(session)
+            self._local.session = session
+        return session
+
+    def _polite(self, endpoint: str, call: Callable[[], Any]) -> Any:
+        """Run `call` in a limiter slot; on a rate-limit answer, back off and try again."""
+        penalty = 1.0
+        started = time.monotonic()
+        while True:
+            self._limiter.acquire(endpoint)
+            try:
+                return call()
+            except RateLimited as exc:
+                waited = time.monotonic() - started
+                if self._patience is not None and waited >= self._patience:
+                    raise StillRateLimited(f"{exc.reason} for {waited:.0f} s; gave up") from None
+                wait = exc.retry_after if exc.retry_after is not None else penalty
+                penalty = min(penalty * 2, 60.0)
+                self._limiter.penalize(endpoint, wait)
+
+    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
+        host = urlsplit(url).netloc
+        try:
+            response = self._session().request(method, url, timeout=self._timeout, **kwargs)
+        except Exception as exc:
+            if self._in_flight.aborted:  # whatever the cut connection raised: we are stopping
+                raise Stopped(f"{what}: cut short, the daemon is stopping") from None
+            if not isinstance(exc, requests.RequestException):
+                raise
+            if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
+                self._unanswered_since.setdefault(host, time.monotonic())
+            raise _request_failed(what, exc) from None
+        self._unanswered_since.pop(host, None)
+        return response
+
+    def sign(self, original_filename: str) -> SignedUpload:
+        """POST /upload/signed-url: a new asset_id and the URL to send its bytes to."""
+
+        def call() -> SignedUpload:
+            started = self._clock()
+            response = self._request(
+                "POST",
+                f"{self.api_base}/upload/signed-url",
+                "sign",
+                headers={"Authorization": self._api_key},
+                json={"original_filename": original_filename},
+            )
+            data = interpret_api_response(response, "sign")
+            asset_id, url = data.get("asset_id"), data.get("signed_url")
+            if not isinstance(asset_id, str) or not asset_id or not isinstance(url, str):
+                raise TransientError("sign: answer lacks asset_id or signed_url")
+            if not url.startswith(("https://", "http://")):
+                raise TransientError("sign: signed_url is not an http(s) URL")
+            try:
+                expires_in = float(data.get("expires_in", 3600))
+            except (TypeError, ValueError):
+                expires_in = 3600.0
+            return SignedUpload(asset_id, url, started + expires_in)
+
+        result: SignedUpload = self._polite("sign", call)
+        return result
+
+    def upload(
+        self,
+        url: str,
+        source: Path | BinaryIO,
+        size: int,
+        filename: str,
+        on_chunk: Callable[[int], None] | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        """Stream `size` bytes of `source` (a path, or a file open for reading: it is read
+        from the start and left open) as multipart field `file` to the signed URL.
+
+        Raises OSError if the file cannot be read, FileShrank if it shrinks mid-upload.
+        """
+
+        def call() -> None:
+            with _opened(source) as fileobj:
+                body = MultipartFileBody(
+                    fileobj, size, filename, on_chunk=on_chunk, chunk_size=chunk_size
+                )
+                try:
+                    # No Authorization header: the signature in the URL is the credential.
+                    response = self._request(
+                        "POST",
+                        url,
+                        f"storage upload to {url_without_query(url)}",
+                        data=body,
+                        headers={"Content-Type": body.content_type},
+                        allow_redirects=False,
+                    )
+                except TransientError as exc:
+                    if exc.network and body.finished:
+                        # It took every byte and hung up: a server fault, not an offline
+                        # network, so it counts towards giving up (never retried for ever).
+                        raise TransientError(f"{exc.reason} after the whole body") from None
+                    raise
+            interpret_storage_response(response)
+
+        try:
+            self._polite("storage", call)
+        except FileReadFailed as exc:
+            raise exc.error from None
+
+    def metadata(self, asset_id: str) -> AssetStatus:
+        """GET /{asset_id}/metadata: where MAVI says the asset's upload stands."""
+
+        def call() -> AssetStatus:
+            response = self._request(
+                "GET",
+                f"{self.api_base}/{asset_id}/metadata",
+                "metadata",
+                headers={"Authorization": self._api_key},
+            )
+            try:
+                data = interpret_api_response(response, "metadata")
+            except NotFound:
+                # Right after an upload MAVI may not know the asset yet (eventual consistency):
+                # an answer for the caller to weigh, not an error.
+                return AssetStatus(NOT_FOUND, None)
+            resources = data.get("resource")
+            if isinstance(resources, list) and not resources:
+                return AssetStatus(NOT_FOUND, None)
+            if not isinstance(resources, list):
+                raise TransientError(f"metadata: no resource list for {asset_id}")
+            first = resources[0] if isinstance(resources[0], dict) else {}
+            status = str(first.get("upload_status") or "").upper()
+            if not status:
+                raise TransientError("metadata: answer lacks upload_status")
+            try:
+                size: int | None = int(first["file_size"])
+            except (KeyError, TypeError, ValueError):
+                size = None
+            return AssetStatus(status, size)
+
+        result: AssetStatus = self._polite("metadata", call)
+        return result

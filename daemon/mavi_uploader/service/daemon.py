@@ -1,0 +1,389 @@
+"""The daemon: lock the state dir, recover, rescan, then run watcher, settle and worker threads.
+
+Signal handlers only set flags (signals.py); the supervisor (the main thread) wakes on them and
+decides. First SIGTERM/SIGINT: warm stop (requests in flight are cut, even one waiting for
+storage to answer, and their rows released for the next start); a second one: exit at once
+(the journal is consistent at every commit, so the crash rule covers it).
+SIGHUP: reload the config (key, limits, watch folders) without dropping in-flight uploads.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mavi_uploader.cli.views import mavi_says, upload_progress
+from mavi_uploader.config.settings import Config, ConfigError
+from mavi_uploader.core.decisions import Patience
+from mavi_uploader.core.records import FileRecord, State, display_path
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.log import dropped_lines, get_logger
+from mavi_uploader.mavi.client import MaviClient
+from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter
+from mavi_uploader.redaction import register_secret
+from mavi_uploader.service import housekeeping
+from mavi_uploader.service.lock import StateDirLock
+from mavi_uploader.service.notify import Notifier
+from mavi_uploader.service.signals import COLD_STOP_EXIT, SignalFlags
+from mavi_uploader.service.supervisor import Loops, Timers, summary
+from mavi_uploader.upload.aftercare import SWEEP_GRACE_SECONDS, Aftercare
+from mavi_uploader.upload.pause import PauseGate
+from mavi_uploader.upload.worker import Worker, WorkerSettings
+from mavi_uploader.watch.rescans import Rescanner
+from mavi_uploader.watch.settle import Settler
+from mavi_uploader.watch.watcher import Watcher, watch_roots
+from mavi_uploader.watch.writers import ignore_lease_breaks
+
+log = get_logger(__name__)
+ONCE_POLL_SECONDS = 0.2
+ONCE_UNREACHABLE_SECONDS = 120.0
+# Settings a reload cannot change in a running daemon.
+_RESTART_ONLY = ("state_dir",)
+
+__all__ = ["COLD_STOP_EXIT", "Daemon", "Timers", "summary"]
+
+
+def _worker_settings(cfg: Config) -> WorkerSettings:
+    patience = Patience(max_resends=cfg.max_resends)
+    return WorkerSettings(cfg.dedupe, cfg.after_upload, cfg.done_dir, patience)
+
+
+@dataclass
+class _Parts:
+    journal: Journal
+    limiter: RateLimiter
+    bandwidth: BandwidthLimiter
+    client: MaviClient
+    gate: PauseGate
+    watcher: Watcher
+    settler: Settler
+    rescanner: Rescanner
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        once: bool = False,
+        reload_config: Callable[[], Config] | None = None,
+        show_progress: Callable[[list[dict[str, Any]]], None] | None = None,
+        timers: Timers | None = None,
+    ) -> None:
+        self.config = config
+        self.once = once
+        self.timers = timers or Timers()
+        self.stop = threading.Event()
+        self.work_ready = threading.Event()  # set when files are queued: wakes idle workers
+        self.signals = SignalFlags()
+        self._reload_config = reload_config
+        self._show_progress = show_progress
+        self._loops = Loops(self.stop, self.timers.guard_pause)
+        self._workers: dict[int, Worker] = {}  # slot -> its worker (one per slot at a time)
+        self._workers_lock = threading.Lock()
+        self.notifier = Notifier()
+
+    def install_signal_handlers(self) -> None:
+        self.signals.install()
+        # The writer probe's read lease: a writer opening the file while we hold it makes the
+        # kernel send us SIGIO, fatal by default. Only once it is ignored does the probe take
+        # leases (until then it scans /proc).
+        ignore_lease_breaks()
+
+    def request_stop(self) -> None:
+        """Warm stop from code (any thread): what the first SIGTERM does."""
+        self.signals.request_stop()
+
+    # ---- life cycle ------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped (or, with once=True, until nothing is left); returns exit code."""
+        register_secret(self.config.api_key)
+        lock = StateDirLock(self.config.state_dir)
+        Journal.make_state_dir(self.config.state_dir)
+        # Lock first: opening the journal migrates it, which must never happen under a
+        # running daemon (e.g. a newer build that will be refused with exit 3).
+        lock.acquire()
+        try:
+            journal = Journal.open(self.config.state_dir)
+            try:
+                return self._run_locked(journal)
+            finally:
+                self._halt(None)
+                self._loops.join(self.timers.stop_grace)
+                journal.close()
+        finally:
+            lock.release()
+            self.signals.close()
+
+    def _assemble(self, journal: Journal) -> _Parts:
+        cfg = self.config
+        limiter = RateLimiter(cfg.rate_limit_per_second, stop=self.stop)
+        watcher = Watcher(watch_roots(cfg), journal)
+        return _Parts(
+            journal=journal,
+            limiter=limiter,
+            bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=self.stop),
+            client=MaviClient(cfg.api_base, cfg.api_key, limiter=limiter),
+            gate=PauseGate(journal),
+            watcher=watcher,
+            settler=Settler(journal, cfg.settle_seconds),
+            rescanner=Rescanner(watcher, self.stop),
+        )
+
+    def _run_locked(self, journal: Journal) -> int:
+        recovered = journal.recover_after_crash()
+        if recovered:
+            log.info("recovered in-flight files after a stop", count=recovered)
+        self._finish_owed_after_upload(journal, grace_seconds=0.0)
+        parts = self._assemble(journal)
+        started = time.monotonic()
+        if self.once:
+            # Before any worker: `run --once` must not find "nothing left" before it looked.
+            seen: int | None = parts.watcher.rescan()
+        else:
+            parts.watcher.start()  # observers first, so nothing lands unseen during the rescan
+            # On the rescan thread: a slow tree must hold back neither READY nor the pings.
+            parts.rescanner.request("start-up")
+            seen = None
+        log.info(
+            "ready",
+            state_dir=str(self.config.state_dir),
+            watches=[str(w.path) for w in self.config.watches],
+            new_files=seen,
+            rescan_s=round(time.monotonic() - started, 3) if self.once else None,
+            once=self.once,
+        )
+        self._loops.spawn("rescan", parts.rescanner.run)
+        self._loops.spawn("settle", lambda: self._settle_loop(parts.settler))
+        if not self.once:
+            self._loops.spawn("watcher", lambda: self._watch_loop(parts.watcher))
+        self._staff_workers(parts)
+        self.notifier.ready(summary(journal.counts()))
+        try:
+            return self._supervise(parts)
+        finally:
+            self.notifier.stopping()
+            self._halt(parts)
+            parts.watcher.stop()
+
+    def _halt(self, parts: _Parts | None) -> None:
+        """Tell every thread to stop, and cut the requests in flight so none waits them out."""
+        self.stop.set()
+        self.work_ready.set()
+        if parts is not None:
+            parts.client.abort_requests()
+            parts.rescanner.wake()
+
+    def _staff_workers(self, parts: _Parts) -> None:
+        """Start workers up to `concurrency`; extra ones retire after their current file."""
+        settings = _worker_settings(self.config)
+        with self._workers_lock:
+            for worker in self._workers.values():
+                worker.settings = settings
+            for n in range(self.config.concurrency):
+                if n in self._workers:
+                    continue  # busy, or retiring and now wanted again: it carries on
+                worker = Worker(
+                    f"worker-{n + 1}",
+                    parts.journal,
+                    parts.client,
+                    parts.gate,
+                    settings,
+                    self.stop,
+                    on_claim=self.work_ready.set,
+                    bandwidth=parts.bandwidth,
+                )
+                self._workers[n] = worker
+                body = functools.partial(self._work_loop, worker, n, parts.journal)
+                self._loops.spawn(worker.owner, body)
+
+    def _supervise(self, parts: _Parts) -> int:
+        """The main thread's loop: signals into events, reports, periodic jobs; exit code."""
+        now = time.monotonic()
+        self._next_rescan = now + (self.config.rescan_interval_seconds or math.inf)
+        self._next_watch_check = now + self.timers.watch_retry
+        self._next_prune = now  # once at start, then hourly
+        next_report = 0.0
+        # Ping at least twice per WatchdogSec, whatever the unit sets it to.
+        report_every = min(self.timers.report_every, self.notifier.watchdog_interval or math.inf)
+        while True:
+            self.signals.nap(ONCE_POLL_SECONDS if self.once else 1.0)
+            if self.signals.stop_requested or self.stop.is_set():
+                self._halt(parts)  # first of all: cut the requests in flight
+                break
+            dead = self._loops.dead()
+            if dead:
+                # Restarting a thread that died of something the guard could not catch would
+                # hide a bug; a service manager restarts the whole daemon instead.
+                log.error("daemon threads died; exiting so the daemon is restarted", threads=dead)
+                return 1
+            if self._show_progress is not None:
+                uploading = parts.journal.in_states([State.UPLOADING])
+                self._show_progress([upload_progress(r, time.time()) for r in uploading])
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + report_every
+                self._report(parts)
+            if self.signals.take_hup():
+                self._reload(parts)
+            if self.once:
+                code = self._once_outcome(parts)
+                if code is not None:
+                    return code
+            else:
+                self._periodic(parts, time.monotonic())
+        log.info("stopping")
+        if self.once and parts.journal.has_unfinished():
+            log.warning("stopped before every file was handled; the next run resumes them")
+            return 1
+        return 0
+
+    def _periodic(self, parts: _Parts, now: float) -> None:
+        """The daemon's timed jobs. Rescans are only requested: they run on their thread."""
+        watcher, rescanner = parts.watcher, parts.rescanner
+        if now >= self._next_watch_check:
+            self._next_watch_check = now + self.timers.watch_retry
+            appeared = watcher.ensure_watching()
+            if appeared:
+                rescanner.request("watch folder appeared", appeared)
+        if watcher.overflowed():
+            log.warning("kernel dropped file events; rescanning")
+            rescanner.request("kernel event queue overflow")
+        if now >= self._next_prune:
+            self._next_prune = now + housekeeping.PRUNE_EVERY_SECONDS
+            self._finish_owed_after_upload(parts.journal)
+            removed = housekeeping.prune(parts.journal, self.config.keep_done_days)
+            if removed:
+                log.info(
+                    "journal retention", removed=removed, keep_done_days=self.config.keep_done_days
+                )
+        if now >= self._next_rescan:
+            self._next_rescan = now + (self.config.rescan_interval_seconds or math.inf)
+            rescanner.request("periodic")
+
+    def _once_outcome(self, parts: _Parts) -> int | None:
+        """`run --once`: its exit code when the run is over, None while it goes on."""
+        if parts.gate.paused():
+            log.error("stopping: uploads are paused", reason=parts.gate.reason)
+            return 1
+        if not parts.journal.has_unfinished() and not parts.rescanner.busy:
+            counts = parts.journal.counts()
+            log.info("all files handled", **counts)
+            return 1 if counts[State.FAILED.value] else 0
+        overdue = self._confirmations_overdue(parts.journal)
+        if overdue:
+            log.error(
+                "stopping: MAVI has not confirmed these files within"
+                " once_confirm_timeout_seconds; they stay confirming for the next run",
+                timeout_s=self.config.once_confirm_timeout_seconds,
+                files=[f"{display_path(r.path)}: {mavi_says(r) or 'no answer'}" for r in overdue],
+            )
+            return 1
+        # The daemon waits out any outage; a one-shot run (cron, a script) must end instead.
+        silent = parts.client.unreachable_for()
+        if silent >= ONCE_UNREACHABLE_SECONDS:
+            log.error(
+                "stopping: MAVI or its storage has not answered; unfinished files stay"
+                " queued for the next run",
+                seconds=round(silent),
+                **{k: v for k, v in parts.journal.counts().items() if v},
+            )
+            return 1
+        return None
+
+    def _confirmations_overdue(self, journal: Journal) -> list[FileRecord]:
+        """For `run --once`: the confirming files, once nothing else is left to do and all of
+        them have waited longer than once_confirm_timeout_seconds since storage took them."""
+        if journal.has_work_besides_confirming():
+            return []
+        confirming = journal.in_states([State.CONFIRMING])
+        deadline = time.time() - self.config.once_confirm_timeout_seconds
+        if all((r.accepted_at or 0.0) <= deadline for r in confirming):
+            return confirming
+        return []
+
+    def _finish_owed_after_upload(
+        self, journal: Journal, grace_seconds: float = SWEEP_GRACE_SECONDS
+    ) -> None:
+        cfg = self.config
+        finished = Aftercare(journal, cfg.after_upload, cfg.done_dir).sweep(grace_seconds)
+        if finished:
+            log.info("finished after_upload left owed by a stop or a failure", count=finished)
+
+    def _report(self, parts: _Parts) -> None:
+        """STATUS= for `systemctl status`, and WATCHDOG=1 only while the machinery moves.
+
+        The counts query proves the journal answers; the beats prove the settle and watcher
+        loops turn and a rescan, if one runs, still makes progress (a generous limit: a big
+        tree on NFS is slow). A wedged daemon stops pinging and systemd restarts it.
+        """
+        counts = parts.journal.counts()
+        self.notifier.status(summary(counts, parts.gate.reason, dropped_lines()))
+        now = time.monotonic()
+        self._loops.beat("rescan", self.timers.rescan_stall, now=parts.rescanner.beat)
+        stale = self._loops.stale(now)
+        if stale:
+            log.error("threads not making progress; withholding the watchdog ping", threads=stale)
+            return
+        self.notifier.watchdog()
+
+    def _reload(self, parts: _Parts) -> None:
+        """SIGHUP: re-read the config; keep running on the old one if the new one is bad."""
+        parts.gate.reset()  # a paused daemon probes at once: the key may have been fixed
+        if self._reload_config is None:
+            return
+        try:
+            new = self._reload_config()
+        except ConfigError as exc:
+            log.error("SIGHUP: config not reloaded, keeping the running one", error=str(exc))
+            return
+        for key in _RESTART_ONLY:
+            if getattr(new, key) != getattr(self.config, key):
+                log.warning("SIGHUP: this setting needs a restart", setting=key)
+        register_secret(new.api_key)
+        parts.client.set_credentials(new.api_base, new.api_key)
+        parts.limiter.set_rate(new.rate_limit_per_second)
+        parts.bandwidth.set_rate(new.bandwidth_limit)
+        parts.settler.settle_seconds = new.settle_seconds
+        self.config = new
+        self._staff_workers(parts)
+        added = parts.watcher.set_roots(watch_roots(new))
+        # `run --once` has no observers; the daemon rescans what its new observers watch.
+        appeared = added if self.once else parts.watcher.ensure_watching()
+        if appeared:
+            parts.rescanner.request("SIGHUP: new watch folders", appeared)
+        log.info("SIGHUP: config reloaded", watches=[str(w.path) for w in new.watches])
+
+    # ---- thread bodies ---------------------------------------------------------------
+
+    def _settle_loop(self, settler: Settler) -> None:
+        while not self.stop.is_set():
+            self._loops.beat("settle", self.timers.stale_beat)
+            if settler.tick():
+                self.work_ready.set()
+            self.stop.wait(min(1.0, max(0.05, settler.settle_seconds / 4)))
+
+    def _watch_loop(self, watcher: Watcher) -> None:
+        while not self.stop.is_set():
+            self._loops.beat("watcher", self.timers.stale_beat)
+            watcher.pump(timeout=0.5)
+
+    def _work_loop(self, worker: Worker, index: int, journal: Journal) -> None:
+        while not self.stop.is_set():
+            if index >= self.config.concurrency:
+                with self._workers_lock:  # decided under the lock staffing uses: no lost slot
+                    if index >= self.config.concurrency:
+                        del self._workers[index]
+                        log.info("worker retired (concurrency lowered)", worker=worker.owner)
+                        return
+            self.work_ready.clear()
+            if worker.run_once():
+                continue
+            due = journal.next_due_at()
+            wait = 2.0 if due is None else min(2.0, max(0.05, due - time.time()))
+            self.work_ready.wait(wait)

@@ -1,0 +1,110 @@
+"""The settle tick: a file whose size and mtime held still for settle_seconds, and that no
+process holds open for writing, is queued."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from mavi_uploader.core.records import FileRecord, State, display_path
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.log import get_logger
+from mavi_uploader.watch.writers import Probe, WriterProbe
+
+log = get_logger(__name__)
+UNREADABLE_RETRY_SECONDS = 30.0
+BATCH = 500
+
+
+def can_read(path: str) -> None:
+    """Raise OSError unless we can open the file for reading (root or not)."""
+    with open(path, "rb"):
+        pass
+
+
+class Settler:
+    """One `tick()` looks at every settling file once; tests drive it with a fake clock."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        settle_seconds: float,
+        *,
+        clock: Callable[[], float] = time.time,
+        stat: Callable[[str], os.stat_result] = os.stat,
+        check_readable: Callable[[str], None] = can_read,
+        probe: Probe | None = None,
+    ) -> None:
+        self._journal = journal
+        self.settle_seconds = settle_seconds
+        self._clock = clock
+        self._stat = stat
+        self._check_readable = check_readable
+        self._probe = probe or WriterProbe()
+
+    def tick(self) -> int:
+        """Advance settling files; returns how many were queued."""
+        queued = 0
+        now = self._clock()
+        due = [
+            rec
+            for rec in self._journal.in_states([State.SETTLING])
+            if rec.next_attempt_at is None or rec.next_attempt_at <= now
+        ]
+        # A burst of thousands of files: one commit per chunk, not one fsync per file.
+        for start in range(0, len(due), BATCH):
+            with self._journal.batch(), self._probe.batch():
+                queued += sum(self._settle_one(rec, now) for rec in due[start : start + BATCH])
+        return queued
+
+    def _settle_one(self, rec: FileRecord, now: float) -> int:
+        try:
+            st = self._stat(rec.path)
+        except FileNotFoundError:
+            self._journal.transition(
+                rec.id, State.VANISHED, "file disappeared while settling", expect=State.SETTLING
+            )
+            log.info("transition", file_id=rec.id, path=display_path(rec.path), state="vanished")
+            return 0
+        except OSError as exc:
+            self._defer(rec, now, f"cannot stat the file: {exc.strerror}")
+            return 0
+        if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns):
+            # Still being written: start the quiet period again.
+            self._journal.update(rec.id, size=st.st_size, mtime_ns=st.st_mtime_ns, stable_since=now)
+            return 0
+        if now - (rec.stable_since or now) < self.settle_seconds:
+            return 0
+        try:
+            self._check_readable(rec.path)
+        except OSError as exc:
+            self._defer(rec, now, f"cannot read the file: {exc.strerror} (check permissions)")
+            return 0
+        # Asked only now, of files that held still: most ticks probe nothing.
+        writer = self._probe(rec.path)
+        if writer is not None:
+            # A camera paused with its file open: not finished, however long it is still.
+            # stable_since stays; the next ticks ask again, and only a change is journaled.
+            if rec.last_error != writer.reason:
+                where = display_path(rec.path)
+                log.info("waiting for its writer", file_id=rec.id, path=where, reason=writer.reason)
+                self._journal.update(rec.id, last_error=writer.reason)
+            return 0
+        moved = self._journal.transition(
+            rec.id,
+            State.QUEUED,
+            f"unchanged for {self.settle_seconds:g}s ({st.st_size} bytes)",
+            expect=State.SETTLING,
+            next_attempt_at=None,
+            last_error=None,
+        )
+        if moved is None:
+            return 0
+        log.info("transition", file_id=rec.id, path=display_path(rec.path), state="queued")
+        return 1
+
+    def _defer(self, rec: FileRecord, now: float, why: str) -> None:
+        if rec.last_error != why:
+            log.warning("file not ready", file_id=rec.id, path=display_path(rec.path), reason=why)
+        self._journal.update(rec.id, last_error=why, next_attempt_at=now + UNREADABLE_RETRY_SECONDS)

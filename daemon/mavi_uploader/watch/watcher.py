@@ -1,0 +1,412 @@
+"""Watch folders (watchdog) and rescan them; every candidate file becomes a journal sighting.
+
+watchdog calls our handler on its dispatcher thread, so the handler only drops the path in a
+queue. `Watcher.pump()` (the watcher thread) stats, filters and journals them in batches.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from mavi_uploader.config.settings import Config, WatchConfig
+from mavi_uploader.core import rules
+from mavi_uploader.core.records import Observation, display_path
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.log import get_logger
+from mavi_uploader.watch.links import LinkNotices, link_target
+
+log = get_logger(__name__)
+BATCH_SIZE = 500
+_WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+# errno -> the sysctl to raise when inotify runs out of it.
+_INOTIFY_LIMITS = {
+    errno.ENOSPC: "fs.inotify.max_user_watches",
+    errno.EMFILE: "fs.inotify.max_user_instances",
+}
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a directory, or None when there is none at `path`."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _observing(observer: BaseObserver) -> bool:
+    """Still watching? watchdog's inotify emitter stops by itself when its folder is deleted
+    while the observer thread lives on; a folder re-created with the same inode needs a new
+    one, so look at the emitters, not the observer."""
+    emitters = observer.emitters
+    return observer.is_alive() and bool(emitters) and all(e.is_alive() for e in emitters)
+
+
+def _quietly_stop(observer: BaseObserver) -> None:
+    try:
+        observer.stop()
+        if observer.is_alive():
+            observer.join(timeout=5)
+    except (OSError, RuntimeError) as exc:
+        log.debug("observer stop failed", error=str(exc))
+
+
+@dataclass(frozen=True)
+class WatchRoot:
+    """One watch folder with the rules that decide what in it is a candidate."""
+
+    root: str
+    recursive: bool
+    ignore: tuple[str, ...]
+    extensions: frozenset[str]
+    poll: bool = False
+    poll_interval: float = 10.0
+
+    @classmethod
+    def from_config(cls, watch: WatchConfig, extensions: Collection[str]) -> WatchRoot:
+        # realpath: a watch path that is a symlink (or lies under one, like macOS's /tmp) gets
+        # events under its target's name; inotify does not follow a link given to it either.
+        return cls(
+            root=os.path.realpath(watch.path),
+            recursive=watch.recursive,
+            ignore=tuple(watch.ignore),
+            extensions=frozenset(extensions),
+            poll=watch.poll,
+            poll_interval=watch.poll_interval_seconds,
+        )
+
+    def observe(
+        self,
+        path: str,
+        *,
+        folders_checked: bool = False,
+        on_refused_link: Callable[[str, str], None] | None = None,
+    ) -> Observation | None:
+        """An Observation if `path` is a regular candidate file inside this root, else None.
+
+        `folders_checked`: the path comes from `walk()`, whose folders already passed the
+        rules, so only the file's own name needs checking (a rescan of 100,000 files).
+        `on_refused_link(path, why)`: told about a candidate's symlink that is not followed.
+        """
+        if folders_checked:
+            name = os.path.basename(path)
+            if rules.name_rejection(name, extensions=self.extensions, ignore=self.ignore):
+                return None
+        elif rules.rejection(
+            path,
+            self.root,
+            extensions=self.extensions,
+            ignore=self.ignore,
+            recursive=self.recursive,
+        ):
+            return None
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            target, why = link_target(path, self.root)
+            if target is None:
+                if on_refused_link is not None:
+                    on_refused_link(path, why)
+                return None
+            st = target
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return Observation(path, self.root, st.st_size, st.st_mtime_ns)
+
+    def walk(
+        self,
+        top: str | None = None,
+        unlistable: set[str] | None = None,
+        on_folder: Callable[[], None] | None = None,
+    ) -> Iterator[str]:
+        """Every file path under `top` (default: the root) that the rules let through;
+        folders that cannot be listed are added to `unlistable`; `on_folder` runs before
+        each folder is listed (a listing on a dead NFS server can block for minutes)."""
+        stack = [top or self.root]
+        while stack:
+            directory = stack.pop()
+            if on_folder is not None:
+                on_folder()
+            try:
+                entries = list(os.scandir(directory))
+            except OSError as exc:
+                log.warning("cannot list folder", path=display_path(directory), error=str(exc))
+                if unlistable is not None:
+                    unlistable.add(directory)
+                continue
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir:
+                    if not rules.directory_ignored(
+                        entry.path, self.root, self.ignore, self.recursive
+                    ):
+                        stack.append(entry.path)
+                else:
+                    yield entry.path
+
+
+def watch_roots(config: Config) -> list[WatchRoot]:
+    """The config's [[watch]] tables as WatchRoots (resolved, with the shared extensions)."""
+    return [WatchRoot.from_config(w, config.extensions) for w in config.watches]
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, root: WatchRoot, inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]]):
+        self._root = root
+        self._inbox = inbox
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("deleted", "opened", "closed_no_write"):
+            return
+        if event.is_directory and event.event_type not in ("created", "moved"):
+            return  # a folder's "modified" fires on every write inside it
+        path = event.dest_path if event.event_type == "moved" else event.src_path
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        # Directory events matter too: a folder moved in brings files that raise no events.
+        self._inbox.put((self._root, path, event.is_directory))
+
+
+class _OverflowAlarm(logging.Handler):
+    """watchdog (7.1 on; before, IN_Q_OVERFLOW was dropped unseen) tells its handlers nothing
+    of a kernel event-queue overflow, only logs it: catch that, so the daemon rescans for the
+    dropped events. tests/test_watcher_resilience.py makes a real overflow to keep it true."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.tripped = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.tripped.set()
+
+
+class Watcher:
+    """Observers for every watch root plus the start-up and periodic rescans."""
+
+    def __init__(self, roots: Sequence[WatchRoot], journal: Journal) -> None:
+        self._roots = list(roots)
+        self._journal = journal
+        self._inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]] = queue.SimpleQueue()
+        self._observers: dict[str, tuple[BaseObserver, tuple[int, int]]] = {}
+        self._missing: set[str] = set()  # warned about once, watched as soon as they appear
+        self._unlistable: set[str] = set()  # folders we may not read: looked at again later
+        self._forced_polling: set[str] = set()  # inotify ran out: poll these instead
+        self._alarm = _OverflowAlarm()
+        self._unjournaled: dict[tuple[WatchRoot, str], bool] = {}
+        self._links = LinkNotices()
+
+    def start(self) -> None:
+        """Schedule every root that exists; missing ones are retried by `ensure_watching`."""
+        for name in _WATCHDOG_LOGGERS:
+            logging.getLogger(name).addHandler(self._alarm)
+        self.ensure_watching()
+
+    def overflowed(self) -> bool:
+        """True once after the kernel dropped events (the caller should rescan everything)."""
+        if self._alarm.tripped.is_set():
+            self._alarm.tripped.clear()
+            return True
+        return False
+
+    def ensure_watching(self) -> list[WatchRoot]:
+        """(Re)start observers for roots that exist and are not watched; returns those.
+
+        A root that was deleted (or replaced by a new folder of the same name) loses its
+        observer; it is watched again, and should be rescanned, once it is back.
+        """
+        self._restart_where_folders_opened()
+        started = []
+        for root in self._roots:
+            identity = _identity(root.root)
+            current = self._observers.get(root.root)
+            if current is not None:
+                if identity == current[1] and _observing(current[0]):
+                    continue
+                log.warning(
+                    "watch folder disappeared or was replaced", path=display_path(root.root)
+                )
+                self._stop_observer(root.root)
+            if identity is None:
+                self._warn_missing(root)
+                continue
+            self._missing.discard(root.root)
+            observer = self._start_observer(root)
+            if observer is not None:
+                self._observers[root.root] = (observer, identity)
+                started.append(root)
+        return started
+
+    def _restart_where_folders_opened(self) -> None:
+        """A folder that could not be listed has no inotify watch (nor do its sub-folders):
+        once it is readable, restart its root's observer so the caller rescans that root."""
+        for folder in list(self._unlistable):
+            if os.path.isdir(folder) and not os.access(folder, os.R_OK | os.X_OK):
+                continue
+            self._unlistable.discard(folder)
+            for root in self._roots:
+                if root.root in self._observers and rules.relative_parts(folder, root.root):
+                    log.info("folder became readable; rescanning", path=display_path(folder))
+                    self._stop_observer(root.root)
+
+    def _warn_missing(self, root: WatchRoot) -> None:
+        if root.root not in self._missing:
+            self._missing.add(root.root)
+            if os.path.lexists(root.root):  # `run` refuses this at start; it was replaced since
+                log.error("watch path is not a folder", path=display_path(root.root))
+                return
+            log.warning("watch folder does not exist (yet)", path=display_path(root.root))
+
+    def set_roots(self, roots: Sequence[WatchRoot]) -> list[WatchRoot]:
+        """Replace the watch list (config reload); returns the roots that are new."""
+        keep = {r.root for r in roots}
+        old = {r.root: r for r in self._roots}
+        for key in [k for k in self._observers if k not in keep or old.get(k) not in roots]:
+            self._stop_observer(key)  # gone, or its options changed
+        self._missing &= keep
+        self._roots = list(roots)
+        return [r for r in roots if old.get(r.root) != r]
+
+    def _start_observer(self, root: WatchRoot) -> BaseObserver | None:
+        polling = root.poll or root.root in self._forced_polling
+        observer: BaseObserver = (
+            PollingObserver(timeout=root.poll_interval) if polling else Observer()
+        )
+        observer.daemon = True
+        try:
+            observer.schedule(_Handler(root, self._inbox), root.root, recursive=root.recursive)
+            observer.start()
+        except OSError as exc:
+            _quietly_stop(observer)
+            limit = _INOTIFY_LIMITS.get(exc.errno or 0)
+            if polling or limit is None:
+                log.error("cannot watch folder", path=display_path(root.root), error=str(exc))
+                return None
+            log.error(
+                "inotify limit reached; polling this folder instead",
+                path=display_path(root.root),
+                error=str(exc),
+                fix=f"raise it: sudo sysctl -w {limit}=524288 (and persist it in "
+                "/etc/sysctl.d/), then restart mavi-uploader",
+            )
+            self._forced_polling.add(root.root)
+            return self._start_observer(root)
+        log.info(
+            "watching", path=display_path(root.root), recursive=root.recursive, polling=polling
+        )
+        return observer
+
+    def _stop_observer(self, key: str) -> None:
+        observer, _ = self._observers.pop(key)
+        _quietly_stop(observer)
+
+    def stop(self) -> None:
+        for key in list(self._observers):
+            self._stop_observer(key)
+        for name in _WATCHDOG_LOGGERS:
+            logging.getLogger(name).removeHandler(self._alarm)
+
+    def rescan(
+        self,
+        roots: Sequence[WatchRoot] | None = None,
+        on_progress: Callable[[], None] | None = None,
+    ) -> int:
+        """Walk the roots and journal candidates not already handled; returns sightings.
+        `on_progress` runs at every folder and file (a beat; it may raise to cut the walk)."""
+        count = 0
+        tick = on_progress or (lambda: None)
+        for root in roots if roots is not None else list(self._roots):
+            tick()
+            if not os.path.isdir(root.root):
+                self._warn_missing(root)  # `run --once` has no observers to warn
+                continue
+            handled = self._journal.handled_index(root.root)
+            batch: list[Observation] = []
+            for path in root.walk(unlistable=self._unlistable, on_folder=tick):
+                tick()
+                obs = root.observe(path, folders_checked=True, on_refused_link=self._links.refused)
+                if obs is None or handled.get(path) == (obs.size, obs.mtime_ns):
+                    continue
+                batch.append(obs)
+                if len(batch) >= BATCH_SIZE:
+                    count += self._journal_batch(batch)
+                    batch = []
+            if batch:
+                count += self._journal_batch(batch)
+        return count
+
+    def pump(self, timeout: float) -> int:
+        """Journal the events that arrived (waiting up to `timeout` for the first one)."""
+        pending, self._unjournaled = self._unjournaled, {}
+        try:
+            first = self._inbox.get(timeout=timeout)
+            pending[(first[0], first[1])] = pending.get((first[0], first[1]), False) or first[2]
+        except queue.Empty:
+            if not pending:
+                return 0
+        deadline = time.monotonic() + 0.05  # gather a burst into one transaction
+        while len(pending) < BATCH_SIZE and time.monotonic() < deadline:
+            try:
+                root, path, is_dir = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            pending[(root, path)] = pending.get((root, path), False) or is_dir
+        batch: list[Observation] = []
+        for (root, path), is_dir in pending.items():
+            if is_dir:
+                batch.extend(self._observe_tree(root, path))
+                continue
+            obs = root.observe(path, on_refused_link=self._links.refused)
+            if obs is not None:
+                batch.append(obs)
+        try:
+            return self._journal_batch(batch) if batch else 0
+        except sqlite3.Error as exc:
+            # Disk full, or the journal briefly unwritable: keep the paths for the next pump.
+            log.error("cannot journal new files; will retry", error=str(exc), files=len(batch))
+            self._unjournaled.update(pending)
+            time.sleep(min(timeout, 1.0))
+            return 0
+
+    def _journal_batch(self, batch: list[Observation]) -> int:
+        records = self._journal.sight(batch)
+        for rec in records:
+            log.info(
+                "transition",
+                file_id=rec.id,
+                path=display_path(rec.path),
+                state=rec.state.value,
+                size=rec.size,
+            )
+        return len(records)
+
+    def _observe_tree(self, root: WatchRoot, path: str) -> Iterator[Observation]:
+        if rules.directory_ignored(path, root.root, root.ignore, root.recursive):
+            return
+        for file_path in root.walk(path, self._unlistable):
+            obs = root.observe(file_path, folders_checked=True, on_refused_link=self._links.refused)
+            if obs is not None:
+                yield obs
+
+
+__all__: list[Any] = ["WatchRoot", "Watcher"]
