@@ -12,9 +12,9 @@ import pytest
 
 from conftest import Clock, held_by, held_open, write_video
 from mavi_uploader.core.records import FileRecord, Observation, State
+from mavi_uploader.core.writers import Writer
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.watch.settle import UNREADABLE_RETRY_SECONDS, Settler
-from mavi_uploader.watch.writers import Writer
 
 SETTLE = 5.0
 

@@ -26,8 +26,9 @@ from mavi_uploader.service import signals as signals_module
 from mavi_uploader.service.daemon import Daemon
 from mavi_uploader.service.supervisor import Timers, summary
 from mavi_uploader.watch.rescans import Rescanner
+from mavi_uploader.watch.roots import WatchRoot
 from mavi_uploader.watch.settle import Settler
-from mavi_uploader.watch.watcher import Watcher, WatchRoot
+from mavi_uploader.watch.watcher import Watcher
 
 FAST = Timers(report_every=0.2, watch_retry=0.5, stop_grace=10.0, guard_pause=0.1)
 

@@ -23,7 +23,8 @@ from mavi_uploader.config.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.watch import watcher as watcher_module
-from mavi_uploader.watch.watcher import Watcher, WatchRoot
+from mavi_uploader.watch.roots import WatchRoot
+from mavi_uploader.watch.watcher import Watcher
 
 LIVE_TIMEOUT = 10.0
 

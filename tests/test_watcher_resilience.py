@@ -22,7 +22,8 @@ from mavi_uploader.config.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.log import configure_logging
 from mavi_uploader.watch import watcher as watcher_module
-from mavi_uploader.watch.watcher import Watcher, WatchRoot
+from mavi_uploader.watch.roots import WatchRoot
+from mavi_uploader.watch.watcher import Watcher
 
 
 def make_root(path: Path, poll_interval: float = 10.0) -> WatchRoot:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import held_by, held_open, write_video
-from mavi_uploader.watch import writers
-from mavi_uploader.watch.writers import BY_ANOTHER, Writer, WriterProbe, lease_breaks_harmless
+from mavi_uploader.core import writers
+from mavi_uploader.core.writers import BY_ANOTHER, Writer, WriterProbe, lease_breaks_harmless
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="leases and /proc are Linux's")
 
@@ -142,7 +142,7 @@ def test_a_file_under_another_process_write_lease_counts_as_held(
 # Root without CAP_LEASE: a daemon that does not own the file (and may not take its lease).
 NO_LEASE = ["setpriv", "--inh-caps=-lease", "--bounding-set=-lease"]
 ASK = (
-    "import sys; from mavi_uploader.watch.writers import WriterProbe;"
+    "import sys; from mavi_uploader.core.writers import WriterProbe;"
     " print(WriterProbe()(sys.argv[1]))"
 )
 
@@ -192,7 +192,7 @@ def test_another_users_file_falls_back_to_proc_without_cap_lease(nobodys_clip: P
 BREAK_THE_LEASE = textwrap.dedent(
     """
     import os, subprocess, sys, time
-    from mavi_uploader.watch import writers
+    from mavi_uploader.core import writers
 
     path = sys.argv[1]
     if sys.argv[2] == "as-the-daemon":

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from mavi_uploader import __version__
 from mavi_uploader.cli.checks import report, require_watch_folders, run_checks
@@ -22,17 +20,15 @@ from mavi_uploader.cli.views import (
 )
 from mavi_uploader.cli.waiting import follow
 from mavi_uploader.config.settings import Config, ConfigError, load_config
-from mavi_uploader.core import rules
-from mavi_uploader.core.records import FileRecord, Observation, State, display_path
-from mavi_uploader.core.rules import relative_parts
+from mavi_uploader.core.records import State, display_path
 from mavi_uploader.journal.sqlite.store import Journal, JournalError
 from mavi_uploader.log import configure_logging, get_logger
 from mavi_uploader.redaction import register_secret
+from mavi_uploader.service import commands
 from mavi_uploader.service.daemon import Daemon
 from mavi_uploader.service.install import InstallError, plan_install, plan_uninstall
 from mavi_uploader.service.install_apply import apply, describe
-from mavi_uploader.service.lock import AlreadyRunning, StateDirLock, probe
-from mavi_uploader.watch.watcher import WatchRoot, watch_roots
+from mavi_uploader.service.lock import AlreadyRunning, probe
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 log = get_logger(__name__)
@@ -223,7 +219,7 @@ def _list(args: argparse.Namespace, config: Config) -> int:
 
 def _history(args: argparse.Namespace, config: Config) -> int:
     journal = Journal.open_existing(config.state_dir)
-    records = _find(journal, args.target) if journal is not None else []
+    records = commands.find(journal, args.target) if journal is not None else []
     if journal is None or not records:
         print(f"mavi-uploader: no file {args.target!r} in the journal", file=sys.stderr)
         return EXIT_FAILURE
@@ -238,91 +234,44 @@ def _history(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
-def _find(journal: Journal, target: str) -> list[FileRecord]:
-    """A target is a file ID, or a path (all of its generations)."""
-    if target.isdigit() and not os.path.exists(target):
-        found = journal.get(int(target))
-        return [found] if found else []
-    return journal.by_path(os.path.abspath(target))
-
-
-def open_for_command(state_dir: Path) -> Journal:
-    """The journal for a command that writes (enqueue, retry, forget). Migrating it is only
-    safe under the state-dir lock; a daemon holding that lock has migrated it to its own
-    schema, which this build uses as it is or refuses (naming the fix)."""
-    Journal.make_state_dir(state_dir)
-    lock = StateDirLock(state_dir)
-    try:
-        lock.acquire()
-    except AlreadyRunning:
-        return Journal.open(state_dir, migrate_schema=False)
-    try:
-        return Journal.open(state_dir)
-    finally:
-        lock.release()
-
-
 def _forget(args: argparse.Namespace, config: Config) -> int:
-    roots = watch_roots(config)
-    journal = open_for_command(config.state_dir)
+    journal = commands.open_for_command(config.state_dir)
     problems = 0
     for target in args.targets:
-        records = _find(journal, target)
+        records = commands.find(journal, target)
         if not records:
             print(f"{target}: not in the journal; nothing forgotten", file=sys.stderr)
             problems += 1
             continue
-        forgotten = set(journal.forget([r.id for r in records]))
-        for rec in records:
-            if rec.id not in forgotten:
+        for result in commands.forget(journal, config, records):
+            rec = result.record
+            if not result.forgotten:
                 print(f"#{rec.id} is {rec.state.value}: only finished files", file=sys.stderr)
                 problems += 1
                 continue
             print(f"forgot #{rec.id} {display_path(rec.path)} ({rec.state.value})")
-            # Still there: journal it now rather than at the next rescan (maybe an hour away).
-            seen = [o for o in (r.observe(rec.path) for r in roots) if o is not None][:1]
-            for new in journal.sight(seen):
+            for new in result.sighted:
                 print(f"{new.state.value} #{new.id} {display_path(new.path)}: to be uploaded")
     journal.close()
     return EXIT_FAILURE if problems else EXIT_OK
 
 
 def _enqueue(args: argparse.Namespace, config: Config) -> int:
-    roots = watch_roots(config)
-    journal = open_for_command(config.state_dir)
+    journal = commands.open_for_command(config.state_dir)
     refused = 0
     queued: dict[int, State] = {}  # file id -> the state printed for it
-    for raw in args.paths:
-        # The folder resolved like the watch roots; the file itself stays what was named.
-        folder, name = os.path.split(os.path.abspath(raw))
-        path = os.path.join(os.path.realpath(folder), name)
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            print(f"{display_path(path)}: {exc.strerror}", file=sys.stderr)
+    for result in commands.enqueue(journal, config, args.paths):
+        rec = result.record
+        if rec is None:
+            print(f"{display_path(result.path)}: {result.refused}", file=sys.stderr)
             refused += 1
-            continue
-        # Longest root first: the most specific watch decides the rules.
-        root = next(
-            (
-                r
-                for r in sorted(roots, key=lambda r: -len(r.root))
-                if relative_parts(path, r.root) is not None
-            ),
-            None,
-        )
-        obs = root.observe(path) if root else None
-        if obs is None:
-            why = _why_refused(path, root, config) if root else "outside every watch folder"
-            rec = journal.record_rejection(
-                Observation(path, root.root if root else "", st.st_size, st.st_mtime_ns), why
-            )
-            print(f"skipped #{rec.id} {display_path(path)}: {why}", file=sys.stderr)
+        elif result.refused is not None:
+            shown = display_path(result.path)
+            print(f"skipped #{rec.id} {shown}: {result.refused}", file=sys.stderr)
             refused += 1
-            continue
-        rec = journal.enqueue(obs, "enqueued by hand")
-        queued[rec.id] = rec.state
-        print(f"{rec.state.value} #{rec.id} {display_path(path)}")
+        else:
+            queued[rec.id] = rec.state
+            print(f"{rec.state.value} #{rec.id} {display_path(result.path)}")
     try:
         if args.wait and queued:
             if not probe(config.state_dir).running:
@@ -338,32 +287,15 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
     return EXIT_FAILURE if refused else EXIT_OK
 
 
-def _why_refused(path: str, root: WatchRoot, config: Config) -> str:
-    why = rules.rejection(
-        path, root.root, extensions=config.extensions, ignore=root.ignore, recursive=root.recursive
-    )
-    return why or "not a regular file inside its watch folder (or a link that leaves it)"
-
-
 def _retry(args: argparse.Namespace, config: Config) -> int:
     if not args.ids and not args.all_failed:
         print("mavi-uploader retry: give file IDs or --all-failed", file=sys.stderr)
         return EXIT_USAGE
-    journal = open_for_command(config.state_dir)
+    journal = commands.open_for_command(config.state_dir)
     ids = [r.id for r in journal.in_states([State.FAILED])] if args.all_failed else args.ids
     problems = 0
     for file_id in ids:
-        moved = journal.transition(
-            file_id,
-            State.QUEUED,
-            "retry requested",
-            expect=State.FAILED,
-            attempts=0,
-            server_failures=0,
-            sends=0,
-            last_error=None,
-            next_attempt_at=None,
-        )
+        moved = commands.retry(journal, file_id)
         if moved is None:
             rec = journal.get(file_id)
             now = f"is {rec.state.value}" if rec else "does not exist"

@@ -44,7 +44,7 @@ class _ConsoleStream:
 
 
 class UploadBars:
-    """One bar per file in flight; `update()` takes `views.upload_progress` documents."""
+    """One bar per file in flight; `update()` takes `core.reporting.upload_progress` documents."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
@@ -54,7 +54,7 @@ class UploadBars:
             BarColumn(),
             TextColumn("{task.percentage:>3.0f}%"),
             DownloadColumn(),
-            # Speed and ETA come from the worker's own measurement (views.upload_progress):
+            # Speed and ETA come from the worker's own measurement (core.reporting.upload_progress):
             # rich's estimators need many samples and the journal gives one every 2 s.
             TextColumn("{task.fields[speed]:>12}"),
             TextColumn("{task.fields[eta]:>8}"),

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from mavi_uploader.cli.progress import UploadBars
-from mavi_uploader.cli.views import upload_progress
 from mavi_uploader.core.records import ACTIVE_STATES, FileRecord, State, display_path
+from mavi_uploader.core.reporting import upload_progress
 from mavi_uploader.journal.sqlite.store import Journal
 
 POLL_SECONDS = 0.5

@@ -8,14 +8,9 @@ retried here, behind the shared limiter, so callers never see them unless the da
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import json
-import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -23,189 +18,29 @@ from urllib.parse import urlsplit
 import requests
 
 from mavi_uploader.core.decisions import NOT_FOUND
+from mavi_uploader.mavi.errors import (
+    AssetStatus,
+    AuthProblem,
+    MaviError,
+    NotFound,
+    PermanentError,
+    RateLimited,
+    SignedUpload,
+    SignedUrlRejected,
+    StillRateLimited,
+    TransientError,
+)
 from mavi_uploader.mavi.multipart import CHUNK_SIZE, FileReadFailed, MultipartFileBody
 from mavi_uploader.mavi.ratelimit import RateLimiter, Stopped
+from mavi_uploader.mavi.responses import (
+    interpret_api_response,
+    interpret_storage_response,
+    request_failed,
+)
 from mavi_uploader.mavi.transport import InFlight
-from mavi_uploader.redaction import redact, url_without_query
+from mavi_uploader.redaction import url_without_query
 
 USER_AGENT = "mavi-uploader/0.1"
-SUCCESS_CODES = (200, "200", "0000", 0)
-RATE_LIMIT_MESSAGE = "exceeded the limit"
-AUTH_HINTS = {
-    401: "check MAVI_API_KEY",
-    402: "the MAVI account balance is exhausted; top it up",
-    403: "the MAVI account is disabled or this IP is not allowed",
-}
-
-
-class MaviError(Exception):
-    """Base of every outcome other than success; str() is safe to log and store."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(redact(reason))
-
-    @property
-    def reason(self) -> str:
-        return str(self)
-
-
-class TransientError(MaviError):
-    """Try again later: 5xx, timeouts, dropped connections, garbage bodies."""
-
-    def __init__(self, reason: str, *, network: bool = False) -> None:
-        super().__init__(reason)
-        self.network = network  # could not reach the server at all
-
-
-class StillRateLimited(TransientError):
-    """Rate-limited answers outlasted the client's patience (`check` must not hang)."""
-
-
-class RateLimited(MaviError):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class AuthProblem(MaviError):
-    """401/402/403: nothing will work until a person acts; pause all uploads."""
-
-
-class PermanentError(MaviError):
-    """This file will never be accepted as it is (400, 409, 415...)."""
-
-
-class NotFound(PermanentError):
-    """404: MAVI does not know this (yet)."""
-
-
-class SignedUrlRejected(MaviError):
-    """Storage refused the signed URL; sign again (a new asset_id)."""
-
-    def __init__(self, reason: str, *, expired: bool) -> None:
-        super().__init__(reason)
-        self.expired = expired
-
-
-@dataclass(frozen=True)
-class SignedUpload:
-    asset_id: str
-    url: str
-    expires_at: float  # epoch seconds
-
-
-@dataclass(frozen=True)
-class AssetStatus:
-    upload_status: str  # WAITING | UPLOADING | SUCCESS | FAILED (or whatever MAVI says)
-    file_size: int | None
-
-
-MAX_RETRY_AFTER_SECONDS = 600.0
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Retry-After in seconds, clamped: a broken proxy's "inf" must not stall us forever."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:  # the other form RFC 9110 allows: an HTTP date
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
-
-
-def _json(response: requests.Response, what: str) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except (ValueError, json.JSONDecodeError):
-        snippet = response.text[:80].replace("\n", " ")
-        raise TransientError(
-            f"{what}: HTTP {response.status_code} with a non-JSON body ({snippet!r})"
-        ) from None
-    if not isinstance(body, dict):
-        raise TransientError(f"{what}: HTTP {response.status_code} with an unexpected JSON body")
-    return body
-
-
-def interpret_api_response(response: requests.Response, what: str) -> dict[str, Any]:
-    """Return `data` of a successful MAVI API answer or raise the matching outcome."""
-    status = response.status_code
-    if status in (401, 402, 403):
-        raise AuthProblem(f"{status} {response.reason or 'error'}: {AUTH_HINTS[status]}")
-    if status == 429:
-        raise RateLimited(f"{what}: 429 rate limited", _retry_after(response))
-    body = _json(response, what)
-    code = body.get("code")
-    msg = str(body.get("msg") or "")
-    ok = (
-        200 <= status < 300
-        and code in SUCCESS_CODES
-        and body.get("success") is not False
-        and body.get("failed") is not True
-    )
-    if ok:
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise TransientError(f"{what}: success without a data object")
-        return data
-    # HTTP status and body code are documented to agree; trust the more specific one.
-    effective = code if isinstance(code, int) and code not in SUCCESS_CODES else status
-    if effective in (401, 402, 403):
-        raise AuthProblem(f"{effective} {msg or 'error'}: {AUTH_HINTS[effective]}")
-    if effective == 429 or RATE_LIMIT_MESSAGE in msg.lower():
-        raise RateLimited(f"{what}: {effective} {msg}", _retry_after(response))
-    if 200 <= effective < 300:  # a success code contradicted by success/failed: say so
-        flags = f"success={body.get('success')!r}, failed={body.get('failed')!r}"
-        raise TransientError(f"{what}: answer {code!r} {msg!r} but {flags}")
-    if effective == 408 or effective >= 500:
-        raise TransientError(f"{what}: {effective} {msg}".strip())
-    if effective == 404:
-        raise NotFound(f"{what}: {effective} {msg}".strip())
-    raise PermanentError(f"{what}: {effective} {msg}".strip())
-
-
-_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
-
-
-def interpret_storage_response(response: requests.Response) -> None:
-    """Storage answers 2xx on success and an XML <Error> otherwise."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    if 300 <= status < 400:
-        # Not followed: the body stream cannot be replayed, and the new URL was never signed.
-        raise TransientError(f"storage: redirected (HTTP {status}); redirects are not followed")
-    match = _XML_CODE.search(response.text[:4096])
-    code = match.group(1) if match else ""
-    if status == 429 or RATE_LIMIT_MESSAGE in response.text[:4096].lower():
-        # MAVI limits uploads via signed URL too, and may say so with a 400.
-        raise RateLimited(f"storage: {status} rate limited", _retry_after(response))
-    if status == 408 or status >= 500:
-        raise TransientError(f"storage: HTTP {status} {code}".strip())
-    # GCS says ExpiredToken; some proxies say AccessDenied with "Request has expired".
-    if code == "ExpiredToken" or "expired" in response.text[:4096].lower():
-        raise SignedUrlRejected(f"storage: signed URL expired ({code or status})", expired=True)
-    raise SignedUrlRejected(f"storage: HTTP {status} {code or 'error'}", expired=False)
-
-
-def _request_failed(what: str, exc: requests.RequestException) -> TransientError:
-    if isinstance(exc, requests.exceptions.SSLError):
-        # Never retried without verification: a bad certificate is someone's problem to fix.
-        return TransientError(f"{what}: TLS verification failed ({exc})")
-    if isinstance(exc, requests.Timeout):
-        return TransientError(f"{what}: timed out ({type(exc).__name__})")
-    if isinstance(exc, requests.ConnectionError):
-        return TransientError(f"{what}: connection failed ({exc})", network=True)
-    return TransientError(f"{what}: request failed ({exc})")
 
 
 @contextlib.contextmanager
@@ -292,7 +127,7 @@ class MaviClient:
                 raise
             if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
                 self._unanswered_since.setdefault(host, time.monotonic())
-            raise _request_failed(what, exc) from None
+            raise request_failed(what, exc) from None
         self._unanswered_since.pop(host, None)
         return response
 
@@ -399,3 +234,20 @@ class MaviClient:
 
         result: AssetStatus = self._polite("metadata", call)
         return result
+
+
+__all__ = [  # the errors and values callers catch and read, with the client
+    "AssetStatus",
+    "AuthProblem",
+    "MaviClient",
+    "MaviError",
+    "NotFound",
+    "PermanentError",
+    "RateLimited",
+    "SignedUpload",
+    "SignedUrlRejected",
+    "StillRateLimited",
+    "TransientError",
+    "interpret_api_response",
+    "interpret_storage_response",
+]

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mavi_uploader.cli.views import mavi_says, upload_progress
 from mavi_uploader.config.settings import Config, ConfigError
 from mavi_uploader.core.decisions import Patience
 from mavi_uploader.core.records import FileRecord, State, display_path
+from mavi_uploader.core.reporting import mavi_says, upload_progress
+from mavi_uploader.core.writers import ignore_lease_breaks
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.log import dropped_lines, get_logger
 from mavi_uploader.mavi.client import MaviClient
@@ -35,9 +36,9 @@ from mavi_uploader.upload.aftercare import SWEEP_GRACE_SECONDS, Aftercare
 from mavi_uploader.upload.pause import PauseGate
 from mavi_uploader.upload.worker import Worker, WorkerSettings
 from mavi_uploader.watch.rescans import Rescanner
+from mavi_uploader.watch.roots import watch_roots
 from mavi_uploader.watch.settle import Settler
-from mavi_uploader.watch.watcher import Watcher, watch_roots
-from mavi_uploader.watch.writers import ignore_lease_breaks
+from mavi_uploader.watch.watcher import Watcher
 
 log = get_logger(__name__)
 ONCE_POLL_SECONDS = 0.2

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from mavi_uploader.config.settings import AfterUpload
 from mavi_uploader.core.records import FileRecord, display_path
+from mavi_uploader.core.writers import Probe, WriterProbe
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.upload.safemove import Replaced, move_pinned, unlink_if_same
-from mavi_uploader.watch.writers import Probe, WriterProbe
 
 log = get_logger(__name__)
 

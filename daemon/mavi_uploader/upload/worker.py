@@ -26,6 +26,7 @@ from mavi_uploader.core.records import (
     display_path,
     upload_name,
 )
+from mavi_uploader.core.writers import Probe, WriterProbe
 from mavi_uploader.journal.sqlite.store import ContentClaim, Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import (
@@ -44,7 +45,6 @@ from mavi_uploader.upload.confirmation import Confirmer
 from mavi_uploader.upload.hashing import sha256_file
 from mavi_uploader.upload.ledger import Ledger
 from mavi_uploader.upload.pause import PauseGate
-from mavi_uploader.watch.writers import Probe, WriterProbe
 
 log = get_logger(__name__)
 

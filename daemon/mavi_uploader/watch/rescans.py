@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from mavi_uploader.log import get_logger
-from mavi_uploader.watch.watcher import Watcher, WatchRoot
+from mavi_uploader.watch.roots import WatchRoot
+from mavi_uploader.watch.watcher import Watcher
 
 log = get_logger(__name__)
 RETRY_SECONDS = 10.0  # after a failed rescan (journal unwritable): try the same one again

@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 
 from mavi_uploader.core.records import FileRecord, State, display_path
+from mavi_uploader.core.writers import Probe, WriterProbe
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.log import get_logger
-from mavi_uploader.watch.writers import Probe, WriterProbe
 
 log = get_logger(__name__)
 UNREADABLE_RETRY_SECONDS = 30.0

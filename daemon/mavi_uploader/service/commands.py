@@ -1,0 +1,127 @@
+"""Operator commands that change the journal (enqueue, forget, retry): what each decides,
+as values the CLI prints. No printing here, and no argument parsing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mavi_uploader.config.settings import Config
+from mavi_uploader.core import rules
+from mavi_uploader.core.records import FileRecord, Observation, State
+from mavi_uploader.core.rules import relative_parts
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.service.lock import AlreadyRunning, StateDirLock
+from mavi_uploader.watch.roots import WatchRoot, watch_roots
+
+
+def open_for_command(state_dir: Path) -> Journal:
+    """The journal for a command that writes. Migrating it is only safe under the state-dir
+    lock; a daemon holding that lock has migrated it to its own schema, which this build uses
+    as it is or refuses (naming the fix)."""
+    Journal.make_state_dir(state_dir)
+    lock = StateDirLock(state_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        return Journal.open(state_dir, migrate_schema=False)
+    try:
+        return Journal.open(state_dir)
+    finally:
+        lock.release()
+
+
+def find(journal: Journal, target: str) -> list[FileRecord]:
+    """A target is a file ID, or a path (all of its generations)."""
+    if target.isdigit() and not os.path.exists(target):
+        found = journal.get(int(target))
+        return [found] if found else []
+    return journal.by_path(os.path.abspath(target))
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """One path given to `enqueue`: its row, or why it was refused (and the row saying so)."""
+
+    path: str
+    record: FileRecord | None
+    refused: str | None = None
+
+
+def enqueue(journal: Journal, config: Config, raw_paths: list[str]) -> list[Enqueued]:
+    """Queue files now (no settle wait) under the rules of their watch folder."""
+    roots = watch_roots(config)
+    results: list[Enqueued] = []
+    for raw in raw_paths:
+        # The folder resolved like the watch roots; the file itself stays what was named.
+        folder, name = os.path.split(os.path.abspath(raw))
+        path = os.path.join(os.path.realpath(folder), name)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            results.append(Enqueued(path, None, exc.strerror or str(exc)))
+            continue
+        root = _watch_root_of(path, roots)
+        obs = root.observe(path) if root else None
+        if obs is None:
+            why = _why_refused(path, root, config) if root else "outside every watch folder"
+            seen = Observation(path, root.root if root else "", st.st_size, st.st_mtime_ns)
+            results.append(Enqueued(path, journal.record_rejection(seen, why), why))
+            continue
+        results.append(Enqueued(path, journal.enqueue(obs, "enqueued by hand")))
+    return results
+
+
+def _watch_root_of(path: str, roots: list[WatchRoot]) -> WatchRoot | None:
+    """Longest root first: the most specific watch decides the rules."""
+    for root in sorted(roots, key=lambda r: -len(r.root)):
+        if relative_parts(path, root.root) is not None:
+            return root
+    return None
+
+
+def _why_refused(path: str, root: WatchRoot, config: Config) -> str:
+    why = rules.rejection(
+        path, root.root, extensions=config.extensions, ignore=root.ignore, recursive=root.recursive
+    )
+    return why or "not a regular file inside its watch folder (or a link that leaves it)"
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """One row named to `forget`: dropped or not, and the new row of a file still on disk."""
+
+    record: FileRecord
+    forgotten: bool
+    sighted: tuple[FileRecord, ...] = ()
+
+
+def forget(journal: Journal, config: Config, records: list[FileRecord]) -> list[Forgotten]:
+    """Drop finished rows; a file still on disk is journaled again at once (not at the next
+    rescan, maybe an hour away), so it is uploaded again."""
+    roots = watch_roots(config)
+    dropped = set(journal.forget([r.id for r in records]))
+    results: list[Forgotten] = []
+    for rec in records:
+        if rec.id not in dropped:
+            results.append(Forgotten(rec, forgotten=False))
+            continue
+        seen = [o for o in (r.observe(rec.path) for r in roots) if o is not None][:1]
+        results.append(Forgotten(rec, forgotten=True, sighted=tuple(journal.sight(seen))))
+    return results
+
+
+def retry(journal: Journal, file_id: int) -> FileRecord | None:
+    """A failed file back to queued with a clean slate; None if it is not failed."""
+    return journal.transition(
+        file_id,
+        State.QUEUED,
+        "retry requested",
+        expect=State.FAILED,
+        attempts=0,
+        server_failures=0,
+        sends=0,
+        last_error=None,
+        next_attempt_at=None,
+    )
