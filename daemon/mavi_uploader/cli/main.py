@@ -127,18 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "retry": _retry,
         }[args.command]
         return handler(args, config)
-    except ConfigError as exc:
-        print(f"mavi-uploader: config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except AlreadyRunning as exc:
-        print(f"mavi-uploader: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except InstallError as exc:
-        print(f"mavi-uploader: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except JournalError as exc:
-        print(f"mavi-uploader: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    except (ConfigError, AlreadyRunning, InstallError, JournalError) as exc:
+        kind = "config error: " if isinstance(exc, ConfigError) else ""
+        print(f"mavi-uploader: {kind}{exc}", file=sys.stderr)
+        if isinstance(exc, AlreadyRunning):
+            return EXIT_LOCKED
+        return EXIT_FAILURE if isinstance(exc, JournalError) else EXIT_USAGE
 
 
 def _run(args: argparse.Namespace) -> int:
