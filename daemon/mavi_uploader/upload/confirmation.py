@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mavi_uploader.core.decisions import Outcome, Patience, Verdict, judge, send_again_or_fail
+from mavi_uploader.core.decisions import Judgement, Patience, Verdict, judge, send_again_or_fail
 from mavi_uploader.core.records import FileRecord, State
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import MaviClient, PermanentError, TransientError
@@ -115,7 +115,7 @@ class Confirmer:
             self._apply(rec, outcome, status.upload_status)
         return outcome.verdict
 
-    def _apply(self, rec: FileRecord, outcome: Outcome, mavi_status: str | None) -> None:
+    def _apply(self, rec: FileRecord, outcome: Judgement, mavi_status: str | None) -> None:
         if outcome.verdict is Verdict.DONE:
             self._finish(rec, State.DONE, outcome.reason)
         elif outcome.verdict is Verdict.CONFIRM:
