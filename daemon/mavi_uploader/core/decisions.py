@@ -2,7 +2,8 @@
 
 Storage accepting the bytes is not the end: MAVI may not know the asset for a while (404),
 report WAITING or UPLOADING for minutes, or say FAILED. Only some answers justify sending a
-whole file again (it may be 20 GB), and re-sends are capped.
+whole file again (it may be 20 GB), and re-sends are capped. What a judgement makes of the
+file's row is `outcomes.follow`'s.
 """
 
 from __future__ import annotations
