@@ -2,7 +2,8 @@
 
 Storage accepting the bytes is not the end: MAVI may not know the asset for a while (404),
 report WAITING or UPLOADING for minutes, or say FAILED. Only some answers justify sending a
-whole file again (it may be 20 GB), and re-sends are capped.
+whole file again (it may be 20 GB), and re-sends are capped. What a judgement makes of the
+file's row is `outcomes.follow`'s.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class Patience:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Judgement:
+    """What an answer means (`verdict`) and why, in words for the journal."""
+
     verdict: Verdict
     reason: str
 
@@ -48,8 +51,8 @@ def judge(
     now: float,
     sends: int,
     patience: Patience,
-) -> Outcome:
-    """The outcome of MAVI's answer (`upload_status`, `file_size`) for our asset.
+) -> Judgement:
+    """The judgement of MAVI's answer (`upload_status`, `file_size`) for our asset.
 
     `accepted_at` is when storage accepted our complete upload to this asset, None when we do
     not know that it did (the resume check after a stop); `sends` counts complete uploads of
@@ -57,7 +60,7 @@ def judge(
     """
     if upload_status == SUCCESS:
         if file_size in (None, size):
-            return Outcome(Verdict.DONE, f"MAVI confirmed asset {asset_id} (SUCCESS)")
+            return Judgement(Verdict.DONE, f"MAVI confirmed asset {asset_id} (SUCCESS)")
         return send_again_or_fail(
             f"MAVI holds {file_size} bytes but the file has {size}", sends, patience
         )
@@ -65,18 +68,18 @@ def judge(
         if upload_status == FAILED:  # MAVI gave up on this asset: never send into it again
             return send_again_or_fail(f"MAVI reported asset {asset_id} FAILED", sends, patience)
         if upload_status in PROCESSING and file_size == size:
-            return Outcome(
+            return Judgement(
                 Verdict.CONFIRM,
                 f"asset {asset_id} already holds {size} bytes ({upload_status});"
                 " confirming instead of sending again",
             )
-        return Outcome(Verdict.SEND, f"asset {asset_id} is {upload_status} without our bytes")
+        return Judgement(Verdict.SEND, f"asset {asset_id} is {upload_status} without our bytes")
     waited = max(0.0, now - accepted_at)
     if upload_status == FAILED:
         return send_again_or_fail(f"MAVI reported asset {asset_id} FAILED", sends, patience)
     if upload_status == NOT_FOUND:
         if waited < patience.not_found_seconds:
-            return Outcome(
+            return Judgement(
                 Verdict.CONFIRM,
                 f"MAVI does not know asset {asset_id} yet ({waited:.0f}s after storage took"
                 " the bytes); asking again",
@@ -85,17 +88,17 @@ def judge(
             f"MAVI still does not know asset {asset_id} after {waited:.0f}s", sends, patience
         )
     if waited < patience.processing_seconds:
-        return Outcome(Verdict.CONFIRM, f"MAVI reports {upload_status}")
+        return Judgement(Verdict.CONFIRM, f"MAVI reports {upload_status}")
     return send_again_or_fail(
         f"asset {asset_id} still {upload_status} after {waited:.0f}s", sends, patience
     )
 
 
-def send_again_or_fail(why: str, sends: int, patience: Patience) -> Outcome:
+def send_again_or_fail(why: str, sends: int, patience: Patience) -> Judgement:
     """Send the whole file again, unless `sends` complete uploads already exceed the cap."""
     if sends > patience.max_resends:
-        return Outcome(
+        return Judgement(
             Verdict.FAIL,
             f"{why}; gave up after {sends} complete uploads (max_resends = {patience.max_resends})",
         )
-    return Outcome(Verdict.SEND_AGAIN, f"{why}; sending the file again")
+    return Judgement(Verdict.SEND_AGAIN, f"{why}; sending the file again")

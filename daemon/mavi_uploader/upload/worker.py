@@ -1,6 +1,8 @@
-"""The upload worker: claim → hash → dedupe → sign → upload → confirm → after_upload.
+"""The upload worker: claim → check → hash → dedupe → sign → send → confirm → after_upload.
 
-One pass of the loop is `Worker.run_once()`, callable from tests without threads.
+One pass of the loop is `Worker.run_once()`, callable from tests without threads. This is
+the IO shell (files, the writer probe, MAVI): each step returns the next record, or an
+`Outcome` (`core.outcomes`, pure) that the ledger applies in one journal call.
 """
 
 from __future__ import annotations
@@ -16,16 +18,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.core import outcomes
 from mavi_uploader.core.decisions import Patience, Verdict
-from mavi_uploader.core.records import (
-    EMPTY_FILE,
-    NO_ASSET,
-    FileRecord,
-    Observation,
-    State,
-    display_path,
-    upload_name,
-)
+from mavi_uploader.core.outcomes import FINISHED, Outcome
+from mavi_uploader.core.records import FileRecord, Observation, State, display_path, upload_name
+from mavi_uploader.core.signed_urls import UrlRejections, UrlVerdict, url_reusable
 from mavi_uploader.core.writers import Probe, WriterProbe
 from mavi_uploader.journal.sqlite.store import ContentClaim, Journal
 from mavi_uploader.log import get_logger
@@ -34,7 +31,6 @@ from mavi_uploader.mavi.client import (
     MaviClient,
     MaviError,
     PermanentError,
-    SignedUpload,
     SignedUrlRejected,
     TransientError,
 )
@@ -51,12 +47,6 @@ log = get_logger(__name__)
 # Renewed every PROGRESS_EVERY_SECONDS while bytes move; longer than any limiter wait.
 LEASE_SECONDS = 900.0
 PROGRESS_EVERY_SECONDS = 2.0
-# A journaled signed URL is reused while it stays valid this long: storage checks expiry
-# when a request starts (MAVI_API.md), so a send only needs to start in time; this covers
-# the wait for a rate slot. Asking for the whole send's duration would never reuse the URL
-# of a file that takes longer to send than a URL lives, and sign anew on every retry.
-URL_START_MARGIN_SECONDS = 60.0
-MAX_EXPIRED_URLS = 3
 CHANGED_SINCE_QUEUED = "file changed since it was queued"
 
 
@@ -106,10 +96,9 @@ class Worker:
         self.settings = settings
         self._stop = stop
         self._clock = clock
-        self._ledger = Ledger(journal, self.owner, clock=clock, rng=rng)
-        self._confirmer = Confirmer(
-            client, gate, self._ledger, self._finish, clock=clock, patience=settings.patience
-        )
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._ledger = Ledger(journal, self.owner)
+        self._confirmer = Confirmer(client, gate, clock=clock, rng=self._rng)
         self._stranded: FileRecord | None = None
 
     def run_once(self) -> bool:
@@ -117,7 +106,7 @@ class Worker:
         if self._stranded is not None:
             # Our last file could not be handed back (journal write failed, e.g. disk full).
             stranded, self._stranded = self._stranded, None
-            self._ledger.release(stranded, "handed back after a journal write failure")
+            self._release(stranded, "handed back after a journal write failure")
         if not self._gate.admit():
             return False
         record = self._journal.claim(self.owner, LEASE_SECONDS)
@@ -128,22 +117,23 @@ class Worker:
         log.info("claimed", file_id=record.id, path=display_path(record.path), state=record.state)
         try:
             if record.state is State.CONFIRMING:
-                self._confirmer.confirm(record)
+                self._confirm(record)
             else:
                 self._upload(record)
         except Stopped:
-            self._ledger.release(record, "daemon stopping; will resume")
+            self._release(record, "daemon stopping; will resume")
         except LeaseLost:
             # The row is someone else's now: touching it would undo their work.
             log.warning("lease lost; leaving the file to its new worker", file_id=record.id)
         except AuthProblem as exc:
             self._gate.trip(exc.reason)
-            self._ledger.release(record, f"paused: {exc.reason}")
+            self._release(record, f"paused: {exc.reason}")
         except Exception as exc:
             # A bug or a failing journal must not kill the worker or strand the row.
             log.exception("unexpected error", file_id=record.id, path=display_path(record.path))
+            why = f"internal error: {type(exc).__name__}: {exc}"
             try:
-                self._ledger.retry_later(record, f"internal error: {type(exc).__name__}: {exc}")
+                self._conclude(record, self._retry(record, why))
             except Exception:
                 self._stranded = record
                 raise
@@ -152,33 +142,40 @@ class Worker:
     # ---- the upload path ------------------------------------------------------------
 
     def _upload(self, rec: FileRecord) -> None:
-        path = Path(rec.path)
+        """Check, hash, dedupe, then send and confirm; a step that ends the attempt early
+        (or fails) gives the outcome to apply."""
         try:
-            self._check_unchanged(rec)
-            if rec.size == 0:
-                self._ledger.move(rec, State.SKIPPED, "empty file (0 bytes)", last_error=EMPTY_FILE)
+            outcome = self._prepare(rec)
+            if outcome is None:
+                self._send(rec)
                 return
-            sha = rec.sha256 or sha256_file(path, self._progress_hook(rec, record_bytes=False))
-            self._check_unchanged(rec)
-            if self._deduplicated(rec, sha):
-                return
-            self._send(rec, path)
         except FileNotFoundError:
-            self._ledger.move(rec, State.VANISHED, "file disappeared before its upload finished")
+            outcome = outcomes.vanished("file disappeared before its upload finished")
         except WriterActive as exc:  # `list` shows who holds it while it settles again
-            self._ledger.back_to_settling(rec, str(exc), last_error=str(exc))
+            outcome = self._settle_again(rec, str(exc), last_error=str(exc))
         except (FileChanged, FileShrank) as exc:
-            self._ledger.back_to_settling(rec, str(exc))
+            outcome = self._settle_again(rec, str(exc))
         except PermissionError as exc:
             # A person can fix permissions at any time: keep trying, never give up.
             why = f"cannot read the file: {exc.strerror} (check permissions)"
-            self._ledger.retry_later(rec, why, counts=False)
+            outcome = self._retry(rec, why, counts=False)
         except OSError as exc:
-            self._ledger.retry_later(rec, f"cannot read the file: {exc}", counts=False)
+            outcome = self._retry(rec, f"cannot read the file: {exc}", counts=False)
         except PermanentError as exc:
-            self._ledger.move(rec, State.FAILED, exc.reason, last_error=exc.reason)
+            outcome = outcomes.failed(exc.reason)
         except TransientError as exc:
-            self._ledger.retry_later(rec, exc.reason, counts=not exc.network)
+            outcome = self._retry(rec, exc.reason, counts=not exc.network)
+        self._conclude(rec, outcome)
+
+    def _prepare(self, rec: FileRecord) -> Outcome | None:
+        """Check and hash the file, then dedupe: None when it is ours to send, else what
+        becomes of it."""
+        self._check_unchanged(rec)
+        if rec.size == 0:
+            return outcomes.empty_file()
+        sha = rec.sha256 or sha256_file(Path(rec.path), self._progress_hook(rec, False))
+        self._check_unchanged(rec)
+        return self._dedupe(rec, sha)
 
     def _check_unchanged(
         self, rec: FileRecord, held: BinaryIO | None = None, why: str = CHANGED_SINCE_QUEUED
@@ -191,122 +188,105 @@ class Worker:
         if (writer := self._probe(held.fileno() if held is not None else rec.path)) is not None:
             raise WriterActive(writer.reason)
 
-    def _deduplicated(self, rec: FileRecord, sha: str) -> bool:
+    def _dedupe(self, rec: FileRecord, sha: str) -> Outcome | None:
         """Record the hash; with dedupe, claim the content in the same transaction, so of
-        two copies in flight exactly one uploads, whichever hashed first."""
+        two copies in flight exactly one uploads, whichever hashed first. None when this
+        copy is the one to send, else what becomes of it."""
         if not self.settings.dedupe:
             if not self._ledger.note(rec, sha256=sha):
                 raise LeaseLost
-            return False
-        max_resends = self.settings.patience.max_resends
-        claim, twin = self._journal.claim_content(rec.id, sha, self.owner, max_sends=max_resends)
+            return None
+        max_sends = self.settings.patience.max_resends
+        claim, twin = self._journal.claim_content(rec.id, sha, self.owner, max_sends=max_sends)
         if claim is ContentClaim.LOST:
             raise LeaseLost
         if claim is ContentClaim.CLAIMED:
-            return False
+            return None
         assert twin is not None
         if claim is ContentClaim.IN_FLIGHT:
-            # Parked: no worker claims it until the twin leaves flight (journal_reads.PARKED).
-            self._ledger.move(
-                rec,
-                State.QUEUED,
-                f"same content as #{twin.id}, in flight; waiting for it",
-                sha256=sha,
-                next_attempt_at=None,
-            )
-            return True
+            return outcomes.wait_for_twin(twin, sha)
         if claim is ContentClaim.SPENT:
-            why = (
-                f"same content as #{twin.id}, which MAVI did not take after {twin.sends}"
-                f" complete uploads; `retry {twin.id}` to try that content again"
-            )
-            self._ledger.move(rec, State.FAILED, why, sha256=sha, last_error=why)
-            return True
-        why = f"same content as #{twin.id} ({display_path(twin.path)}), asset {twin.asset_id}"
-        self._finish(
-            rec, State.DUPLICATE, why, sha256=sha, duplicate_of=twin.id, asset_id=twin.asset_id
-        )
-        return True
+            return outcomes.content_spent(twin, sha)
+        return outcomes.duplicate(twin, sha, owed=self._aftercare().due())
 
-    def _send(self, rec: FileRecord, path: Path) -> None:
+    def _send(self, rec: FileRecord) -> None:
         # Held open from before the first byte to after the last: the checks then follow the
         # file we hashed even if it is renamed or deleted mid-upload (its bytes all went out).
-        with open(path, "rb") as held:
+        with open(rec.path, "rb") as held:
             self._check_unchanged(rec, held)
             sent = self._transfer(rec, held)
             if sent is None:
                 return
             self._check_unchanged(sent, held, "file changed during its upload; sending again")
-        self._confirmer.accepted(sent, f"storage accepted {sent.size} bytes", bytes_sent=sent.size)
+        self._accept(sent, f"storage accepted {sent.size} bytes", bytes_sent=sent.size)
 
     def _transfer(self, rec: FileRecord, held: BinaryIO) -> FileRecord | None:
         """Sign if need be and send the bytes; the row after a complete upload, or None when
-        there was nothing to send (already landed) or the row is no longer ours."""
-        rejected_once = False
-        rejections = 0
+        there was nothing to send (MAVI's answer about the journaled asset settled it)."""
+        rejections = UrlRejections()
         while True:
             if rec.asset_id is not None:
-                # A journaled asset (a stop, a retry): its bytes may have landed even if its
-                # URL is too old to reuse. Ask before sending anything again.
-                verdict = self._confirmer.landed_before(rec, rec.asset_id)
-                if verdict is Verdict.SEND_AGAIN:
-                    rec = self._forget_asset(rec)
-                elif verdict not in (None, Verdict.SEND):
+                resumed = self._resume(rec, rec.asset_id)
+                if resumed is None:
                     return None
-            signed = self._reusable_url(rec)
-            if signed is None:
-                signed = self._client.sign(upload_name(rec.name))
-                self._gate.lift()
-                moved = self._ledger.move(
-                    rec,
-                    State.UPLOADING,
-                    f"signed: asset {signed.asset_id}",
-                    asset_id=signed.asset_id,
-                    signed_url=signed.url,
-                    url_expires_at=signed.expires_at,
-                )
-                if moved is None:
-                    return None
-                rec = moved
+                rec = resumed
+            rec = self._ready_to_send(rec, held)
+            assert rec.size is not None and rec.signed_url is not None
             try:
-                self._check_unchanged(rec, held)  # signing may have waited for a rate slot
-                assert rec.size is not None
-                started = self._clock()
-                self._ledger.note(rec, upload_started_at=started, progress_at=started, bytes_sent=0)
                 self._client.upload(
-                    signed.url,
+                    rec.signed_url,
                     held,
                     rec.size,
                     upload_name(rec.name),
                     self._progress_hook(rec, True),
                     chunk_size=self._bandwidth.chunk_size,
                 )
-
             except SignedUrlRejected as exc:
-                if not exc.expired and rejected_once:
-                    raise PermanentError(f"{exc.reason} (after signing again)") from None
-                rejections += 1
-                if rejections > MAX_EXPIRED_URLS:
-                    # Fresh URLs that are "expired" at once: a clock or server problem.
-                    raise TransientError(f"{exc.reason} ({rejections} fresh URLs)") from None
-                rejected_once = rejected_once or not exc.expired
+                rejections = rejections.after(expired=exc.expired)
+                if rejections.verdict is UrlVerdict.FAIL:
+                    raise PermanentError(rejections.explain(exc.reason)) from None
+                if rejections.verdict is UrlVerdict.RETRY_LATER:
+                    raise TransientError(rejections.explain(exc.reason)) from None
                 log.warning("signing again", file_id=rec.id, reason=exc.reason)
-                rec = self._forget_asset(rec)
+                rec = self._advance(rec, outcomes.forget_asset(f"signing again: {exc.reason}"))
                 continue
             return rec
 
-    def _forget_asset(self, rec: FileRecord) -> FileRecord:
-        if not self._ledger.note(rec, **NO_ASSET):
-            raise LeaseLost
-        return self._journal.get(rec.id) or rec
+    def _resume(self, rec: FileRecord, asset_id: str) -> FileRecord | None:
+        """A journaled asset (a stop, a retry): its bytes may have landed even if its URL is
+        too old to reuse, so MAVI is asked before anything is sent again. The row to send
+        from, or None when the answer settled the file (done, confirming, failed)."""
+        answer = self._confirmer.ask_if_landed(rec, asset_id, self.settings.patience)
+        if answer is None:
+            return rec  # MAVI could not be asked: sending to the same asset is safe
+        judgement, mavi_status = answer
+        if judgement.verdict is Verdict.SEND:
+            return self._advance(rec, outcomes.send_to_same_asset(judgement.reason))
+        if judgement.verdict is Verdict.SEND_AGAIN:
+            return self._advance(rec, outcomes.forget_asset(judgement.reason))
+        if judgement.verdict is Verdict.CONFIRM:
+            self._accept(rec, judgement.reason)
+        else:
+            owed, now = self._aftercare().due(), self._clock()
+            answered = outcomes.follow(
+                rec, judgement, mavi_status, now=now, rng=self._rng, owed=owed
+            )
+            self._conclude(rec, answered)
+        return None
 
-    def _reusable_url(self, rec: FileRecord) -> SignedUpload | None:
-        """The journaled URL, if it stays valid long enough for a send to start."""
-        if not (rec.asset_id and rec.signed_url and rec.url_expires_at):
-            return None
-        if rec.url_expires_at - self._clock() < URL_START_MARGIN_SECONDS:
-            return None
-        return SignedUpload(rec.asset_id, rec.signed_url, rec.url_expires_at)
+    def _ready_to_send(self, rec: FileRecord, held: BinaryIO) -> FileRecord:
+        """The row with a URL to send to: the journaled one if it stays valid for a send to
+        start, else a new asset, journaled before any byte moves; the send's start noted."""
+        if not url_reusable(rec, self._clock()):
+            signed = self._client.sign(upload_name(rec.name))
+            self._gate.lift()
+            journaled = outcomes.signed(signed.asset_id, signed.url, signed.expires_at)
+            rec = self._advance(rec, journaled)
+        self._check_unchanged(rec, held)  # signing may have waited for a rate slot
+        started = self._clock()
+        if not self._ledger.note(rec, upload_started_at=started, progress_at=started, bytes_sent=0):
+            raise LeaseLost
+        return rec
 
     def _progress_hook(self, rec: FileRecord, record_bytes: bool) -> Callable[[int], None]:
         """Per-chunk hook: honour stop, renew the lease and publish progress now and then,
@@ -335,15 +315,62 @@ class Worker:
 
         return hook
 
-    def _finish(self, rec: FileRecord, new: State, why: str, **fields: Any) -> None:
-        """Move to done/duplicate; the move/delete is owed in the same commit, then done."""
+    # ---- confirmation and the ends of an attempt ---------------------------------------
+
+    def _accept(self, rec: FileRecord, why: str, **fields: Any) -> None:
+        """Storage took a complete upload of `rec`: count it, then ask MAVI at once."""
+        accepted = outcomes.accepted(rec, why, now=self._clock(), **fields)
+        confirming = self._ledger.apply(rec, accepted)
+        if confirming is not None:
+            self._confirm(confirming)
+
+    def _confirm(self, rec: FileRecord) -> None:
+        """One metadata poll for a confirming row, and its consequence."""
+        owed = self._aftercare().due()
+        self._conclude(rec, self._confirmer.poll(rec, self.settings.patience, owed=owed))
+
+    def _settle_again(self, rec: FileRecord, why: str, **fields: Any) -> Outcome:
+        """The file changed under us (or is still being written): settle it again as it is
+        now."""
+        try:
+            st = os.stat(rec.path)
+        except FileNotFoundError:
+            return outcomes.settle_again(why, None, now=self._clock())
+        now = self._clock()
+        return outcomes.settle_again(why, (st.st_size, st.st_mtime_ns), now=now, **fields)
+
+    def _retry(self, rec: FileRecord, why: str, *, counts: bool = True) -> Outcome:
+        """A failed step's outcome, on the row as the journal has it (it may be confirming
+        by now): try again later, or give up."""
+        current = self._journal.get(rec.id) or rec
+        return outcomes.retry_later(current, why, counts=counts, now=self._clock(), rng=self._rng)
+
+    def _release(self, rec: FileRecord, why: str) -> None:
+        """Give the row back, if it is still ours, without counting an attempt."""
+        current = self._journal.get(rec.id)
+        outcome = outcomes.release(current, self.owner, why)
+        if current is not None and outcome is not None:
+            self._ledger.apply(current, outcome)
+
+    def _advance(self, rec: FileRecord, outcome: Outcome) -> FileRecord:
+        """Apply an outcome the upload goes on from: the row as written (LeaseLost when it
+        is not ours any more)."""
+        applied = self._ledger.apply(rec, outcome)
+        if applied is None:
+            raise LeaseLost
+        return applied
+
+    def _conclude(self, rec: FileRecord, outcome: Outcome) -> None:
+        """Apply an outcome that ends this turn; a file done or duplicate now gets its owed
+        after_upload (owed from the same commit), then a version written meanwhile is seen."""
+        applied = self._ledger.apply(rec, outcome)
+        if applied is not None and outcome.state in FINISHED:
+            self._aftercare().apply(applied)
+            self._sight_if_rewritten(applied)
+
+    def _aftercare(self) -> Aftercare:
         settings = self.settings
-        aftercare = Aftercare(self._journal, settings.after_upload, settings.done_dir, self._probe)
-        fields.setdefault("last_error", None)  # errors of earlier attempts are history now
-        finished = self._ledger.move(rec, new, why, after_upload_due=int(aftercare.due()), **fields)
-        if finished is not None:
-            aftercare.apply(finished)
-            self._sight_if_rewritten(finished)
+        return Aftercare(self._journal, settings.after_upload, settings.done_dir, self._probe)
 
     def _sight_if_rewritten(self, rec: FileRecord) -> None:
         """A version written while this one was in flight was not journaled then (the row was
