@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.decisions import Patience, Verdict
 from mavi_uploader.core.records import (
     EMPTY_FILE,
@@ -48,9 +49,6 @@ from mavi_uploader.watch.writers import Probe, WriterProbe
 
 log = get_logger(__name__)
 
-# Renewed every PROGRESS_EVERY_SECONDS while bytes move; longer than any limiter wait.
-LEASE_SECONDS = 900.0
-PROGRESS_EVERY_SECONDS = 2.0
 # A journaled signed URL is reused while it stays valid this long: storage checks expiry
 # when a request starts (MAVI_API.md), so a send only needs to start in time; this covers
 # the wait for a rate slot. Asking for the whole send's duration would never reuse the URL
@@ -95,8 +93,11 @@ class Worker:
         on_claim: Callable[[], None] | None = None,
         bandwidth: BandwidthLimiter | None = None,
         probe: Probe | None = None,
+        lease_seconds: float = Timers.lease,  # renewed every `progress_every` while bytes move
+        progress_every: float = Timers.progress_every,
     ) -> None:
         self.owner = f"{os.getpid()}:{name}"
+        self._lease_seconds, self._progress_every = lease_seconds, progress_every
         self._probe = probe or WriterProbe()
         self._on_claim = on_claim
         self._bandwidth = bandwidth or BandwidthLimiter(0)
@@ -120,7 +121,7 @@ class Worker:
             self._ledger.release(stranded, "handed back after a journal write failure")
         if not self._gate.admit():
             return False
-        record = self._journal.claim(self.owner, LEASE_SECONDS)
+        record = self._journal.claim(self.owner, self._lease_seconds)
         if record is None:
             return False
         if self._on_claim is not None:
@@ -324,9 +325,9 @@ class Worker:
             sent += n
             now = self._clock()
             finished = record_bytes and sent >= (rec.size or 0)
-            if now - last >= PROGRESS_EVERY_SECONDS or finished:
+            if now - last >= self._progress_every or finished:
                 last = now
-                fields: dict[str, object] = {"lease_expires_at": now + LEASE_SECONDS}
+                fields: dict[str, object] = {"lease_expires_at": now + self._lease_seconds}
                 if record_bytes:
                     fields["bytes_sent"] = sent
                     fields["progress_at"] = now

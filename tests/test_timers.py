@@ -1,0 +1,83 @@
+"""The daemon's timers as settings: the hidden `[timers]` table, checked like every config key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from mavi_uploader.config import settings
+from mavi_uploader.config.settings import Config, ConfigError, load_config
+from mavi_uploader.config.timers import TIMER_NAMES, Timers
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def load(tmp_path: Path, text: str) -> Config:
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(text)
+    return load_config(config_path=str(config_file), env={}, require_api_key=False)
+
+
+def error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    return str(info.value)
+
+
+def test_without_a_timers_table_every_timer_has_its_default(tmp_path: Path) -> None:
+    assert load(tmp_path, "concurrency = 1\n").timers == Timers()
+    assert Timers().once_unreachable == 120.0 and Timers().pause_probe_every == 60.0
+
+
+def test_a_timers_table_sets_the_named_timers_and_keeps_the_others(tmp_path: Path) -> None:
+    timers = load(tmp_path, "[timers]\nwatch_retry = 0.5\nonce_unreachable = 3\n").timers
+    assert timers == dataclasses.replace(Timers(), watch_retry=0.5, once_unreachable=3.0)
+    assert isinstance(timers.once_unreachable, float)
+
+
+def test_an_inline_timers_table_before_the_watches_works_too(tmp_path: Path) -> None:
+    config = load(tmp_path, f'timers = {{ tick = 0.1 }}\n[[watch]]\npath = "{tmp_path}"\n')
+    assert config.timers.tick == 0.1 and len(config.watches) == 1
+
+
+def test_every_timer_can_be_set(tmp_path: Path) -> None:
+    wanted = {name: 999.5 if name == "lease" else n + 0.5 for n, name in enumerate(TIMER_NAMES)}
+    lines = "".join(f"{name} = {value}\n" for name, value in wanted.items())
+    timers = load(tmp_path, "[timers]\n" + lines).timers
+    assert dataclasses.asdict(timers) == wanted
+
+
+def test_an_unknown_timer_names_the_table_and_the_closest_key(tmp_path: Path) -> None:
+    msg = error(tmp_path, "[timers]\nwatch_rety = 0.5\n")
+    assert msg.endswith("unknown key watch_rety in [timers]: did you mean watch_retry?"), msg
+    assert str(tmp_path / "config.toml") in msg
+
+
+@pytest.mark.parametrize("value", ["0", "-1.0", "true", '"5"', "inf", "nan"])
+def test_a_timer_must_be_a_positive_number_of_seconds(tmp_path: Path, value: str) -> None:
+    msg = error(tmp_path, f"[timers]\nreport_every = {value}\n")
+    assert "[timers] report_every = " in msg and "expected seconds > 0" in msg, msg
+
+
+def test_timers_must_be_a_table(tmp_path: Path) -> None:
+    msg = error(tmp_path, "timers = 5\n")
+    assert "timers = 5 is not valid: expected a table" in msg and "[timers]" in msg
+
+
+def test_a_lease_no_longer_than_its_renewal_is_refused(tmp_path: Path) -> None:
+    msg = error(tmp_path, "[timers]\nlease = 2.0\n")
+    assert "lease = 2 is not valid: it must be longer than progress_every (2)" in msg
+
+
+def test_the_hidden_key_is_never_offered_in_a_hint(tmp_path: Path) -> None:
+    msg = error(tmp_path, "timer = 1\n")
+    assert "unknown key timer" in msg and "timers" not in msg, msg
+
+
+def test_hidden_keys_stay_out_of_the_readme_and_the_documented_keys() -> None:
+    assert set(settings._HIDDEN_KEYS).isdisjoint(settings._TOP_KEYS)  # what test_readme checks
+    text = README.read_text()
+    for key in (*settings._HIDDEN_KEYS, *TIMER_NAMES):
+        assert f"`{key}`" not in text and f"\n{key} =" not in text, key
