@@ -40,7 +40,7 @@ def test_once_uploads_a_folder_and_exits_0(fake: FakeMavi, daemon_factory: Daemo
 
     assert result == 0, daemon.log_text()
     assert sorted(fake.received_sha256s()) == sorted(sha256_of(v) for v in videos)
-    status = daemon.status()
+    status = daemon.cli_status()  # the commands themselves: the contract
     assert status["state_dir"] == str(daemon.state_dir)
     assert status["daemon"] == {"running": False, "pid": None}
     assert status["paused"] is None
@@ -48,7 +48,10 @@ def test_once_uploads_a_folder_and_exits_0(fake: FakeMavi, daemon_factory: Daemo
         "settling": 0, "queued": 0, "uploading": 0, "confirming": 0, "done": 3,
         "duplicate": 0, "failed": 0, "vanished": 0, "skipped": 0,
     }  # fmt: skip
-    files = {f["path"]: f for f in daemon.files()}
+    listed = daemon.cli_files()
+    # What the other tests poll (the journal read in-process) is what the commands print.
+    assert daemon.status() == status and daemon.files() == listed
+    files = {f["path"]: f for f in listed}
     for video in videos:
         row = files[str(video)]
         assert row["state"] == "done"
@@ -189,7 +192,7 @@ def test_second_daemon_on_the_same_state_dir_exits_3(daemon_factory: DaemonFacto
     second = first.cli("run", timeout=30)
     assert second.returncode == 3
     assert "already uses the state dir" in second.stderr
-    status = first.status()
+    status = first.cli_status()
     assert status["daemon"]["running"] is True
     assert status["daemon"]["pid"] == first.proc.pid if first.proc else False
 
