@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Clock
 from mavi_uploader.config import settings
 from mavi_uploader.config.settings import Config, ConfigError, load_config
 from mavi_uploader.config.timers import TIMER_NAMES, Timers
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.upload.pause import PauseGate
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -81,3 +84,31 @@ def test_hidden_keys_stay_out_of_the_readme_and_the_documented_keys() -> None:
     text = README.read_text()
     for key in (*settings._HIDDEN_KEYS, *TIMER_NAMES):
         assert f"`{key}`" not in text and f"\n{key} =" not in text, key
+
+
+# ---- a timer at work: the pause gate's probes (the e2e test shortens it to 1 s) ---------------
+
+
+@pytest.mark.parametrize("interval", [None, 1.0], ids=["default", "set"])
+def test_a_paused_gate_lets_one_probe_through_per_interval(
+    tmp_path: Path, interval: float | None
+) -> None:
+    clock = Clock(1000.0)
+    journal = Journal.open(tmp_path / "state")
+    try:
+        if interval is None:
+            gate, every = PauseGate(journal, clock=clock), 60.0  # the contract: once a minute
+        else:
+            gate, every = PauseGate(journal, clock=clock, probe_interval=interval), interval
+        gate.trip("402 Payment Required: top up the balance")
+        assert not gate.admit()
+        clock.now += every - 0.01
+        assert not gate.admit()
+        clock.now += 0.01
+        assert gate.admit()  # the probe
+        assert not gate.admit()  # one per interval, however many workers ask
+        gate.trip("402 Payment Required: top up the balance")  # the probe was refused too
+        clock.now += every
+        assert gate.admit() and not gate.admit()
+    finally:
+        journal.close()
