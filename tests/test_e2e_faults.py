@@ -1,8 +1,9 @@
 """End to end, "nothing lost, nothing corrupt": the daemon against a misbehaving MAVI.
 
-Every scenario runs `mavi-uploader` as a subprocess against its own fake server. They are
-slow mostly because the daemon backs off between retries, so they all start together in the
-background (see `Background` in conftest.py) and each test checks one when it is done.
+Every scenario runs `mavi-uploader` as a subprocess against its own fake server. The daemon
+backs off between retries (1 s, 2 s, 4 s... by default; here from 0.05 s, the hidden [timers]
+retry_first and confirm_first), and they all start together in the background (see
+`Background` in conftest.py); each test checks one when it is done.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from fakemavi import AssetRecord, CallRecord, FakeMavi, Fault, UploadRecord
 
 BACKGROUND = Background()
 Collect = Callable[..., Any]  # the `scenario` fixture
+# Retries and confirmation polls start from 0.05 s instead of 1 s (same doubling, same caps).
+QUICK_RETRIES = {"retry_first": 0.05, "confirm_first": 0.05}
 
 
 Run = ScenarioRun
@@ -54,6 +57,7 @@ def once(
 ) -> Run:
     """`run --once` over `files` new videos after `arrange` set up the fake server's faults."""
     fake = start_fake(stack, **(fake_options or {}))
+    settings.setdefault("timers", QUICK_RETRIES)
     daemon = new_daemon(stack, tmp, fake, **settings)
     videos = [write_video(daemon.watch / f"clip{n:02}.mp4", size + n) for n in range(files)]
     if arrange is not None:
@@ -89,9 +93,9 @@ def random_faults_lose_nothing(tmp: Path, stack: contextlib.ExitStack) -> Run:
     def arrange(fake: FakeMavi) -> None:
         fake.set_random_faults(0.3)  # 5xx, HTML 503, dropped connections, 429, 400 limit
 
-    # The daemon backs off 1-2 s, 2-4 s, 4-8 s... per file and the backoff is not configurable:
-    # about one attempt in three fails here, so the unluckiest of 50 files usually waits
-    # 15-60 s in all, and in a few runs in a hundred (6 failures in a row) 60-130 s.
+    # About one attempt in three fails, and the daemon backs off 0.025-0.05 s, 0.05-0.1 s...
+    # per file (QUICK_RETRIES; 1 s, 2 s... by default): the unluckiest of 50 files waits
+    # seconds, not minutes. Rate limits (429, 400 "exceeded") still slow the client by 1 s.
     return once(
         tmp, stack, arrange, files=50, size=20_000, timeout=200,
         concurrency=3, rate_limit_per_second=100.0,

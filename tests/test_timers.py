@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import Clock
+from fakemavi import FakeMavi, Fault
 from mavi_uploader.config import settings
 from mavi_uploader.config.settings import Config, ConfigError, load_config
 from mavi_uploader.config.timers import TIMER_NAMES, Timers
+from mavi_uploader.core.records import State
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.upload.pause import PauseGate
+from mavi_uploader.upload.worker import Worker, WorkerSettings
+from rig import Rig, make_rig
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -112,3 +118,43 @@ def test_a_paused_gate_lets_one_probe_through_per_interval(
         assert gate.admit() and not gate.admit()
     finally:
         journal.close()
+
+
+# ---- the backoffs start from their settings ---------------------------------------------------
+
+
+@pytest.fixture
+def rig(tmp_path: Path, fake: FakeMavi) -> Iterator[Rig]:
+    yield from make_rig(tmp_path, fake)
+
+
+def worker(rig: Rig, retry_first: float = 1.0, confirm_first: float = 1.0) -> Worker:
+    return Worker(
+        "w1", rig.journal, rig.client, rig.gate, WorkerSettings(), rig.stop,
+        clock=rig.clock, rng=random.Random(0),
+        retry_first=retry_first, confirm_first=confirm_first,
+    )  # fmt: skip
+
+
+def test_retries_back_off_from_retry_first_doubling(rig: Rig) -> None:
+    rig.fake.inject("sign", Fault("status", 500), times=2)
+    rec = rig.queue("a.mp4")
+    quick = worker(rig, retry_first=0.2)
+    for wait in (0.2, 0.4):  # jittered between half and all of it
+        quick.run_once()
+        row = rig.journal.get(rec.id)
+        assert row is not None and row.state is State.QUEUED and row.next_attempt_at
+        assert wait / 2 <= row.next_attempt_at - rig.clock.now <= wait
+        rig.clock.now = row.next_attempt_at
+    quick.run_once()
+    done = rig.journal.get(rec.id)
+    assert done is not None and done.state is State.DONE
+
+
+def test_confirmation_polls_back_off_from_confirm_first(rig: Rig) -> None:
+    rig.fake.inject("metadata", Fault("status", 404))
+    rec = rig.queue("a.mp4")
+    worker(rig, confirm_first=0.2).run_once()
+    row = rig.journal.get(rec.id)
+    assert row is not None and row.state is State.CONFIRMING and row.next_attempt_at
+    assert 0.1 <= row.next_attempt_at - rig.clock.now <= 0.2

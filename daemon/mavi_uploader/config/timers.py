@@ -33,7 +33,9 @@ class Timers:
     # watch/
     unreadable_retry: float = 30.0  # a file that could not be read or stat'ed is tried again
     rescan_retry: float = 10.0  # a rescan that failed (journal unwritable) is tried again
-    # upload/
+    # upload/ (the backoffs double from their first delay, with jitter, up to core/retry's caps)
+    retry_first: float = 1.0  # a failed attempt is tried again after 0.5-1x this, then 2x...
+    confirm_first: float = 1.0  # MAVI is asked again about an unconfirmed upload after this
     pause_probe_every: float = 60.0  # while paused (401/402/403): one probe per this long
     lease: float = 900.0  # a claim's lease, renewed while bytes move; longer than any wait
     progress_every: float = 2.0  # journal the bytes sent (and renew the lease) this often

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from mavi_uploader.config.timers import Timers
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -36,7 +38,7 @@ class Backoff:
 # Server-side failures (5xx, timeouts) count towards giving up; a dead network does not:
 # a camera cart offline overnight must not wake up to a folder of "failed" files.
 # 1, 2, 4 ... 300 s: a blip costs seconds, and 15 failures span about half an hour of outage.
-UPLOAD_BACKOFF = Backoff(base=1.0, factor=2.0, cap=300.0)
+UPLOAD_BACKOFF = Backoff(base=Timers.retry_first, factor=2.0, cap=300.0)
 MAX_SERVER_FAILURES = 15
 # Confirmation polls: fast at first (most uploads are SUCCESS within seconds), then relaxed.
-CONFIRM_BACKOFF = Backoff(base=1.0, factor=2.0, cap=60.0)
+CONFIRM_BACKOFF = Backoff(base=Timers.confirm_first, factor=2.0, cap=60.0)

@@ -198,6 +198,8 @@ class Daemon:
                     bandwidth=parts.bandwidth,
                     lease_seconds=self.timers.lease,
                     progress_every=self.timers.progress_every,
+                    retry_first=self.timers.retry_first,
+                    confirm_first=self.timers.confirm_first,
                 )
                 self._workers[n] = worker
                 body = functools.partial(self._work_loop, worker, n, parts.journal)

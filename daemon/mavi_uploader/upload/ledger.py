@@ -5,6 +5,7 @@ Owns the retry policy's application: attempts and next_attempt_at live in the ro
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -37,11 +38,15 @@ class Ledger:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        retry_first: float = UPLOAD_BACKOFF.base,  # Timers.retry_first
+        confirm_first: float = CONFIRM_BACKOFF.base,  # Timers.confirm_first
     ) -> None:
         self.journal = journal
         self.owner = owner
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._upload_backoff = dataclasses.replace(UPLOAD_BACKOFF, base=retry_first)
+        self._confirm_backoff = dataclasses.replace(CONFIRM_BACKOFF, base=confirm_first)
 
     def move(self, rec: FileRecord, new: State, why: str, **fields: Any) -> FileRecord | None:
         """Transition under our lease; leaving the in-flight states drops the lease."""
@@ -90,7 +95,7 @@ class Ledger:
         fields: dict[str, Any] = {
             "confirm_polls": polls,
             "last_error": None if mavi_status else why,
-            "next_attempt_at": self._clock() + CONFIRM_BACKOFF.delay(polls, self._rng),
+            "next_attempt_at": self._clock() + self._confirm_backoff.delay(polls, self._rng),
             "lease_owner": None,
             "lease_expires_at": None,
         }
@@ -132,7 +137,7 @@ class Ledger:
                 last_error=why,
             )
             return
-        delay = UPLOAD_BACKOFF.delay(failures if counts else attempts, self._rng)
+        delay = self._upload_backoff.delay(failures if counts else attempts, self._rng)
         self.move(
             rec,
             State.QUEUED,

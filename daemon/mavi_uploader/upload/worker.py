@@ -95,6 +95,8 @@ class Worker:
         probe: Probe | None = None,
         lease_seconds: float = Timers.lease,  # renewed every `progress_every` while bytes move
         progress_every: float = Timers.progress_every,
+        retry_first: float = Timers.retry_first,
+        confirm_first: float = Timers.confirm_first,
     ) -> None:
         self.owner = f"{os.getpid()}:{name}"
         self._lease_seconds, self._progress_every = lease_seconds, progress_every
@@ -107,7 +109,10 @@ class Worker:
         self.settings = settings
         self._stop = stop
         self._clock = clock
-        self._ledger = Ledger(journal, self.owner, clock=clock, rng=rng)
+        self._ledger = Ledger(
+            journal, self.owner, clock=clock, rng=rng,
+            retry_first=retry_first, confirm_first=confirm_first,
+        )  # fmt: skip
         self._confirmer = Confirmer(
             client, gate, self._ledger, self._finish, clock=clock, patience=settings.patience
         )
