@@ -27,6 +27,9 @@ import structlog
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from fakemavi import FakeMavi
+from mavi_uploader.cli.views import file_document, status_document
+from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.service.lock import probe
 
 API_KEY = "test-key-0123456789abcdef"
 REPO = Path(__file__).resolve().parent.parent
@@ -159,10 +162,55 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-class DaemonProcess:
-    """`mavi-uploader` as a real subprocess with its own config, state dir and environment."""
+def open_reports(state_dir: Path) -> Journal | None:
+    """The journal read-only, as `status` and `list` open it (None before there is one).
 
-    def __init__(self, tmp: Path, fake: FakeMavi, watch: Path, **settings: Any) -> None:
+    The one place tests open a daemon's journal for reports: polls read it in this process
+    instead of starting a CLI process per poll.
+    """
+    return Journal.open_existing(state_dir)
+
+
+def read_status(state_dir: Path) -> dict[str, Any]:
+    """What `status --json` prints, read in this process."""
+    journal = open_reports(state_dir)
+    try:
+        doc = status_document(state_dir, journal, probe(state_dir))
+    finally:
+        if journal is not None:
+            journal.close()
+    shaped: dict[str, Any] = json.loads(json.dumps(doc))  # exactly the JSON shapes
+    return shaped
+
+
+def read_files(state_dir: Path) -> list[dict[str, Any]]:
+    """What `list --json --limit 100000` prints, read in this process."""
+    journal = open_reports(state_dir)
+    if journal is None:
+        return []
+    try:
+        docs = [file_document(r) for r in journal.files(None, 100_000)]
+    finally:
+        journal.close()
+    shaped: list[dict[str, Any]] = json.loads(json.dumps(docs))
+    return shaped
+
+
+class DaemonProcess:
+    """`mavi-uploader` as a real subprocess with its own config, state dir and environment.
+
+    `timers` (seconds by name) go into the config's hidden [timers] table (config/timers.py).
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        fake: FakeMavi,
+        watch: Path,
+        *,
+        timers: dict[str, float] | None = None,
+        **settings: Any,
+    ) -> None:
         self.state_dir = tmp / "state"
         self.config_path = tmp / "config.toml"
         self.log_path = tmp / "daemon.log"
@@ -170,6 +218,8 @@ class DaemonProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         options = {"settle_seconds": 0.5, "rate_limit_per_second": 50.0, **settings}
         lines = [f"{k} = {json.dumps(v)}" for k, v in options.items()]
+        if timers:
+            lines += ["[timers]", *(f"{k} = {json.dumps(v)}" for k, v in timers.items())]
         lines += ["[[watch]]", f"path = {json.dumps(str(watch))}"]
         self.config_path.write_text("\n".join(lines) + "\n")
         self.env = {
@@ -198,12 +248,22 @@ class DaemonProcess:
         )
 
     def status(self) -> dict[str, Any]:
+        """`status --json`'s document, read in this process (cheap enough to poll)."""
+        return read_status(self.state_dir)
+
+    def files(self) -> list[dict[str, Any]]:
+        """`list --json`'s documents, read in this process (cheap enough to poll)."""
+        return read_files(self.state_dir)
+
+    def cli_status(self) -> dict[str, Any]:
+        """`status --json` run for real (a contract check, not a way to poll)."""
         result = self.cli("status", "--json")
         assert result.returncode == 0, result.stderr
         doc: dict[str, Any] = json.loads(result.stdout)
         return doc
 
-    def files(self) -> list[dict[str, Any]]:
+    def cli_files(self) -> list[dict[str, Any]]:
+        """`list --json` run for real (a contract check, not a way to poll)."""
         result = self.cli("list", "--json", "--limit", "100000")
         assert result.returncode == 0, result.stderr
         docs: list[dict[str, Any]] = json.loads(result.stdout)
@@ -374,8 +434,8 @@ def shown(path: Path | bytes) -> str:
 
 @dataclass
 class ScenarioRun:
-    """What a background scenario leaves for its test to check (CLI reports are read in the
-    scenario, in parallel with the others, since each one starts a Python process)."""
+    """What a background scenario leaves for its test to check (the reports `list --json` and
+    `status --json` would print, read from the journal when the scenario ends)."""
 
     fake: FakeMavi
     daemon: DaemonProcess

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 from conftest import API_KEY, wait_for, write_video
 from mavi_uploader.cli import waiting
 from mavi_uploader.cli.main import main
-from mavi_uploader.core.records import Observation, State
+from mavi_uploader.core.records import FileRecord, Observation, State
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.service.lock import StateDirLock
 
@@ -130,12 +130,23 @@ def test_enqueue_wait_prints_each_state_once(
     setup["state"].mkdir(mode=0o700)
     lock = StateDirLock(setup["state"])  # stands in for the daemon `--wait` needs
     lock.acquire()
-    monkeypatch.setattr(waiting, "POLL_SECONDS", 0.01)
+    config = setup["config"]
+    config.write_text("[timers]\nwait_poll = 0.01\n" + config.read_text())  # hidden setting
+    polls: list[list[State]] = []  # the states each poll of `--wait` read
+    real_current = waiting._current
+
+    def current(journal: Journal, ids: Sequence[int]) -> list[FileRecord]:
+        records = real_current(journal, ids)
+        polls.append([r.state for r in records])
+        return records
+
+    monkeypatch.setattr(waiting, "_current", current)
     journal = Journal.open(setup["state"])
 
     def upload() -> None:  # the "daemon": done once `enqueue` has queued the file
         rec = wait_for(lambda: journal.in_states([State.QUEUED]), what="queued")[0]
-        time.sleep(0.1)  # several polls of `--wait` see it queued
+        queued = [State.QUEUED]
+        wait_for(lambda: polls.count(queued) >= 3, what="several polls of --wait seeing it queued")
         journal.transition(rec.id, State.DONE, "test", asset_id="re_1")
 
     worker = threading.Thread(target=upload)

@@ -40,7 +40,7 @@ def test_once_uploads_a_folder_and_exits_0(fake: FakeMavi, daemon_factory: Daemo
 
     assert result == 0, daemon.log_text()
     assert sorted(fake.received_sha256s()) == sorted(sha256_of(v) for v in videos)
-    status = daemon.status()
+    status = daemon.cli_status()  # the commands themselves: the contract
     assert status["state_dir"] == str(daemon.state_dir)
     assert status["daemon"] == {"running": False, "pid": None}
     assert status["paused"] is None
@@ -48,7 +48,10 @@ def test_once_uploads_a_folder_and_exits_0(fake: FakeMavi, daemon_factory: Daemo
         "settling": 0, "queued": 0, "uploading": 0, "confirming": 0, "done": 3,
         "duplicate": 0, "failed": 0, "vanished": 0, "skipped": 0,
     }  # fmt: skip
-    files = {f["path"]: f for f in daemon.files()}
+    listed = daemon.cli_files()
+    # What the other tests poll (the journal read in-process) is what the commands print.
+    assert daemon.status() == status and daemon.files() == listed
+    files = {f["path"]: f for f in listed}
     for video in videos:
         row = files[str(video)]
         assert row["state"] == "done"
@@ -65,16 +68,18 @@ def test_once_uploads_a_folder_and_exits_0(fake: FakeMavi, daemon_factory: Daemo
 def test_slowly_written_file_is_uploaded_once_and_whole(
     fake: FakeMavi, daemon_factory: DaemonFactory
 ) -> None:
-    daemon = daemon_factory(settle_seconds=1.5)
+    daemon = daemon_factory(settle_seconds=0.5)
     daemon.start()
     daemon.wait_ready()
     target = daemon.watch / "camera.mp4"
-    # A camera writing 1 MB every 0.5 s for ~4 s: never quiet for settle_seconds.
+    # A camera writing 1 MB every 0.2 s for ~1.6 s: never quiet for settle_seconds, writing
+    # for longer. The sleeps only pace the writer: one stretched by a loaded machine changes
+    # nothing, since the file stays open for writing until the end (the writer probe).
     with open(target, "wb") as fileobj:
         for block in range(8):
             fileobj.write(bytes([block]) * 1_000_000)
             fileobj.flush()
-            time.sleep(0.5)
+            time.sleep(0.2)
     wait_for(lambda: done_count(daemon) == 1, timeout=30, what="camera.mp4 done")
     assert fake.received_sha256s() == [sha256_of(target)]
     assert [u.size for u in fake.completed] == [8_000_000]
@@ -126,10 +131,12 @@ def test_a_watch_path_that_is_a_symlink_sees_new_files_and_folders(
 def test_kill_9_and_restart_loses_nothing(fake: FakeMavi, daemon_factory: DaemonFactory) -> None:
     daemon = daemon_factory(concurrency=2)
     videos = [write_video(daemon.watch / f"clip{n}.mp4", 400_000 + n) for n in range(8)]
-    fake.inject("storage", Fault("slow", delay=0.4), times=4)  # keep uploads in flight for the kill
+    # Storage takes both workers' bytes and holds its answers: the kill finds them in flight.
+    fake.inject("storage", Fault("hold"), times=2)
     daemon.start()
-    wait_for(lambda: fake.calls_to("storage"), what="first storage call")
+    wait_for(lambda: fake.holding == 2, what="two uploads waiting for storage's answer")
     assert daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+    fake.release_held()  # the answers go to a dead process
     later = write_video(daemon.watch / "added-while-down.mp4", 123_456)
     daemon.start()
     wait_for(lambda: done_count(daemon) == 9, timeout=40, what="all 9 done after restart")
@@ -189,7 +196,7 @@ def test_second_daemon_on_the_same_state_dir_exits_3(daemon_factory: DaemonFacto
     second = first.cli("run", timeout=30)
     assert second.returncode == 3
     assert "already uses the state dir" in second.stderr
-    status = first.status()
+    status = first.cli_status()
     assert status["daemon"]["running"] is True
     assert status["daemon"]["pid"] == first.proc.pid if first.proc else False
 

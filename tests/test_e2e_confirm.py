@@ -29,7 +29,7 @@ def test_not_found_twice_after_the_upload_costs_no_second_upload(
     fake: FakeMavi, daemon_factory: DaemonFactory
 ) -> None:
     fake.inject("metadata", Fault("status", 404), times=2)
-    daemon = daemon_factory()
+    daemon = daemon_factory(timers={"confirm_first": 0.05})  # polls after 0.05 s, 0.1 s...
     video = write_video(daemon.watch / "a.mp4", 3_000_000)
     daemon.start("--once")
     assert exit_code_within(daemon, 60) == 0, daemon.log_text()[-3000:]

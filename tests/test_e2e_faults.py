@@ -1,18 +1,19 @@
 """End to end, "nothing lost, nothing corrupt": the daemon against a misbehaving MAVI.
 
-Every scenario runs `mavi-uploader` as a subprocess against its own fake server. They are
-slow mostly because the daemon backs off between retries, so they all start together in the
-background (see `Background` in conftest.py) and each test checks one when it is done.
+Every scenario runs `mavi-uploader` as a subprocess against its own fake server. The daemon
+backs off between retries (1 s, 2 s, 4 s... by default; here from 0.05 s, the hidden [timers]
+retry_first and confirm_first), and they all start together in the background (see
+`Background` in conftest.py); each test checks one when it is done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from fakemavi import AssetRecord, CallRecord, FakeMavi, Fault, UploadRecord
 
 BACKGROUND = Background()
 Collect = Callable[..., Any]  # the `scenario` fixture
+# Retries and confirmation polls start from 0.05 s instead of 1 s (same doubling, same caps).
+QUICK_RETRIES = {"retry_first": 0.05, "confirm_first": 0.05}
 
 
 Run = ScenarioRun
@@ -54,6 +57,7 @@ def once(
 ) -> Run:
     """`run --once` over `files` new videos after `arrange` set up the fake server's faults."""
     fake = start_fake(stack, **(fake_options or {}))
+    settings.setdefault("timers", QUICK_RETRIES)
     daemon = new_daemon(stack, tmp, fake, **settings)
     videos = [write_video(daemon.watch / f"clip{n:02}.mp4", size + n) for n in range(files)]
     if arrange is not None:
@@ -89,9 +93,9 @@ def random_faults_lose_nothing(tmp: Path, stack: contextlib.ExitStack) -> Run:
     def arrange(fake: FakeMavi) -> None:
         fake.set_random_faults(0.3)  # 5xx, HTML 503, dropped connections, 429, 400 limit
 
-    # The daemon backs off 1-2 s, 2-4 s, 4-8 s... per file and the backoff is not configurable:
-    # about one attempt in three fails here, so the unluckiest of 50 files usually waits
-    # 15-60 s in all, and in a few runs in a hundred (6 failures in a row) 60-130 s.
+    # About one attempt in three fails, and the daemon backs off 0.025-0.05 s, 0.05-0.1 s...
+    # per file (QUICK_RETRIES; 1 s, 2 s... by default): the unluckiest of 50 files waits
+    # seconds, not minutes. Rate limits (429, 400 "exceeded") still slow the client by 1 s.
     return once(
         tmp, stack, arrange, files=50, size=20_000, timeout=200,
         concurrency=3, rate_limit_per_second=100.0,
@@ -228,10 +232,11 @@ def url_that_expires_before_the_upload_is_signed_again(
     fake = start_fake(stack)
     daemon = new_daemon(stack, tmp, fake)
     video = write_video(daemon.watch / "late.mp4", 200_000)
-    fake.inject("sign", Fault("slow", delay=1.5))  # the asset exists; its URL is on the way
+    fake.inject("sign", Fault("hold"))  # the asset exists; its URL waits until released
     daemon.start("--once")
-    wait_for(lambda: fake.assets, timeout=30, what="first asset signed")
+    wait_for(lambda: fake.holding == 1, timeout=30, what="first asset signed, answer held")
     fake.expire_all_urls()
+    fake.release_held()
     return Run(fake, daemon, exit_code_within(daemon, 60), videos=[video]).read_reports()
 
 
@@ -384,23 +389,27 @@ def test_rate_limit_holds_at_the_server(scenario: Collect) -> None:
 # ---- global pause on 402 ---------------------------------------------------------------------
 
 
+PROBE_EVERY = 1.0  # [timers] pause_probe_every: one probe a minute by default
+
+
 @BACKGROUND
 def payment_required_pauses_everything(tmp: Path, stack: contextlib.ExitStack) -> Run:
     fake = start_fake(stack)
-    daemon = new_daemon(stack, tmp, fake, concurrency=2)
+    timers = {"pause_probe_every": PROBE_EVERY}
+    daemon = new_daemon(stack, tmp, fake, concurrency=2, timers=timers)
     videos = [write_video(daemon.watch / f"clip{n}.mp4", 50_000 + n) for n in range(3)]
     fake.api_status_override = 402
     daemon.start()
     daemon.wait_ready()
-    paused = wait_for(lambda: daemon.status()["paused"], timeout=30, interval=0.5, what="paused")
+    paused = wait_for(lambda: daemon.status()["paused"], timeout=30, what="paused")
 
-    def api_calls() -> int:
-        return len(fake.calls_to("sign")) + len(fake.calls_to("metadata"))
+    def api_calls() -> list[CallRecord]:
+        return sorted(fake.calls_to("sign") + fake.calls_to("metadata"), key=lambda c: c.time)
 
-    before = api_calls()
-    time.sleep(5.0)  # a window in which nothing may happen, not a wait for a condition
-    probes = api_calls() - before
+    # Probes go on while paused (each one answered 402), one per PROBE_EVERY at most.
+    wait_for(lambda: len(api_calls()) >= 4, timeout=30, what="three probes after the pause")
     while_paused = daemon.files()
+    calls = api_calls()
     fake.api_status_override = None
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGHUP)
@@ -409,7 +418,7 @@ def payment_required_pauses_everything(tmp: Path, stack: contextlib.ExitStack) -
         timeout=30,
         what="all files done after SIGHUP",
     )
-    seen = {"paused": paused, "probes": probes, "while_paused": while_paused}
+    seen = {"paused": paused, "calls": calls, "while_paused": while_paused}
     return Run(fake, daemon, 0, videos=videos, seen=seen).read_reports()
 
 
@@ -419,7 +428,12 @@ def test_payment_required_pauses_everything(scenario: Collect) -> None:
     assert paused["reason"].startswith("402 "), paused
     assert "balance" in paused["reason"]
     assert paused["since"]
-    assert run.seen["probes"] <= 1, "more than one probe within a minute while paused"
+    calls: list[CallRecord] = run.seen["calls"]
+    assert {call.status for call in calls} == {402}
+    # The first call trips the pause (the other worker's may cross it); then one probe per
+    # interval. Arrival times at the server: a 10% margin for the way there.
+    gaps = [later.time - earlier.time for earlier, later in itertools.pairwise(calls[1:])]
+    assert gaps and min(gaps) >= PROBE_EVERY * 0.9, gaps
     # Nothing failed (nor half-sent): every file waits in the queue for the pause to lift.
     assert {row["state"] for row in run.seen["while_paused"]} <= {"settling", "queued"}
     assert run.status["paused"] is None

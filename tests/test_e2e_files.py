@@ -1,9 +1,10 @@
 """End to end, "nothing lost, nothing corrupt": awkward files and folders on the watched disk.
 
-Every scenario runs `mavi-uploader` as a subprocess against its own fake server. Several wait
-on the daemon's own timers (the 10 s re-check of missing folders, the 30 s re-check of
-unreadable files), so they all start together in the background (see `Background` in
-conftest.py) and each test checks one when it is done.
+Every scenario runs `mavi-uploader` as a subprocess against its own fake server. Those that
+wait on the daemon's own timers (the re-check of missing folders, 10 s by default; of
+unreadable files, 30 s) shorten them through the hidden [timers] table. They all start
+together in the background (see `Background` in conftest.py) and each test checks one when
+it is done.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from conftest import (
     write_video,
 )
 from fakemavi import Fault
-from mavi_uploader.core.records import State
-from mavi_uploader.journal.sqlite.store import Journal
 
 BACKGROUND = Background()
 Collect = Callable[..., Any]  # the `scenario` fixture
@@ -170,17 +169,18 @@ def file_deleted_while_queued_vanishes(tmp: Path, stack: contextlib.ExitStack) -
     fake = start_fake(stack)
     daemon = new_daemon(stack, tmp, fake, settle_seconds=60, concurrency=1)
     blocker = write_video(daemon.watch / "blocker.mp4", 2_000_000)
-    # The only worker stays busy while the victim is enqueued and deleted: with a shorter
-    # delay a loaded machine can let the worker take (and upload) the victim first.
-    fake.inject("storage", Fault("slow", delay=12.0))
+    # The only worker stays busy (storage holds its answer until released) while the victim
+    # is enqueued and deleted, however slow the machine is.
+    fake.inject("storage", Fault("hold"))
     daemon.start()
     daemon.wait_ready()
     assert daemon.cli("enqueue", str(blocker)).returncode == 0
-    wait_for(lambda: fake.assets, timeout=30, what="blocker.mp4 signed")
+    wait_for(lambda: fake.holding == 1, timeout=30, what="blocker.mp4 waiting for storage")
     victim = write_video(daemon.watch / "victim.mp4", 10_000)
     result = daemon.cli("enqueue", str(victim))
     victim.unlink()
     assert shown(blocker) not in logged_done(daemon), "the blocker was done too soon"
+    fake.release_held()
     wait_done(daemon, blocker)
     try:
         wait_logged(daemon, event="transition", path=str(victim), state="vanished")
@@ -202,32 +202,23 @@ def test_file_deleted_while_queued_vanishes(scenario: Collect) -> None:
     assert [a.filename for a in run.fake.assets.values()] == ["blocker.mp4"]
 
 
-def sending(daemon: DaemonProcess) -> bool:
-    """Has a worker started sending bytes (read from the journal: no CLI start-up)?"""
-    journal = Journal.open_existing(daemon.state_dir)
-    if journal is None:
-        return False
-    try:
-        return any(rec.upload_started_at for rec in journal.in_states([State.UPLOADING]))
-    finally:
-        journal.close()
-
-
 @BACKGROUND
 def file_appended_while_uploading_is_uploaded_again_in_full(
     tmp: Path, stack: contextlib.ExitStack
 ) -> Run:
     fake = start_fake(stack)
     daemon = new_daemon(stack, tmp, fake)
-    fake.inject("storage", Fault("slow", delay=3.0))  # keeps the first upload in flight
+    fake.inject("storage", Fault("hold"))  # keeps the first upload in flight until released
     daemon.start()
     daemon.wait_ready()
     video = write_video(daemon.watch / "growing.mp4", 2_000_000)
     first = sha256_of(video)
-    # Once its bytes move: the worker checks the file (size, mtime, writers) after signing.
-    wait_for(lambda: sending(daemon), timeout=30, what="growing.mp4 being sent")
+    # Once its bytes moved (the worker checks the file again after the send; before it, once
+    # signed): storage has them all and holds its answer.
+    wait_for(lambda: fake.holding == 1, timeout=30, what="growing.mp4 sent, answer held")
     with open(video, "ab") as fileobj:  # the camera was not finished after all
         fileobj.write(os.urandom(1_000_000))
+    fake.release_held()
     wait_done(daemon, video, timeout=40)
     return Run(fake, daemon, seen={"video": video, "first": first}).read_reports()
 
@@ -278,7 +269,7 @@ def unprivileged_base(stack: contextlib.ExitStack) -> Path:
 def unreadable_file_waits_for_its_permissions(tmp: Path, stack: contextlib.ExitStack) -> Run:
     base = unprivileged_base(stack)
     fake = start_fake(stack)
-    daemon = new_daemon(stack, base, fake, cls=UnprivilegedDaemon)
+    daemon = new_daemon(stack, base, fake, cls=UnprivilegedDaemon, timers={"unreadable_retry": 0.5})
     daemon.watch.chmod(0o755)
     readable = [write_video(daemon.watch / f"ok{n}.mp4", 20_000 + n) for n in range(2)]
     locked = write_video(daemon.watch / "locked.mp4", 30_000)
@@ -287,8 +278,8 @@ def unreadable_file_waits_for_its_permissions(tmp: Path, stack: contextlib.ExitS
     wait_done(daemon, *readable)
     wait_logged(daemon, event="file not ready", path=str(locked))
     before = {row["path"]: row for row in daemon.files()}
-    locked.chmod(0o644)  # a person fixes it; the daemon looks again within 30 s
-    wait_done(daemon, locked, timeout=50)
+    locked.chmod(0o644)  # a person fixes it; the daemon looks again (every 30 s; 0.5 s here)
+    wait_done(daemon, locked)
     seen = {"readable": readable, "locked": locked, "before": before}
     return Run(fake, daemon, seen=seen).read_reports()
 
@@ -308,7 +299,7 @@ def test_unreadable_file_waits_for_its_permissions(scenario: Collect) -> None:
 def unreadable_folder_is_watched_once_readable(tmp: Path, stack: contextlib.ExitStack) -> Run:
     base = unprivileged_base(stack)
     fake = start_fake(stack)
-    daemon = new_daemon(stack, base, fake, cls=UnprivilegedDaemon)
+    daemon = new_daemon(stack, base, fake, cls=UnprivilegedDaemon, timers={"watch_retry": 0.5})
     daemon.watch.chmod(0o755)
     daemon.start()
     daemon.wait_ready()
@@ -318,8 +309,8 @@ def unreadable_folder_is_watched_once_readable(tmp: Path, stack: contextlib.Exit
     card = daemon.watch / "card"
     os.rename(staged, card)
     wait_logged(daemon, event="cannot list folder", path=str(card))
-    card.chmod(0o755)  # a person fixes it; the daemon looks again within 10 s
-    wait_done(daemon, card / first.name, timeout=40)
+    card.chmod(0o755)  # a person fixes it; the daemon looks again (every 10 s; 0.5 s here)
+    wait_done(daemon, card / first.name)
     later = write_video(card / "clip2.mp4", 25_000)  # seen only if the folder is now watched
     wait_done(daemon, later, timeout=20, note=" (by a file event, not the hourly rescan)")
     return Run(fake, daemon, seen={"videos": [card / first.name, later]}).read_reports()
@@ -378,12 +369,12 @@ def test_symlinks_stay_inside_the_watch_folder(scenario: Collect) -> None:
 def watch_folder_created_after_start(tmp: Path, stack: contextlib.ExitStack) -> Run:
     fake = start_fake(stack)
     watch = tmp / "card" / "DCIM"
-    daemon = new_daemon(stack, tmp, fake, watch, create_watch=False)
+    daemon = new_daemon(stack, tmp, fake, watch, create_watch=False, timers={"watch_retry": 0.5})
     daemon.start()
     daemon.wait_ready()
     wait_logged(daemon, event="watch folder does not exist (yet)")
     first = write_video(watch / "first.mp4", 20_000)  # creates the folder too
-    wait_done(daemon, first, timeout=30)  # missing folders are looked for every 10 s
+    wait_done(daemon, first)  # missing folders are looked for every 10 s (0.5 s here)
     second = write_video(watch / "second.mp4", 20_000)  # now it is watched
     wait_done(daemon, second, timeout=15)
     return Run(fake, daemon, seen={"videos": [first, second]}).read_reports()
@@ -397,7 +388,7 @@ def test_watch_folder_created_after_start(scenario: Collect) -> None:
 @BACKGROUND
 def watch_folder_replaced_by_a_new_one(tmp: Path, stack: contextlib.ExitStack) -> Run:
     fake = start_fake(stack)
-    daemon = new_daemon(stack, tmp, fake)
+    daemon = new_daemon(stack, tmp, fake, timers={"watch_retry": 0.5})
     daemon.start()
     daemon.wait_ready()
     before = write_video(daemon.watch / "before.mp4", 20_000)
@@ -405,7 +396,7 @@ def watch_folder_replaced_by_a_new_one(tmp: Path, stack: contextlib.ExitStack) -
     daemon.watch.rename(tmp / "old-card")  # the old folder lives on elsewhere...
     daemon.watch.mkdir()  # ...and a new one takes its place
     after = write_video(daemon.watch / "after.mp4", 20_000)
-    wait_done(daemon, after, timeout=25)  # folders are re-checked every 10 s
+    wait_done(daemon, after)  # folders are re-checked every 10 s (0.5 s here)
     return Run(fake, daemon, seen={"before": before, "after": after}).read_reports()
 
 
@@ -436,7 +427,7 @@ def create_with_inode(folder: Path, inode: int, tries: int = 100) -> bool:
 @BACKGROUND
 def watch_folder_removed_and_created_again(tmp: Path, stack: contextlib.ExitStack) -> Run:
     fake = start_fake(stack)
-    daemon = new_daemon(stack, tmp, fake)
+    daemon = new_daemon(stack, tmp, fake, timers={"watch_retry": 0.5})
     daemon.start()
     daemon.wait_ready()
     before = write_video(daemon.watch / "before.mp4", 20_000)
@@ -445,8 +436,8 @@ def watch_folder_removed_and_created_again(tmp: Path, stack: contextlib.ExitStac
     shutil.rmtree(daemon.watch)  # the card is ejected...
     same_inode = create_with_inode(daemon.watch, inode)  # ...and put back
     after = write_video(daemon.watch / "after.mp4", 20_000)
-    # Folders are re-checked every 10 s.
-    wait_done(daemon, after, timeout=25, note=f" (new folder has the old inode: {same_inode})")
+    # Folders are re-checked every 10 s (0.5 s here).
+    wait_done(daemon, after, note=f" (new folder has the old inode: {same_inode})")
     return Run(fake, daemon, seen={"before": before, "after": after}).read_reports()
 
 

@@ -551,12 +551,14 @@ def test_server_trouble_is_transient(mavi: FakeMavi, fault: Fault, endpoint: str
 
 
 def test_slow_answer_times_out_as_transient(mavi: FakeMavi) -> None:
-    mavi.inject("sign", Fault("slow", delay=3.0))
+    mavi.inject("sign", Fault("hold"))  # no answer until the test releases it
     client = make_client(mavi, timeout=(1.0, 0.3))
     started = time.monotonic()
     with pytest.raises(TransientError, match="timed out"):
         client.sign("a.mp4")
-    assert time.monotonic() - started < 2.5  # gave up long before the answer
+    assert time.monotonic() - started < 2.5  # the read timeout, not a wait for the answer
+    assert mavi.wait_until(lambda: mavi.holding == 1)  # the answer is still held
+    mavi.release_held()
 
 
 def test_closed_port_is_a_network_error() -> None:
@@ -655,11 +657,13 @@ def test_storage_server_trouble_is_transient(mavi: FakeMavi, tmp_path: Path, fau
 def test_storage_slow_answer_is_transient(mavi: FakeMavi, tmp_path: Path) -> None:
     path = tmp_path / "a.mp4"
     write_file(path, 1000)
-    mavi.inject("storage", Fault("slow", delay=3.0))
+    mavi.inject("storage", Fault("hold"))  # takes the body, answers once released
     client = make_client(mavi, timeout=(1.0, 0.3))
     signed = client.sign("a.mp4")
     with pytest.raises(TransientError, match="timed out") as info:
         client.upload(signed.url, path, 1000, "a.mp4")
+    assert mavi.wait_until(lambda: mavi.holding == 1)
+    mavi.release_held()
     assert_safe(info.value, signature_of(signed.url))
 
 

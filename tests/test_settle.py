@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import Clock, held_by, held_open, write_video
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import FileRecord, Observation, State
 from mavi_uploader.core.writers import Writer
 from mavi_uploader.journal.sqlite.store import Journal
-from mavi_uploader.watch.settle import UNREADABLE_RETRY_SECONDS, Settler
+from mavi_uploader.watch.settle import Settler
 
 SETTLE = 5.0
 
@@ -188,16 +189,16 @@ def test_an_unreadable_file_stays_settling_and_is_retried_later(
     assert row.state is State.SETTLING
     assert row.last_error is not None and "cannot read the file" in row.last_error
     assert "Permission denied" in row.last_error
-    assert row.next_attempt_at == deferred_at + UNREADABLE_RETRY_SECONDS
+    assert row.next_attempt_at == deferred_at + Timers.unreadable_retry  # the default: 30 s
     assert readable.calls == [str(path)]
 
     readable.readable = True
-    clock.now = deferred_at + UNREADABLE_RETRY_SECONDS - 1.0
+    clock.now = deferred_at + Timers.unreadable_retry - 1.0
     assert settler.tick() == 0  # deferred: not even looked at yet
     assert readable.calls == [str(path)]
     assert current(journal, rec).state is State.SETTLING
 
-    clock.now = deferred_at + UNREADABLE_RETRY_SECONDS
+    clock.now = deferred_at + Timers.unreadable_retry
     assert settler.tick() == 1
     row = current(journal, rec)
     assert row.state is State.QUEUED
@@ -216,15 +217,17 @@ def test_a_file_that_cannot_be_stat_ed_is_deferred_not_vanished(
             raise PermissionError(13, "Permission denied", p)
         return os.stat(p)
 
-    settler = Settler(journal, SETTLE, clock=clock, stat=flaky_stat)
+    settler = Settler(journal, SETTLE, clock=clock, stat=flaky_stat, unreadable_retry=7.0)
     clock.now += SETTLE
     assert settler.tick() == 0
     row = current(journal, rec)
     assert row.state is State.SETTLING
     assert row.last_error is not None and "cannot stat" in row.last_error
-    assert row.next_attempt_at == clock.now + UNREADABLE_RETRY_SECONDS
+    assert row.next_attempt_at == clock.now + 7.0  # the setting (Timers.unreadable_retry)
     broken["on"] = False
-    clock.now += UNREADABLE_RETRY_SECONDS
+    clock.now += 7.0 - 0.5
+    assert settler.tick() == 0  # not yet
+    clock.now += 0.5
     assert settler.tick() == 1
     assert current(journal, rec).state is State.QUEUED
 

@@ -14,10 +14,11 @@ import pytest
 from conftest import API_KEY, held_by, held_open, sha256_of, write_video
 from fakemavi import FakeMavi, Fault
 from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.core.retry import MAX_SERVER_FAILURES
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter
-from mavi_uploader.upload.aftercare import SWEEP_GRACE_SECONDS, Aftercare
+from mavi_uploader.upload.aftercare import Aftercare
 from mavi_uploader.upload.worker import Worker, WorkerSettings
 from rig import Rig, make_rig
 
@@ -391,7 +392,7 @@ def test_a_sweep_leaves_files_a_worker_just_finished_to_that_worker(rig: Rig) ->
     aftercare = Aftercare(rig.journal, AfterUpload.DELETE, None)
     assert aftercare.sweep() == 0  # within the grace
     assert Path(rec.path).exists()
-    rig.clock.now += SWEEP_GRACE_SECONDS + 1
+    rig.clock.now += Timers.sweep_grace + 1
     assert aftercare.sweep() == 1
     assert not Path(rec.path).exists()
 

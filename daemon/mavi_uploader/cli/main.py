@@ -274,7 +274,8 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_FAILURE
-            if not follow(journal, list(queued), reported=queued):  # no line twice
+            poll = config.timers.wait_poll
+            if not follow(journal, list(queued), reported=queued, poll=poll):  # no line twice
                 refused += 1
     finally:
         journal.close()

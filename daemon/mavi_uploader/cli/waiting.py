@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from mavi_uploader.cli.progress import UploadBars
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import ACTIVE_STATES, FileRecord, State, display_path
 from mavi_uploader.core.reporting import upload_progress
 from mavi_uploader.journal.sqlite.store import Journal
 
-POLL_SECONDS = 0.5
 GOOD_ENDINGS = (State.DONE, State.DUPLICATE)
 
 
@@ -25,19 +25,21 @@ def follow(
     ids: Sequence[int],
     out: TextIO | None = None,
     reported: Mapping[int, State] | None = None,
+    poll: float = Timers.wait_poll,
 ) -> bool:
     """Block until every file in `ids` is final; True when all were uploaded (or duplicates).
 
     Args:
         out: where state lines go (default: sys.stdout at call time, not at import).
         reported: the state each file was last printed in (by `enqueue`), not printed again.
+        poll: seconds between two reads of the journal.
     """
     out = sys.stdout if out is None else out
     seen = dict(reported or {})
     if out.isatty():
         with UploadBars() as bars:
-            return _follow(journal, ids, out, bars, seen)
-    return _follow(journal, ids, out, None, seen)
+            return _follow(journal, ids, out, bars, seen, poll)
+    return _follow(journal, ids, out, None, seen, poll)
 
 
 def _follow(
@@ -46,6 +48,7 @@ def _follow(
     out: TextIO,
     bars: UploadBars | None,
     seen: dict[int, State],  # file id -> the state last shown
+    poll: float,
 ) -> bool:
     while True:
         records = _current(journal, ids)
@@ -68,4 +71,4 @@ def _follow(
             bars.update([upload_progress(r, now) for r in records if r.state is State.UPLOADING])
         if all(r.state not in ACTIVE_STATES for r in records):
             return all(r.state in GOOD_ENDINGS for r in records)
-        time.sleep(POLL_SECONDS)
+        time.sleep(poll)

@@ -58,11 +58,16 @@ class Table:
         return float(self.get(key, default, ok, want))
 
     def check_keys(
-        self, valid: tuple[str, ...], elsewhere: tuple[str, ...], never: Mapping[str, str]
+        self,
+        valid: tuple[str, ...],
+        elsewhere: tuple[str, ...],
+        never: Mapping[str, str],
+        hidden: tuple[str, ...] = (),
     ) -> None:
         """Unknown keys are errors, with a hint: a near miss, the table the key belongs in, or
-        for a key people guess but that must not exist (`never`: key -> what to do instead)."""
-        for key in (k for k in self.data if k not in valid):
+        for a key people guess but that must not exist (`never`: key -> what to do instead).
+        `hidden` keys are accepted but never offered in a hint (settings for tests)."""
+        for key in (k for k in self.data if k not in valid and k not in hidden):
             if key in never:
                 raise ConfigError(f"{self.where}{key} is not a config key: {never[key]}")
             close = difflib.get_close_matches(key, valid, n=1)

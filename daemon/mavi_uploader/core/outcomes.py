@@ -25,7 +25,7 @@ from mavi_uploader.core.records import (
     State,
     display_path,
 )
-from mavi_uploader.core.retry import CONFIRM_BACKOFF, MAX_SERVER_FAILURES, UPLOAD_BACKOFF
+from mavi_uploader.core.retry import MAX_SERVER_FAILURES, Backoffs
 
 IN_FLIGHT: tuple[State, ...] = (State.UPLOADING, State.CONFIRMING)
 FINISHED: tuple[State, ...] = (State.DONE, State.DUPLICATE)  # after_upload may be owed
@@ -110,11 +110,20 @@ def release(current: FileRecord | None, owner: str, why: str) -> Outcome | None:
     return stay(why, lease_owner=None, lease_expires_at=None)
 
 
+DEFAULT_BACKOFFS = Backoffs()
+
+
 # ---- retries ------------------------------------------------------------------------------
 
 
 def retry_later(
-    rec: FileRecord, why: str, *, counts: bool = True, now: float, rng: random.Random
+    rec: FileRecord,
+    why: str,
+    *,
+    counts: bool = True,
+    now: float,
+    rng: random.Random,
+    backoffs: Backoffs = DEFAULT_BACKOFFS,
 ) -> Outcome:
     """A failed step: back to queued after a backoff (same asset), or failed if spent; a
     confirming row just polls again later.
@@ -123,18 +132,32 @@ def retry_later(
     they never make a file `failed`.
     """
     if rec.state is State.CONFIRMING:
-        return poll_later(rec, why, now=now, rng=rng)
-    return _retry(rec, why, counts=counts, fresh_asset=False, now=now, rng=rng)
+        return poll_later(rec, why, now=now, rng=rng, backoffs=backoffs)
+    return _retry(rec, why, counts=counts, fresh_asset=False, now=now, rng=rng, backoffs=backoffs)
 
 
-def upload_again(rec: FileRecord, why: str, *, now: float, rng: random.Random) -> Outcome:
+def upload_again(
+    rec: FileRecord,
+    why: str,
+    *,
+    now: float,
+    rng: random.Random,
+    backoffs: Backoffs = DEFAULT_BACKOFFS,
+) -> Outcome:
     """MAVI will not confirm this asset: sign and send the whole file again (the cap on
     complete sends is the judgement's; failures of the server count elsewhere)."""
-    return _retry(rec, why, counts=False, fresh_asset=True, now=now, rng=rng)
+    return _retry(rec, why, counts=False, fresh_asset=True, now=now, rng=rng, backoffs=backoffs)
 
 
 def _retry(
-    rec: FileRecord, why: str, *, counts: bool, fresh_asset: bool, now: float, rng: random.Random
+    rec: FileRecord,
+    why: str,
+    *,
+    counts: bool,
+    fresh_asset: bool,
+    now: float,
+    rng: random.Random,
+    backoffs: Backoffs,
 ) -> Outcome:
     attempts = rec.attempts + 1
     # Only failures of the server count towards giving up: twenty offline retries must
@@ -147,7 +170,7 @@ def _retry(
             server_failures=failures,
             last_error=why,
         )
-    delay = UPLOAD_BACKOFF.delay(failures if counts else attempts, rng)
+    delay = backoffs.upload.delay(failures if counts else attempts, rng)
     return move(
         State.QUEUED,
         f"{why}; retry in {delay:.0f}s",
@@ -178,6 +201,7 @@ def poll_later(
     now: float,
     rng: random.Random,
     mavi_status: str | None = None,
+    backoffs: Backoffs = DEFAULT_BACKOFFS,
 ) -> Outcome:
     """Confirmation not there yet: free the row and look again after a backoff.
 
@@ -185,7 +209,7 @@ def poll_later(
     and a change of answer is an event; otherwise `why` is the error of the poll.
     """
     polls = rec.confirm_polls + 1
-    delay = CONFIRM_BACKOFF.delay(polls, rng)
+    delay = backoffs.confirm.delay(polls, rng)
     fields: dict[str, Any] = {
         "confirm_polls": polls,
         "last_error": None if mavi_status else why,
@@ -207,15 +231,18 @@ def follow(
     now: float,
     rng: random.Random,
     owed: bool,
+    backoffs: Backoffs = DEFAULT_BACKOFFS,
 ) -> Outcome:
     """What a judgement of MAVI's answer (`decisions.judge`) makes of a confirming row."""
     if judgement.verdict is Verdict.DONE:
         return finished(State.DONE, judgement.reason, owed=owed)
     if judgement.verdict is Verdict.CONFIRM:
-        return poll_later(rec, judgement.reason, now=now, rng=rng, mavi_status=mavi_status)
+        return poll_later(
+            rec, judgement.reason, now=now, rng=rng, mavi_status=mavi_status, backoffs=backoffs
+        )
     if judgement.verdict is Verdict.FAIL:
         return failed(judgement.reason)
-    return upload_again(rec, judgement.reason, now=now, rng=rng)
+    return upload_again(rec, judgement.reason, now=now, rng=rng, backoffs=backoffs)
 
 
 # ---- sending ------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
+
+from mavi_uploader.config.timers import Timers
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,22 @@ class Backoff:
 # Server-side failures (5xx, timeouts) count towards giving up; a dead network does not:
 # a camera cart offline overnight must not wake up to a folder of "failed" files.
 # 1, 2, 4 ... 300 s: a blip costs seconds, and 15 failures span about half an hour of outage.
-UPLOAD_BACKOFF = Backoff(base=1.0, factor=2.0, cap=300.0)
+UPLOAD_BACKOFF = Backoff(base=Timers.retry_first, factor=2.0, cap=300.0)
 MAX_SERVER_FAILURES = 15
 # Confirmation polls: fast at first (most uploads are SUCCESS within seconds), then relaxed.
-CONFIRM_BACKOFF = Backoff(base=1.0, factor=2.0, cap=60.0)
+CONFIRM_BACKOFF = Backoff(base=Timers.confirm_first, factor=2.0, cap=60.0)
+
+
+@dataclass(frozen=True)
+class Backoffs:
+    """The two backoffs a worker uses; their first delays are timers (tests shorten them)."""
+
+    upload: Backoff = UPLOAD_BACKOFF
+    confirm: Backoff = CONFIRM_BACKOFF
+
+    @classmethod
+    def starting_at(cls, retry_first: float, confirm_first: float) -> Backoffs:
+        return cls(
+            dataclasses.replace(UPLOAD_BACKOFF, base=retry_first),
+            dataclasses.replace(CONFIRM_BACKOFF, base=confirm_first),
+        )

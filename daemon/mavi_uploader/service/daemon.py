@@ -19,8 +19,8 @@ from typing import Any
 
 from mavi_uploader.config.settings import Config, ConfigError
 from mavi_uploader.core.decisions import Patience
-from mavi_uploader.core.records import FileRecord, State, display_path
-from mavi_uploader.core.reporting import mavi_says, upload_progress
+from mavi_uploader.core.records import State
+from mavi_uploader.core.reporting import upload_progress
 from mavi_uploader.core.writers import ignore_lease_breaks
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.log import dropped_lines, get_logger
@@ -30,9 +30,9 @@ from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import housekeeping
 from mavi_uploader.service.lock import StateDirLock
 from mavi_uploader.service.notify import Notifier
+from mavi_uploader.service.once import OnceEnd
 from mavi_uploader.service.signals import COLD_STOP_EXIT, SignalFlags
-from mavi_uploader.service.supervisor import Loops, Timers, summary
-from mavi_uploader.upload.aftercare import SWEEP_GRACE_SECONDS, Aftercare
+from mavi_uploader.service.supervisor import Loops, PeriodicJobs, Timers, summary
 from mavi_uploader.upload.pause import PauseGate
 from mavi_uploader.upload.worker import Worker, WorkerSettings
 from mavi_uploader.watch.rescans import Rescanner
@@ -41,10 +41,8 @@ from mavi_uploader.watch.settle import Settler
 from mavi_uploader.watch.watcher import Watcher
 
 log = get_logger(__name__)
-ONCE_POLL_SECONDS = 0.2
-ONCE_UNREACHABLE_SECONDS = 120.0
 # Settings a reload cannot change in a running daemon.
-_RESTART_ONLY = ("state_dir",)
+_RESTART_ONLY = ("state_dir", "timers")
 
 __all__ = ["COLD_STOP_EXIT", "Daemon", "Timers", "summary"]
 
@@ -78,7 +76,7 @@ class Daemon:
     ) -> None:
         self.config = config
         self.once = once
-        self.timers = timers or Timers()
+        self.timers = timers or config.timers  # the config's [timers], unless a test passes its own
         self.stop = threading.Event()
         self.work_ready = threading.Event()  # set when files are queued: wakes idle workers
         self.signals = SignalFlags()
@@ -123,7 +121,7 @@ class Daemon:
             self.signals.close()
 
     def _assemble(self, journal: Journal) -> _Parts:
-        cfg = self.config
+        cfg, timers = self.config, self.timers
         limiter = RateLimiter(cfg.rate_limit_per_second, stop=self.stop)
         watcher = Watcher(watch_roots(cfg), journal)
         return _Parts(
@@ -131,17 +129,17 @@ class Daemon:
             limiter=limiter,
             bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=self.stop),
             client=MaviClient(cfg.api_base, cfg.api_key, limiter=limiter),
-            gate=PauseGate(journal),
+            gate=PauseGate(journal, probe_interval=timers.pause_probe_every),
             watcher=watcher,
-            settler=Settler(journal, cfg.settle_seconds),
-            rescanner=Rescanner(watcher, self.stop),
+            settler=Settler(journal, cfg.settle_seconds, unreadable_retry=timers.unreadable_retry),
+            rescanner=Rescanner(watcher, self.stop, retry_seconds=timers.rescan_retry),
         )
 
     def _run_locked(self, journal: Journal) -> int:
         recovered = journal.recover_after_crash()
         if recovered:
             log.info("recovered in-flight files after a stop", count=recovered)
-        self._finish_owed_after_upload(journal, grace_seconds=0.0)
+        housekeeping.finish_owed_after_upload(journal, self.config, grace_seconds=0.0)
         parts = self._assemble(journal)
         started = time.monotonic()
         if self.once:
@@ -199,122 +197,92 @@ class Daemon:
                     self.stop,
                     on_claim=self.work_ready.set,
                     bandwidth=parts.bandwidth,
+                    lease_seconds=self.timers.lease,
+                    progress_every=self.timers.progress_every,
+                    retry_first=self.timers.retry_first,
+                    confirm_first=self.timers.confirm_first,
                 )
                 self._workers[n] = worker
                 body = functools.partial(self._work_loop, worker, n, parts.journal)
                 self._loops.spawn(worker.owner, body)
 
     def _supervise(self, parts: _Parts) -> int:
-        """The main thread's loop: signals into events, reports, periodic jobs; exit code."""
-        now = time.monotonic()
-        self._next_rescan = now + (self.config.rescan_interval_seconds or math.inf)
-        self._next_watch_check = now + self.timers.watch_retry
-        self._next_prune = now  # once at start, then hourly
-        next_report = 0.0
-        # Ping at least twice per WatchdogSec, whatever the unit sets it to.
-        report_every = min(self.timers.report_every, self.notifier.watchdog_interval or math.inf)
+        """The main thread's loop: one pass per nap (a signal ends the nap at once)."""
+        jobs = self._jobs(parts, time.monotonic())
+        once = (
+            OnceEnd(parts.journal, parts.gate, parts.rescanner, parts.client,
+                    self.timers.once_unreachable)
+            if self.once else None
+        )  # fmt: skip
         while True:
-            self.signals.nap(ONCE_POLL_SECONDS if self.once else 1.0)
-            if self.signals.stop_requested or self.stop.is_set():
-                self._halt(parts)  # first of all: cut the requests in flight
-                break
-            dead = self._loops.dead()
-            if dead:
-                # Restarting a thread that died of something the guard could not catch would
-                # hide a bug; a service manager restarts the whole daemon instead.
-                log.error("daemon threads died; exiting so the daemon is restarted", threads=dead)
+            self.signals.nap(self.timers.once_poll if self.once else self.timers.tick)
+            code = self._pass(parts, jobs, time.monotonic(), once)
+            if code is not None:
+                return code
+
+    def _pass(
+        self, parts: _Parts, jobs: PeriodicJobs, now: float, once: OnceEnd | None
+    ) -> int | None:
+        """One pass: signals into events, threads that died, the jobs due at `now` and (`once`)
+        the end of `run --once`; the exit code once the daemon should end, else None."""
+        if self.signals.stop_requested or self.stop.is_set():
+            self._halt(parts)  # first of all: cut the requests in flight
+            log.info("stopping")
+            if self.once and parts.journal.has_unfinished():
+                log.warning("stopped before every file was handled; the next run resumes them")
                 return 1
-            if self._show_progress is not None:
-                uploading = parts.journal.in_states([State.UPLOADING])
-                self._show_progress([upload_progress(r, time.time()) for r in uploading])
-            if time.monotonic() >= next_report:
-                next_report = time.monotonic() + report_every
-                self._report(parts)
-            if self.signals.take_hup():
-                self._reload(parts)
-            if self.once:
-                code = self._once_outcome(parts)
-                if code is not None:
-                    return code
-            else:
-                self._periodic(parts, time.monotonic())
-        log.info("stopping")
-        if self.once and parts.journal.has_unfinished():
-            log.warning("stopped before every file was handled; the next run resumes them")
+            return 0
+        dead = self._loops.dead()
+        if dead:
+            # Restarting a thread that died of something the guard could not catch would
+            # hide a bug; a service manager restarts the whole daemon instead.
+            log.error("daemon threads died; exiting so the daemon is restarted", threads=dead)
             return 1
-        return 0
+        if self.signals.take_hup():
+            self._reload(parts, jobs)
+        jobs.run_due(now)
+        return None if once is None else once.outcome(self.config.once_confirm_timeout_seconds)
 
-    def _periodic(self, parts: _Parts, now: float) -> None:
-        """The daemon's timed jobs. Rescans are only requested: they run on their thread."""
-        watcher, rescanner = parts.watcher, parts.rescanner
-        if now >= self._next_watch_check:
-            self._next_watch_check = now + self.timers.watch_retry
-            appeared = watcher.ensure_watching()
-            if appeared:
-                rescanner.request("watch folder appeared", appeared)
-        if watcher.overflowed():
+    def _jobs(self, parts: _Parts, now: float) -> PeriodicJobs:
+        """The supervisor's timed jobs. Rescans are only requested: they run on their thread,
+        never on this one, which pings the watchdog."""
+        timers, jobs = self.timers, PeriodicJobs()
+        # Ping at least twice per WatchdogSec, whatever the unit sets it to.
+        report_every = min(timers.report_every, self.notifier.watchdog_interval or math.inf)
+        jobs.add("report", report_every, functools.partial(self._report, parts), first=now)
+        show = self._show_progress
+        if show is not None:
+            progress = functools.partial(self._progress, parts, show)
+            jobs.add("progress bars", 0.0, progress, first=now)
+        if self.once:
+            return jobs  # no observers, no retention: the run ends when its files are handled
+        watch_retry = timers.watch_retry
+        look = functools.partial(self._look_for_watch_folders, parts)
+        jobs.add("watch folders", watch_retry, look, first=now + watch_retry)
+        jobs.add("event overflow", 0.0, functools.partial(self._after_overflow, parts), first=now)
+        tidy = functools.partial(self._tidy, parts.journal)
+        jobs.add("housekeeping", timers.prune_every, tidy, first=now)  # at start, then hourly
+        rescan_every = self.config.rescan_interval_seconds or math.inf  # 0: off
+        periodic = functools.partial(parts.rescanner.request, "periodic")
+        jobs.add("rescan", rescan_every, periodic, first=now + rescan_every)
+        return jobs
+
+    def _progress(self, parts: _Parts, show: Callable[[list[dict[str, Any]]], None]) -> None:
+        uploading = parts.journal.in_states([State.UPLOADING])
+        show([upload_progress(r, time.time()) for r in uploading])
+
+    def _look_for_watch_folders(self, parts: _Parts) -> None:
+        appeared = parts.watcher.ensure_watching()
+        if appeared:
+            parts.rescanner.request("watch folder appeared", appeared)
+
+    def _after_overflow(self, parts: _Parts) -> None:
+        if parts.watcher.overflowed():
             log.warning("kernel dropped file events; rescanning")
-            rescanner.request("kernel event queue overflow")
-        if now >= self._next_prune:
-            self._next_prune = now + housekeeping.PRUNE_EVERY_SECONDS
-            self._finish_owed_after_upload(parts.journal)
-            removed = housekeeping.prune(parts.journal, self.config.keep_done_days)
-            if removed:
-                log.info(
-                    "journal retention", removed=removed, keep_done_days=self.config.keep_done_days
-                )
-        if now >= self._next_rescan:
-            self._next_rescan = now + (self.config.rescan_interval_seconds or math.inf)
-            rescanner.request("periodic")
+            parts.rescanner.request("kernel event queue overflow")
 
-    def _once_outcome(self, parts: _Parts) -> int | None:
-        """`run --once`: its exit code when the run is over, None while it goes on."""
-        if parts.gate.paused():
-            log.error("stopping: uploads are paused", reason=parts.gate.reason)
-            return 1
-        if not parts.journal.has_unfinished() and not parts.rescanner.busy:
-            counts = parts.journal.counts()
-            log.info("all files handled", **counts)
-            return 1 if counts[State.FAILED.value] else 0
-        overdue = self._confirmations_overdue(parts.journal)
-        if overdue:
-            log.error(
-                "stopping: MAVI has not confirmed these files within"
-                " once_confirm_timeout_seconds; they stay confirming for the next run",
-                timeout_s=self.config.once_confirm_timeout_seconds,
-                files=[f"{display_path(r.path)}: {mavi_says(r) or 'no answer'}" for r in overdue],
-            )
-            return 1
-        # The daemon waits out any outage; a one-shot run (cron, a script) must end instead.
-        silent = parts.client.unreachable_for()
-        if silent >= ONCE_UNREACHABLE_SECONDS:
-            log.error(
-                "stopping: MAVI or its storage has not answered; unfinished files stay"
-                " queued for the next run",
-                seconds=round(silent),
-                **{k: v for k, v in parts.journal.counts().items() if v},
-            )
-            return 1
-        return None
-
-    def _confirmations_overdue(self, journal: Journal) -> list[FileRecord]:
-        """For `run --once`: the confirming files, once nothing else is left to do and all of
-        them have waited longer than once_confirm_timeout_seconds since storage took them."""
-        if journal.has_work_besides_confirming():
-            return []
-        confirming = journal.in_states([State.CONFIRMING])
-        deadline = time.time() - self.config.once_confirm_timeout_seconds
-        if all((r.accepted_at or 0.0) <= deadline for r in confirming):
-            return confirming
-        return []
-
-    def _finish_owed_after_upload(
-        self, journal: Journal, grace_seconds: float = SWEEP_GRACE_SECONDS
-    ) -> None:
-        cfg = self.config
-        finished = Aftercare(journal, cfg.after_upload, cfg.done_dir).sweep(grace_seconds)
-        if finished:
-            log.info("finished after_upload left owed by a stop or a failure", count=finished)
+    def _tidy(self, journal: Journal) -> None:
+        housekeeping.tidy(journal, self.config, self.timers.sweep_grace)
 
     def _report(self, parts: _Parts) -> None:
         """STATUS= for `systemctl status`, and WATCHDOG=1 only while the machinery moves.
@@ -333,7 +301,7 @@ class Daemon:
             return
         self.notifier.watchdog()
 
-    def _reload(self, parts: _Parts) -> None:
+    def _reload(self, parts: _Parts, jobs: PeriodicJobs) -> None:
         """SIGHUP: re-read the config; keep running on the old one if the new one is bad."""
         parts.gate.reset()  # a paused daemon probes at once: the key may have been fixed
         if self._reload_config is None:
@@ -351,6 +319,7 @@ class Daemon:
         parts.limiter.set_rate(new.rate_limit_per_second)
         parts.bandwidth.set_rate(new.bandwidth_limit)
         parts.settler.settle_seconds = new.settle_seconds
+        jobs.set_every("rescan", new.rescan_interval_seconds or math.inf)  # from its next turn
         self.config = new
         self._staff_workers(parts)
         added = parts.watcher.set_roots(watch_roots(new))

@@ -1,15 +1,18 @@
-"""Journal retention: finished files older than keep_done_days leave the journal."""
+"""Housekeeping: journal retention, and after_upload a crash or a failure left owed."""
 
 from __future__ import annotations
 
 import os
 import time
 
+from mavi_uploader.config.settings import Config
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.log import get_logger
+from mavi_uploader.upload.aftercare import Aftercare
 
+log = get_logger(__name__)
 DAY = 86400.0
-PRUNE_EVERY_SECONDS = 3600.0
 
 
 def still_on_disk(rec: FileRecord) -> bool:
@@ -27,3 +30,19 @@ def prune(journal: Journal, keep_done_days: float, now: float | None = None) -> 
         return 0
     cutoff = (time.time() if now is None else now) - keep_done_days * DAY
     return journal.prune(cutoff, still_on_disk)
+
+
+def finish_owed_after_upload(journal: Journal, config: Config, grace_seconds: float) -> None:
+    """Carry out the moves/deletes a stop or a failure left owed (rows finished longer than
+    `grace_seconds` ago: a younger one may still be in its worker's hands)."""
+    finished = Aftercare(journal, config.after_upload, config.done_dir).sweep(grace_seconds)
+    if finished:
+        log.info("finished after_upload left owed by a stop or a failure", count=finished)
+
+
+def tidy(journal: Journal, config: Config, sweep_grace: float) -> None:
+    """The periodic job: owed after_upload first, then retention."""
+    finish_owed_after_upload(journal, config, sweep_grace)
+    removed = prune(journal, config.keep_done_days)
+    if removed:
+        log.info("journal retention", removed=removed, keep_done_days=config.keep_done_days)

@@ -1,4 +1,4 @@
-"""The daemon's loop threads and timers: guarded starts, beats, and who died.
+"""The daemon's loop threads and periodic jobs: guarded starts, beats, who died, what is due.
 
 Every loop (settle, watcher, rescans, workers) runs in a guarded thread: an Exception is logged
 and the loop started again after a pause. Whatever escapes the guard (a BaseException, a bug
@@ -15,24 +15,57 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
 
+__all__ = ["Loops", "PeriodicJobs", "Timers", "summary"]
 
-@dataclass(frozen=True)
-class Timers:
-    """The daemon's timers, as settings so tests never wait out wall-clock constants.
 
-    Not config keys: the defaults suit systemd's WatchdogSec=60 and TimeoutStopSec=30.
+@dataclass
+class _Job:
+    name: str
+    every: float
+    run: Callable[[], None]
+    due: float
+
+
+class PeriodicJobs:
+    """The supervisor's timed jobs: one list of (every, job), run on the main thread.
+
+    `run_due(now)` is one pass (tests call it with their own clock): every job whose time has
+    come runs, in the order added, and is due again `every` seconds after this pass; `every`
+    0 runs it at every pass. A job runs once per pass however late the pass is: missed turns
+    are not made up in a burst.
     """
 
-    report_every: float = 5.0  # STATUS= and WATCHDOG=1 (at least twice per WatchdogSec)
-    stale_beat: float = 30.0  # a settle/watcher loop silent this long withholds WATCHDOG=1
-    rescan_stall: float = 900.0  # a rescan that made no progress this long does too
-    watch_retry: float = 10.0  # look again for missing or replaced watch folders
-    stop_grace: float = 20.0  # a warm stop waits this long for its threads, in all
-    guard_pause: float = 1.0  # before a loop that raised starts again
+    def __init__(self) -> None:
+        self._jobs: list[_Job] = []
+
+    def add(self, name: str, every: float, job: Callable[[], None], *, first: float) -> None:
+        """Run `job` every `every` seconds, the first time at `first` (a clock reading)."""
+        self._jobs.append(_Job(name, every, job, first))
+
+    @property
+    def names(self) -> list[str]:
+        return [job.name for job in self._jobs]
+
+    def set_every(self, name: str, every: float) -> None:
+        """A new period for `name` (if there is such a job), from its next run on."""
+        for job in self._jobs:
+            if job.name == name:
+                job.every = every
+
+    def run_due(self, now: float) -> list[str]:
+        """Run the jobs due at `now`; returns their names."""
+        ran = []
+        for job in self._jobs:
+            if now >= job.due:
+                job.due = now + job.every
+                job.run()
+                ran.append(job.name)
+        return ran
 
 
 def summary(counts: dict[str, int], paused: str | None = None, lost_lines: int = 0) -> str:

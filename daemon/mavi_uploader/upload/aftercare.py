@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import FileRecord, display_path
 from mavi_uploader.core.writers import Probe, WriterProbe
 from mavi_uploader.journal.sqlite.store import Journal
@@ -19,8 +20,6 @@ from mavi_uploader.upload.safemove import Replaced, move_pinned, unlink_if_same
 
 log = get_logger(__name__)
 
-# A row finished this recently may still be in its worker's hands: leave it to the worker.
-SWEEP_GRACE_SECONDS = 60.0
 _REPLACED = "left in place: replaced by a new version, which is not uploaded yet"
 
 
@@ -129,10 +128,11 @@ class Aftercare:
             log.info("after_upload", file_id=rec.id, path=display_path(rec.path), action=what)
         return True
 
-    def sweep(self, grace_seconds: float = SWEEP_GRACE_SECONDS) -> int:
+    def sweep(self, grace_seconds: float = Timers.sweep_grace) -> int:
         """Finish what a crash or a failed move left owed; returns how many were finished.
 
-        At start-up no worker runs yet, so the caller passes no grace.
+        A row finished within `grace_seconds` may still be in its worker's hands: it is left
+        to the worker. At start-up no worker runs yet, so the caller passes no grace.
         """
         cutoff = self._journal.now() - grace_seconds
         return sum(self.apply(rec) for rec in self._journal.after_upload_owed(cutoff))

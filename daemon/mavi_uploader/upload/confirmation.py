@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from mavi_uploader.core import outcomes
 from mavi_uploader.core.decisions import Judgement, Patience, judge, send_again_or_fail
-from mavi_uploader.core.outcomes import Outcome
+from mavi_uploader.core.outcomes import DEFAULT_BACKOFFS, Outcome
 from mavi_uploader.core.records import FileRecord
+from mavi_uploader.core.retry import Backoffs
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import MaviClient, PermanentError, TransientError
 from mavi_uploader.upload.pause import PauseGate
@@ -30,11 +31,13 @@ class Confirmer:
         *,
         clock: Callable[[], float],
         rng: random.Random,
+        backoffs: Backoffs = DEFAULT_BACKOFFS,
     ) -> None:
         self._client = client
         self._gate = gate
         self._clock = clock
         self._rng = rng
+        self._backoffs = backoffs
 
     def poll(self, rec: FileRecord, patience: Patience, *, owed: bool) -> Outcome:
         """One metadata poll for a confirming row: what follows from the answer (`owed`:
@@ -43,7 +46,10 @@ class Confirmer:
         try:
             status = self._client.metadata(rec.asset_id)
         except TransientError as exc:
-            return outcomes.poll_later(rec, exc.reason, now=self._clock(), rng=self._rng)
+            now = self._clock()
+            return outcomes.poll_later(
+                rec, exc.reason, now=now, rng=self._rng, backoffs=self._backoffs
+            )
         except PermanentError as exc:
             why = f"metadata check failed: {exc.reason}"
             judgement = send_again_or_fail(why, rec.sends, patience)
@@ -91,4 +97,6 @@ class Confirmer:
         self, rec: FileRecord, judgement: Judgement, mavi_status: str | None, owed: bool
     ) -> Outcome:
         now = self._clock()
-        return outcomes.follow(rec, judgement, mavi_status, now=now, rng=self._rng, owed=owed)
+        return outcomes.follow(
+            rec, judgement, mavi_status, now=now, rng=self._rng, owed=owed, backoffs=self._backoffs
+        )

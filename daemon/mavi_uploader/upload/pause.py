@@ -6,15 +6,15 @@ import threading
 import time
 from collections.abc import Callable
 
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
-PROBE_INTERVAL_SECONDS = 60.0
 
 
 class PauseGate:
-    """Shared by all workers. While paused, at most one probe per PROBE_INTERVAL_SECONDS.
+    """Shared by all workers. While paused, at most one probe per `probe_interval` (a minute).
 
     The reason is kept in the journal too, so `status` (another process) can show it.
     """
@@ -24,7 +24,7 @@ class PauseGate:
         journal: Journal,
         *,
         clock: Callable[[], float] = time.monotonic,
-        probe_interval: float = PROBE_INTERVAL_SECONDS,
+        probe_interval: float = Timers.pause_probe_every,
     ) -> None:
         self._journal = journal
         self._clock = clock

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.core import outcomes
 from mavi_uploader.core.decisions import Patience, Verdict
 from mavi_uploader.core.outcomes import FINISHED, Outcome
 from mavi_uploader.core.records import FileRecord, Observation, State, display_path, upload_name
+from mavi_uploader.core.retry import Backoffs
 from mavi_uploader.core.signed_urls import UrlRejections, UrlVerdict, url_reusable
 from mavi_uploader.core.writers import Probe, WriterProbe
 from mavi_uploader.journal.sqlite.store import ContentClaim, Journal
@@ -44,9 +46,6 @@ from mavi_uploader.upload.pause import PauseGate
 
 log = get_logger(__name__)
 
-# Renewed every PROGRESS_EVERY_SECONDS while bytes move; longer than any limiter wait.
-LEASE_SECONDS = 900.0
-PROGRESS_EVERY_SECONDS = 2.0
 CHANGED_SINCE_QUEUED = "file changed since it was queued"
 
 
@@ -85,8 +84,13 @@ class Worker:
         on_claim: Callable[[], None] | None = None,
         bandwidth: BandwidthLimiter | None = None,
         probe: Probe | None = None,
+        lease_seconds: float = Timers.lease,  # renewed every `progress_every` while bytes move
+        progress_every: float = Timers.progress_every,
+        retry_first: float = Timers.retry_first,
+        confirm_first: float = Timers.confirm_first,
     ) -> None:
         self.owner = f"{os.getpid()}:{name}"
+        self._lease_seconds, self._progress_every = lease_seconds, progress_every
         self._probe = probe or WriterProbe()
         self._on_claim = on_claim
         self._bandwidth = bandwidth or BandwidthLimiter(0)
@@ -97,8 +101,11 @@ class Worker:
         self._stop = stop
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._backoffs = Backoffs.starting_at(retry_first, confirm_first)
         self._ledger = Ledger(journal, self.owner)
-        self._confirmer = Confirmer(client, gate, clock=clock, rng=self._rng)
+        self._confirmer = Confirmer(
+            client, gate, clock=clock, rng=self._rng, backoffs=self._backoffs
+        )
         self._stranded: FileRecord | None = None
 
     def run_once(self) -> bool:
@@ -109,7 +116,7 @@ class Worker:
             self._release(stranded, "handed back after a journal write failure")
         if not self._gate.admit():
             return False
-        record = self._journal.claim(self.owner, LEASE_SECONDS)
+        record = self._journal.claim(self.owner, self._lease_seconds)
         if record is None:
             return False
         if self._on_claim is not None:
@@ -269,8 +276,9 @@ class Worker:
         else:
             owed, now = self._aftercare().due(), self._clock()
             answered = outcomes.follow(
-                rec, judgement, mavi_status, now=now, rng=self._rng, owed=owed
-            )
+                rec, judgement, mavi_status, now=now, rng=self._rng, owed=owed,
+                backoffs=self._backoffs,
+            )  # fmt: skip
             self._conclude(rec, answered)
         return None
 
@@ -304,9 +312,9 @@ class Worker:
             sent += n
             now = self._clock()
             finished = record_bytes and sent >= (rec.size or 0)
-            if now - last >= PROGRESS_EVERY_SECONDS or finished:
+            if now - last >= self._progress_every or finished:
                 last = now
-                fields: dict[str, object] = {"lease_expires_at": now + LEASE_SECONDS}
+                fields: dict[str, object] = {"lease_expires_at": now + self._lease_seconds}
                 if record_bytes:
                     fields["bytes_sent"] = sent
                     fields["progress_at"] = now
@@ -343,7 +351,9 @@ class Worker:
         """A failed step's outcome, on the row as the journal has it (it may be confirming
         by now): try again later, or give up."""
         current = self._journal.get(rec.id) or rec
-        return outcomes.retry_later(current, why, counts=counts, now=self._clock(), rng=self._rng)
+        return outcomes.retry_later(
+            current, why, counts=counts, now=self._clock(), rng=self._rng, backoffs=self._backoffs
+        )
 
     def _release(self, rec: FileRecord, why: str) -> None:
         """Give the row back, if it is still ours, without counting an attempt."""

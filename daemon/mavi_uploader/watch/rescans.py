@@ -12,12 +12,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.log import get_logger
 from mavi_uploader.watch.roots import WatchRoot
 from mavi_uploader.watch.watcher import Watcher
 
 log = get_logger(__name__)
-RETRY_SECONDS = 10.0  # after a failed rescan (journal unwritable): try the same one again
 
 
 class _Stopping(Exception):
@@ -37,7 +37,7 @@ class Rescanner:
         stop: threading.Event,
         *,
         clock: Callable[[], float] = time.monotonic,
-        retry_seconds: float = RETRY_SECONDS,
+        retry_seconds: float = Timers.rescan_retry,  # after a failed rescan: try it again
     ) -> None:
         self._watcher = watcher
         self._stop = stop

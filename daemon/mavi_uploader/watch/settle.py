@@ -7,13 +7,13 @@ import os
 import time
 from collections.abc import Callable
 
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import FileRecord, State, display_path
 from mavi_uploader.core.writers import Probe, WriterProbe
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
-UNREADABLE_RETRY_SECONDS = 30.0
 BATCH = 500
 
 
@@ -35,8 +35,10 @@ class Settler:
         stat: Callable[[str], os.stat_result] = os.stat,
         check_readable: Callable[[str], None] = can_read,
         probe: Probe | None = None,
+        unreadable_retry: float = Timers.unreadable_retry,
     ) -> None:
         self._journal = journal
+        self._unreadable_retry = unreadable_retry
         self.settle_seconds = settle_seconds
         self._clock = clock
         self._stat = stat
@@ -107,4 +109,4 @@ class Settler:
     def _defer(self, rec: FileRecord, now: float, why: str) -> None:
         if rec.last_error != why:
             log.warning("file not ready", file_id=rec.id, path=display_path(rec.path), reason=why)
-        self._journal.update(rec.id, last_error=why, next_attempt_at=now + UNREADABLE_RETRY_SECONDS)
+        self._journal.update(rec.id, last_error=why, next_attempt_at=now + self._unreadable_retry)
