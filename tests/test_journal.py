@@ -12,8 +12,9 @@ import pytest
 
 from conftest import Clock
 from mavi_uploader.core.records import Observation, State
+from mavi_uploader.journal import JournalError
 from mavi_uploader.journal.sqlite import schema
-from mavi_uploader.journal.sqlite.schema import SCHEMA_VERSION, JournalError
+from mavi_uploader.journal.sqlite.schema import SCHEMA_VERSION
 from mavi_uploader.journal.sqlite.store import DB_NAME, ContentClaim, Journal
 
 

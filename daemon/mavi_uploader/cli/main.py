@@ -25,7 +25,13 @@ from mavi_uploader.config.settings import Config, ConfigError, load_config
 from mavi_uploader.core import rules
 from mavi_uploader.core.records import FileRecord, Observation, State, display_path
 from mavi_uploader.core.rules import relative_parts
-from mavi_uploader.journal.sqlite.store import Journal, JournalError
+from mavi_uploader.journal import (
+    JournalError,
+    JournalStore,
+    make_state_dir,
+    open_for_reports,
+    open_journal,
+)
 from mavi_uploader.log import configure_logging, get_logger
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service.daemon import Daemon
@@ -200,7 +206,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
-    journal = Journal.open_existing(config.state_dir)
+    journal = open_for_reports(config.state_dir)
     try:
         doc = status_document(config.state_dir, journal, probe(config.state_dir))
     finally:
@@ -211,7 +217,7 @@ def _status(args: argparse.Namespace, config: Config) -> int:
 
 
 def _list(args: argparse.Namespace, config: Config) -> int:
-    journal = Journal.open_existing(config.state_dir)
+    journal = open_for_reports(config.state_dir)
     state = State(args.state) if args.state else None
     records = journal.files(state, args.limit) if journal else []
     if args.json:
@@ -222,7 +228,7 @@ def _list(args: argparse.Namespace, config: Config) -> int:
 
 
 def _history(args: argparse.Namespace, config: Config) -> int:
-    journal = Journal.open_existing(config.state_dir)
+    journal = open_for_reports(config.state_dir)
     records = _find(journal, args.target) if journal is not None else []
     if journal is None or not records:
         print(f"mavi-uploader: no file {args.target!r} in the journal", file=sys.stderr)
@@ -238,7 +244,7 @@ def _history(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
-def _find(journal: Journal, target: str) -> list[FileRecord]:
+def _find(journal: JournalStore, target: str) -> list[FileRecord]:
     """A target is a file ID, or a path (all of its generations)."""
     if target.isdigit() and not os.path.exists(target):
         found = journal.get(int(target))
@@ -246,18 +252,18 @@ def _find(journal: Journal, target: str) -> list[FileRecord]:
     return journal.by_path(os.path.abspath(target))
 
 
-def open_for_command(state_dir: Path) -> Journal:
+def open_for_command(state_dir: Path) -> JournalStore:
     """The journal for a command that writes (enqueue, retry, forget). Migrating it is only
     safe under the state-dir lock; a daemon holding that lock has migrated it to its own
     schema, which this build uses as it is or refuses (naming the fix)."""
-    Journal.make_state_dir(state_dir)
+    make_state_dir(state_dir)
     lock = StateDirLock(state_dir)
     try:
         lock.acquire()
     except AlreadyRunning:
-        return Journal.open(state_dir, migrate_schema=False)
+        return open_journal(state_dir, migrate_schema=False)
     try:
-        return Journal.open(state_dir)
+        return open_journal(state_dir)
     finally:
         lock.release()
 

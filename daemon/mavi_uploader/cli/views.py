@@ -10,7 +10,7 @@ from typing import Any
 
 from mavi_uploader.core.decisions import NOT_FOUND
 from mavi_uploader.core.records import Event, FileRecord, State, display_path
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore
 from mavi_uploader.redaction import redact
 from mavi_uploader.service.lock import LockHolder
 
@@ -52,7 +52,9 @@ def mavi_says(rec: FileRecord) -> str | None:
     return f"{said} since {iso(rec.mavi_status_since)}"
 
 
-def status_document(state_dir: Path, journal: Journal | None, holder: LockHolder) -> dict[str, Any]:
+def status_document(
+    state_dir: Path, journal: JournalStore | None, holder: LockHolder
+) -> dict[str, Any]:
     pause = journal.pause() if journal else None
     counts = journal.counts() if journal else {s.value: 0 for s in State}
     now = time.time()

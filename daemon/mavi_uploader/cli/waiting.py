@@ -10,18 +10,18 @@ from typing import TextIO
 from mavi_uploader.cli.progress import UploadBars
 from mavi_uploader.cli.views import upload_progress
 from mavi_uploader.core.records import ACTIVE_STATES, FileRecord, State, display_path
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore
 
 POLL_SECONDS = 0.5
 GOOD_ENDINGS = (State.DONE, State.DUPLICATE)
 
 
-def _current(journal: Journal, ids: Sequence[int]) -> list[FileRecord]:
+def _current(journal: JournalStore, ids: Sequence[int]) -> list[FileRecord]:
     return [r for r in (journal.get(i) for i in ids) if r is not None]
 
 
 def follow(
-    journal: Journal,
+    journal: JournalStore,
     ids: Sequence[int],
     out: TextIO | None = None,
     reported: Mapping[int, State] | None = None,
@@ -41,7 +41,7 @@ def follow(
 
 
 def _follow(
-    journal: Journal,
+    journal: JournalStore,
     ids: Sequence[int],
     out: TextIO,
     bars: UploadBars | None,

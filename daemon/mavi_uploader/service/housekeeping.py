@@ -6,7 +6,7 @@ import os
 import time
 
 from mavi_uploader.core.records import FileRecord
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore as Journal
 
 DAY = 86400.0
 PRUNE_EVERY_SECONDS = 3600.0

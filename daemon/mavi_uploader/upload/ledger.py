@@ -21,7 +21,7 @@ from mavi_uploader.core.records import (
     display_path,
 )
 from mavi_uploader.core.retry import CONFIRM_BACKOFF, MAX_SERVER_FAILURES, UPLOAD_BACKOFF
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import stat
 import threading
 import time
@@ -26,7 +27,8 @@ from mavi_uploader.core.records import (
     display_path,
     upload_name,
 )
-from mavi_uploader.journal.sqlite.store import ContentClaim, Journal
+from mavi_uploader.journal import ContentClaim
+from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import (
     AuthProblem,
@@ -96,7 +98,7 @@ class Worker:
         bandwidth: BandwidthLimiter | None = None,
         probe: Probe | None = None,
     ) -> None:
-        self.owner = f"{os.getpid()}:{name}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self._probe = probe or WriterProbe()
         self._on_claim = on_claim
         self._bandwidth = bandwidth or BandwidthLimiter(0)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from mavi_uploader.core.records import FileRecord, State, display_path
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore
 from mavi_uploader.log import get_logger
 from mavi_uploader.watch.writers import Probe, WriterProbe
 
@@ -28,7 +28,7 @@ class Settler:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalStore,
         settle_seconds: float,
         *,
         clock: Callable[[], float] = time.time,

@@ -26,7 +26,7 @@ from watchdog.observers.polling import PollingObserver
 from mavi_uploader.config.settings import Config, WatchConfig
 from mavi_uploader.core import rules
 from mavi_uploader.core.records import Observation, display_path
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore
 from mavi_uploader.log import get_logger
 from mavi_uploader.watch.links import LinkNotices, link_target
 
@@ -204,7 +204,7 @@ class _OverflowAlarm(logging.Handler):
 class Watcher:
     """Observers for every watch root plus the start-up and periodic rescans."""
 
-    def __init__(self, roots: Sequence[WatchRoot], journal: Journal) -> None:
+    def __init__(self, roots: Sequence[WatchRoot], journal: JournalStore) -> None:
         self._roots = list(roots)
         self._journal = journal
         self._inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]] = queue.SimpleQueue()

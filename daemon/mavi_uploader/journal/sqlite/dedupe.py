@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import sqlite3
 from collections.abc import Callable
 
 from mavi_uploader.core.records import FileRecord
+from mavi_uploader.journal.api import ContentClaim
 from mavi_uploader.journal.sqlite.reads import HOLDS, to_record
-
-
-class ContentClaim(enum.Enum):
-    """What `claim_content` found."""
-
-    CLAIMED = "claimed"  # ours now: upload it
-    UPLOADED = "uploaded"  # a done twin exists: a duplicate of it
-    IN_FLIGHT = "in flight"  # another row holds it: wait (parked) for that one
-    SPENT = "spent"  # a failed twin already used up the complete uploads allowed
-    LOST = "lost"  # the row is no longer ours (lease taken)
 
 
 class JournalDedupe:

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from mavi_uploader.journal.api import JournalError
+
 SCHEMA_VERSION = 4
 
 _ACTIVE = "('settling', 'queued', 'uploading', 'confirming')"
@@ -91,10 +93,6 @@ _MIGRATIONS: dict[int, str] = {
     UPDATE files SET content_claimed = 1 WHERE state = 'confirming' AND sha256 IS NOT NULL;
     """,
 }
-
-
-class JournalError(Exception):
-    """The journal cannot be opened or used; the message names the file."""
 
 
 def connect(db_path: Path, *, read_only: bool = False) -> sqlite3.Connection:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,13 @@ from mavi_uploader.core.records import (
     State,
     path_to_blob,
 )
-from mavi_uploader.journal.sqlite.dedupe import ContentClaim, JournalDedupe
+from mavi_uploader.journal.api import ContentClaim, JournalError
+from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
 from mavi_uploader.journal.sqlite.reads import PARKED, JournalReads, handles, to_record
 from mavi_uploader.journal.sqlite.retention import JournalRetention
 from mavi_uploader.journal.sqlite.schema import (
     SCHEMA_VERSION,
     ConnectionPool,
-    JournalError,
     create_private_file,
     migrate,
 )
@@ -48,7 +48,8 @@ _WRITABLE = frozenset({
 
 
 class Journal(JournalDedupe, JournalRetention, JournalReads):
-    """Thread-safe access to one journal database (one connection per thread)."""
+    """Thread-safe access to one journal database (one connection per thread); the SQLite
+    `JournalStore` (mavi_uploader.journal.api)."""
 
     def __init__(
         self,
@@ -123,9 +124,11 @@ class Journal(JournalDedupe, JournalRetention, JournalReads):
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return self._db.transaction()
 
-    def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
         """Group the transitions made inside into one transaction (all or none)."""
-        return self._db.transaction()
+        with self._db.transaction():
+            yield
 
     def _event(
         self, conn: sqlite3.Connection, file_id: int, old: State | None, new: State, why: str
