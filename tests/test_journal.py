@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Clock
+from journal_paths import drive
 from mavi_uploader.core.records import Observation, State
-from mavi_uploader.journal import JournalError
+from mavi_uploader.journal import IllegalTransition, JournalError
 from mavi_uploader.journal.sqlite import schema
 from mavi_uploader.journal.sqlite.schema import SCHEMA_VERSION
 from mavi_uploader.journal.sqlite.store import DB_NAME, ContentClaim, Journal
@@ -65,7 +66,7 @@ def test_handled_file_is_not_sighted_again_but_a_rewrite_is_a_new_generation(
     journal: Journal,
 ) -> None:
     file_id = queued(journal, "/w/a.mp4")
-    journal.transition(file_id, State.DONE, "confirmed", asset_id="re_1")
+    drive(journal, file_id, State.DONE, "confirmed", asset_id="re_1")
     assert journal.sight([obs("/w/a.mp4")]) == []
     assert journal.handled_index("/w") == {"/w/a.mp4": (10, 1)}
     (again,) = journal.sight([obs("/w/a.mp4", size=11, mtime_ns=2)])
@@ -203,11 +204,36 @@ def test_every_transition_appends_an_event_in_the_same_transaction(journal: Jour
 
 def test_failed_transaction_leaves_no_event(journal: Journal) -> None:
     file_id = queued(journal, "/w/a.mp4")
+    assert journal.claim("w", 60) is not None
     before = len(journal.history(file_id))
     with pytest.raises(sqlite3.IntegrityError):
         journal.transition(file_id, State.QUEUED, "bad", duplicate_of=424242)
     assert len(journal.history(file_id)) == before
-    assert journal.get(file_id).state is State.QUEUED  # type: ignore[union-attr]
+    assert journal.get(file_id).state is State.UPLOADING  # type: ignore[union-attr]
+
+
+def test_a_move_outside_allowed_is_refused_and_nothing_is_written(journal: Journal) -> None:
+    file_id = queued(journal, "/w/a.mp4")
+    events = journal.history(file_id)
+    with pytest.raises(IllegalTransition, match=f"file #{file_id}: queued -> done") as refused:
+        journal.transition(file_id, State.DONE, "a shortcut", asset_id="re_1")
+    assert (refused.value.file_id, refused.value.old, refused.value.new) == (
+        file_id,
+        State.QUEUED,
+        State.DONE,
+    )
+    rec = journal.get(file_id)
+    assert rec is not None and rec.state is State.QUEUED and rec.asset_id is None
+    assert journal.history(file_id) == events
+    # A guard that does not match is looked at first: None, as before, and no error.
+    assert journal.transition(file_id, State.DONE, "x", expect=State.CONFIRMING) is None
+
+
+def test_the_insert_path_refuses_a_state_a_new_row_may_not_start_in(journal: Journal) -> None:
+    refused = pytest.raises(IllegalTransition, match=r"a new row: \(none\) -> done")
+    with refused, journal.batch():
+        journal._insert(journal._conn(), obs("/w/a.mp4"), State.DONE)
+    assert journal.counts()["done"] == 0
 
 
 def test_pause_is_stored_for_other_processes(journal: Journal, tmp_path: Path) -> None:
@@ -322,14 +348,14 @@ def test_status_reads_a_journal_its_daemon_has_not_migrated_yet(tmp_path: Path) 
 def test_batch_commits_many_transitions_together_or_none(journal: Journal) -> None:
     first, second = queued(journal, "/w/1.mp4"), queued(journal, "/w/2.mp4")
     with pytest.raises(RuntimeError), journal.batch():
-        journal.transition(first, State.SKIPPED, "x")
-        journal.transition(second, State.SKIPPED, "x")
+        journal.transition(first, State.UPLOADING, "x")
+        journal.transition(second, State.UPLOADING, "x")
         raise RuntimeError("disk full, say")
-    assert journal.counts()["skipped"] == 0 and journal.counts()["queued"] == 2
+    assert journal.counts()["uploading"] == 0 and journal.counts()["queued"] == 2
     with journal.batch():
-        journal.transition(first, State.SKIPPED, "x")
-        journal.transition(second, State.SKIPPED, "x")
-    assert journal.counts()["skipped"] == 2
+        journal.transition(first, State.UPLOADING, "x")
+        journal.transition(second, State.UPLOADING, "x")
+    assert journal.counts()["uploading"] == 2
 
 
 def test_reports_see_no_journal_until_its_tables_exist(tmp_path: Path) -> None:
@@ -401,7 +427,7 @@ def test_enqueue_after_a_rule_skip_queues_the_same_version(journal: Journal) -> 
 
 def test_an_empty_file_stays_skipped_while_it_is_unchanged(journal: Journal) -> None:
     (rec,) = journal.sight([obs("/w/empty.mp4", size=0)])
-    journal.transition(rec.id, State.SKIPPED, "empty file (0 bytes)", last_error="empty file")
+    drive(journal, rec.id, State.SKIPPED, "empty file (0 bytes)", last_error="empty file")
     assert journal.handled_index("/w") == {"/w/empty.mp4": (0, 1)}
     assert journal.sight([obs("/w/empty.mp4", size=0)]) == []
     assert journal.enqueue(obs("/w/empty.mp4", size=0), "by hand").id == rec.id
@@ -411,7 +437,7 @@ def test_an_empty_file_stays_skipped_while_it_is_unchanged(journal: Journal) -> 
 
 def test_a_copy_of_content_mavi_refused_too_often_is_not_sent_again(journal: Journal) -> None:
     spent, copy = queued(journal, "/w/a.mp4"), queued(journal, "/w/b.mp4")
-    journal.transition(spent, State.FAILED, "MAVI said FAILED 4 times", sha256="ab" * 32, sends=4)
+    drive(journal, spent, State.FAILED, "MAVI said FAILED 4 times", sha256="ab" * 32, sends=4)
     assert journal.claim("w1", 60) is not None
     claim, twin = journal.claim_content(copy, "ab" * 32, "w1", max_sends=3)
     assert claim is ContentClaim.SPENT and twin is not None and twin.id == spent
