@@ -13,6 +13,7 @@ import pytest
 from conftest import Clock
 from journal_paths import drive
 from mavi_uploader.core.records import Observation, State
+from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD
 from mavi_uploader.journal import IllegalTransition, JournalError
 from mavi_uploader.journal.sqlite import schema
 from mavi_uploader.journal.sqlite.schema import SCHEMA_VERSION
@@ -461,3 +462,40 @@ def test_a_copy_waiting_for_its_twin_is_parked_until_the_twin_leaves_flight(
     journal.transition(twin, State.DONE, "confirmed")
     woken = journal.claim("w2", 60)
     assert woken is not None and woken.id == copy
+
+
+# ---- the schema's state lists: generated from the enum, as the field has them ---------------
+
+
+def test_schema_state_lists_are_the_text_existing_journals_were_created_with(
+    tmp_path: Path,
+) -> None:
+    """Generated from State; a new state needs a migration (a CHECK cannot be altered)."""
+    assert schema._STATES == (
+        "('settling', 'queued', 'uploading', 'confirming', 'done', 'duplicate', 'failed',"
+        " 'vanished', 'skipped')"
+    )
+    assert schema._ACTIVE == "('settling', 'queued', 'uploading', 'confirming')"
+    assert schema.among(ACTIVE_STATES) == schema._ACTIVE
+    assert schema.among(SETTLED_FOR_GOOD) == "('done', 'duplicate', 'vanished', 'skipped')"
+    v4 = [" ".join(s.split()) for s in schema._split(schema._MIGRATIONS[4])]
+    assert v4[-3:] == [
+        "UPDATE files SET signed_url = NULL, url_expires_at = NULL"
+        " WHERE state IN ('done', 'duplicate', 'vanished', 'skipped')",
+        "UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = 'confirming'",
+        "UPDATE files SET content_claimed = 1 WHERE state = 'confirming' AND sha256 IS NOT NULL",
+    ]
+    Journal.open(tmp_path / "state").close()
+    conn = sqlite3.connect(tmp_path / "state" / DB_NAME)
+    tables = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+    conn.close()
+    assert f"CHECK (state IN {schema._STATES})" in tables["files"]
+    assert tables["files_one_active_per_path"].endswith(f"WHERE state IN {schema._ACTIVE}")
+
+
+def test_the_database_refuses_a_state_outside_the_enum(journal: Journal) -> None:
+    (rec,) = journal.sight([obs("/w/a.mp4")])
+    conn = sqlite3.connect(journal.db_path)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute("UPDATE files SET state = 'lost' WHERE id = ?", (rec.id,))
+    conn.close()

@@ -6,18 +6,29 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD, State
 from mavi_uploader.journal.api import JournalError
 
 SCHEMA_VERSION = 4
 
-_ACTIVE = "('settling', 'queued', 'uploading', 'confirming')"
-_STATES = (
-    "('settling', 'queued', 'uploading', 'confirming', 'done', 'duplicate', 'failed',"
-    " 'vanished', 'skipped')"
-)
+
+def one(state: State) -> str:
+    """A state as an SQL literal (the enum's own value: a constant, never input)."""
+    return f"'{state.value}'"
+
+
+def among(states: Iterable[State]) -> str:
+    """States as an SQL list for `IN`: literals, so SQLite can match the partial index."""
+    return "(" + ", ".join(one(s) for s in states) + ")"
+
+
+# Generated from the enum, byte for byte the text journals in the field were created with
+# (tests/test_journal.py pins it): a new state needs a migration, not an edit here.
+_ACTIVE = among(ACTIVE_STATES)
+_STATES = among(State)
 
 _MIGRATIONS: dict[int, str] = {
     1: f"""
@@ -80,7 +91,7 @@ _MIGRATIONS: dict[int, str] = {
     # complete sends storage accepted and when the last was accepted (late confirmations are
     # waited for, re-sends are capped); what MAVI last reported and since when. A finished
     # file's signed URL is a credential with no further use: forgotten.
-    4: """
+    4: f"""
     ALTER TABLE files ADD COLUMN server_failures INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE files ADD COLUMN sends INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE files ADD COLUMN accepted_at REAL;
@@ -88,9 +99,10 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE files ADD COLUMN mavi_status_since REAL;
     ALTER TABLE files ADD COLUMN content_claimed INTEGER NOT NULL DEFAULT 0;
     UPDATE files SET signed_url = NULL, url_expires_at = NULL
-        WHERE state IN ('done', 'duplicate', 'vanished', 'skipped');
-    UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = 'confirming';
-    UPDATE files SET content_claimed = 1 WHERE state = 'confirming' AND sha256 IS NOT NULL;
+        WHERE state IN {among(SETTLED_FOR_GOOD)};
+    UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = {one(State.CONFIRMING)};
+    UPDATE files SET content_claimed = 1
+        WHERE state = {one(State.CONFIRMING)} AND sha256 IS NOT NULL;
     """,
 }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mavi_uploader.core.records import FileRecord
-from mavi_uploader.core.states import State
+from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
 from mavi_uploader.journal.api import ContentClaim, JournalError, check_transition
 from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
 from mavi_uploader.journal.sqlite.reads import PARKED, JournalReads, to_record
@@ -22,8 +22,10 @@ from mavi_uploader.journal.sqlite.retention import JournalRetention
 from mavi_uploader.journal.sqlite.schema import (
     SCHEMA_VERSION,
     ConnectionPool,
+    among,
     create_private_file,
     migrate,
+    one,
 )
 from mavi_uploader.journal.sqlite.sightings import JournalSightings
 
@@ -213,10 +215,11 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT id, state, lease_owner FROM files WHERE"
-                f" (state = 'queued' AND COALESCE(next_attempt_at, 0) <= :now AND NOT {PARKED})"
-                " OR (state = 'confirming' AND lease_owner IS NULL"
+                f" (state = {one(State.QUEUED)} AND COALESCE(next_attempt_at, 0) <= :now"
+                f"     AND NOT {PARKED})"
+                f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
                 "     AND COALESCE(next_attempt_at, 0) <= :now)"
-                " OR (state IN ('uploading', 'confirming') AND lease_expires_at < :now)"
+                f" OR (state IN {among(IN_FLIGHT)} AND lease_expires_at < :now)"
                 " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1",
                 {"now": now},
             ).fetchone()
@@ -245,7 +248,8 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
         """
         with self._tx() as conn:
             rows = conn.execute(
-                "SELECT id, state FROM files WHERE state = 'uploading' OR lease_owner IS NOT NULL"
+                "SELECT id, state FROM files"
+                f" WHERE state = {one(State.UPLOADING)} OR lease_owner IS NOT NULL"
             ).fetchall()
             for row in rows:
                 if row["state"] == State.UPLOADING.value:
@@ -255,7 +259,7 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
                         State.UPLOADING,
                         State.QUEUED,
                         "daemon stopped during upload; will resume",
-                        {"lease_owner": None, "lease_expires_at": None, "next_attempt_at": None},
+                        {**RELEASE_LEASE, "next_attempt_at": None},
                     )
                 else:
                     conn.execute(
