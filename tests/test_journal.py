@@ -14,7 +14,7 @@ from conftest import Clock
 from journal_paths import drive
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD
-from mavi_uploader.journal import IllegalTransition, JournalError
+from mavi_uploader.journal import IllegalTransition, JournalError, JournalStore
 from mavi_uploader.journal.sqlite import schema
 from mavi_uploader.journal.sqlite.schema import SCHEMA_VERSION
 from mavi_uploader.journal.sqlite.store import DB_NAME, ContentClaim, Journal
@@ -207,8 +207,9 @@ def test_failed_transaction_leaves_no_event(journal: Journal) -> None:
     file_id = queued(journal, "/w/a.mp4")
     assert journal.claim("w", 60) is not None
     before = len(journal.history(file_id))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(JournalError, match="FOREIGN KEY") as failed:
         journal.transition(file_id, State.QUEUED, "bad", duplicate_of=424242)
+    assert isinstance(failed.value.__cause__, sqlite3.IntegrityError)
     assert len(journal.history(file_id)) == before
     assert journal.get(file_id).state is State.UPLOADING  # type: ignore[union-attr]
 
@@ -499,3 +500,49 @@ def test_the_database_refuses_a_state_outside_the_enum(journal: Journal) -> None
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         conn.execute("UPDATE files SET state = 'lost' WHERE id = ?", (rec.id,))
     conn.close()
+
+
+# ---- driver errors: JournalError at the store's boundary --------------------------------------
+
+
+def test_every_method_of_the_interface_wraps_driver_errors() -> None:
+    members = [name for name in vars(JournalStore) if not name.startswith("_")]
+    assert len(members) == 28
+    for name in members:
+        assert hasattr(getattr(Journal, name), "__wrapped__"), name
+
+
+def test_a_constraint_error_is_a_journal_error_caused_by_the_driver(journal: Journal) -> None:
+    (rec,) = journal.sight([obs("/w/a.mp4")])
+    drive(journal, rec.id, State.UPLOADING)
+    with pytest.raises(JournalError, match="FOREIGN KEY") as failed:
+        journal.transition(rec.id, State.QUEUED, "bad", duplicate_of=424242)
+    assert isinstance(failed.value.__cause__, sqlite3.IntegrityError)
+    assert str(journal.db_path) in str(failed.value)
+
+
+def test_a_full_disk_is_a_journal_error_and_the_journal_works_again_after(
+    journal: Journal,
+) -> None:
+    journal.sight([obs("/w/first.mp4")])
+    conn = journal._conn()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # as full as a full disk
+    many = [obs(f"/w/{'x' * 200}{n}.mp4") for n in range(2000)]
+    with pytest.raises(JournalError, match="database or disk is full") as full:
+        journal.sight(many)
+    assert isinstance(full.value.__cause__, sqlite3.OperationalError)
+    assert journal.counts()["settling"] == 1  # the whole batch rolled back
+    with pytest.raises(JournalError, match="disk is full"), journal.batch():
+        journal.sight(many)
+    conn.execute("PRAGMA max_page_count = 1073741823")  # space is back
+    assert len(journal.sight(many)) == 2000
+
+
+def test_reports_wrap_driver_errors_too(tmp_path: Path) -> None:
+    Journal.open(tmp_path / "state").close()
+    reader = Journal.open_existing(tmp_path / "state")
+    assert reader is not None
+    with pytest.raises(JournalError, match="readonly"):
+        reader.set_pause("a report never writes")
+    reader.close()

@@ -10,7 +10,6 @@ import errno
 import logging
 import os
 import queue
-import sqlite3
 import stat
 import threading
 import time
@@ -26,7 +25,7 @@ from watchdog.observers.polling import PollingObserver
 from mavi_uploader.config.settings import Config, WatchConfig
 from mavi_uploader.core import rules
 from mavi_uploader.core.records import Observation, display_path
-from mavi_uploader.journal import JournalStore
+from mavi_uploader.journal import JournalError, JournalStore
 from mavi_uploader.log import get_logger
 from mavi_uploader.watch.links import LinkNotices, link_target
 
@@ -381,7 +380,7 @@ class Watcher:
                 batch.append(obs)
         try:
             return self._journal_batch(batch) if batch else 0
-        except sqlite3.Error as exc:
+        except JournalError as exc:
             # Disk full, or the journal briefly unwritable: keep the paths for the next pump.
             log.error("cannot journal new files; will retry", error=str(exc), files=len(batch))
             self._unjournaled.update(pending)

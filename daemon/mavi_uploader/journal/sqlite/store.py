@@ -24,8 +24,10 @@ from mavi_uploader.journal.sqlite.schema import (
     ConnectionPool,
     among,
     create_private_file,
+    driver_errors,
     migrate,
     one,
+    wraps_driver_errors,
 )
 from mavi_uploader.journal.sqlite.sightings import JournalSightings
 
@@ -44,6 +46,7 @@ _WRITABLE = frozenset({
 # fmt: on
 
 
+@wraps_driver_errors
 class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
     """Thread-safe access to one journal database (one connection per thread); the SQLite
     `JournalStore` (mavi_uploader.journal.api)."""
@@ -124,7 +127,8 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Group the transitions made inside into one transaction (all or none)."""
-        with self._db.transaction():
+        # The commit runs as the block ends, outside any store method: wrapped here.
+        with driver_errors(self.db_path), self._db.transaction():
             yield
 
     def _event(
