@@ -6,17 +6,16 @@ store would skip itself when no server is configured).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import Clock
+from contract.helpers import Opener
 from mavi_uploader.journal import JournalStore, open_for_reports, open_journal
 
 STORES = ["sqlite"]
-
-Opener = Callable[[], JournalStore]
 
 
 def _open(kind: str, where: Path, clock: Clock) -> JournalStore:

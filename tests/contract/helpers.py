@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from journal_paths import drive
 from mavi_uploader.core.records import FileRecord, Observation
 from mavi_uploader.core.states import State
 from mavi_uploader.journal import JournalStore
+
+# Opens one more store on the same journal (the fixtures open_store and open_reader).
+Opener = Callable[[], JournalStore]
 
 
 def obs(path: str, size: int = 10, mtime_ns: int = 1, root: str = "/w") -> Observation:
@@ -37,4 +41,4 @@ def current(store: JournalStore, file_id: int) -> FileRecord:
     return rec
 
 
-__all__ = ["at", "current", "drive", "obs", "queued", "sighted"]
+__all__ = ["Opener", "at", "current", "drive", "obs", "queued", "sighted"]

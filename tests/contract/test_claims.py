@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 
 from conftest import Clock
-from contract.conftest import Opener
-from contract.helpers import current, obs, queued
+from contract.helpers import Opener, current, obs, queued
 from mavi_uploader.core.states import State
 from mavi_uploader.journal import ContentClaim, JournalStore
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from conftest import Clock
-from contract.conftest import Opener
-from contract.helpers import at, current, obs, queued
+from contract.helpers import Opener, at, current, obs, queued
 from mavi_uploader.core.states import State
 from mavi_uploader.journal import JournalStore
 
