@@ -28,7 +28,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from fakemavi import FakeMavi
 from mavi_uploader.cli.views import file_document, status_document
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore, open_for_reports
 from mavi_uploader.service.lock import probe
 
 API_KEY = "test-key-0123456789abcdef"
@@ -162,13 +162,13 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-def open_reports(state_dir: Path) -> Journal | None:
+def open_reports(state_dir: Path) -> JournalStore | None:
     """The journal read-only, as `status` and `list` open it (None before there is one).
 
     The one place tests open a daemon's journal for reports: polls read it in this process
     instead of starting a CLI process per poll.
     """
-    return Journal.open_existing(state_dir)
+    return open_for_reports(state_dir)
 
 
 def read_status(state_dir: Path) -> dict[str, Any]:

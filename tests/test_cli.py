@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import API_KEY, wait_for, write_video
+from journal_paths import drive
 from mavi_uploader.cli import waiting
 from mavi_uploader.cli.main import main
 from mavi_uploader.core.records import FileRecord, Observation, State
@@ -49,7 +50,7 @@ def journal_with(setup: dict[str, Path], state: State, name: str = "a.mp4", **fi
     path = write_video(setup["watch"] / name, 1000)
     journal = Journal.open(setup["state"])
     (rec,) = journal.sight([Observation(str(path), str(setup["watch"]), 1000, 1)])
-    journal.transition(rec.id, state, "test", **fields)
+    drive(journal, rec.id, state, **fields)
     journal.close()
     return rec.id
 
@@ -99,9 +100,11 @@ def test_list_and_history(setup: dict[str, Path], capsys: Any) -> None:
     code, out, _ = run(capsys, "history", str(setup["watch"] / "a.mp4"), "--json")
     assert code == 0
     (entry,) = json.loads(out)
-    assert [e["to"] for e in entry["events"]] == ["settling", "done"]
+    assert [e["to"] for e in entry["events"]] == [
+        "settling", "queued", "uploading", "confirming", "done",
+    ]  # fmt: skip
     code, out, _ = run(capsys, "history", str(failed))
-    assert code == 0 and "settling -> failed" in out
+    assert code == 0 and "uploading -> failed" in out
     code, _, err = run(capsys, "history", "/nowhere.mp4")
     assert code == 1 and "no file" in err
 
@@ -147,7 +150,8 @@ def test_enqueue_wait_prints_each_state_once(
         rec = wait_for(lambda: journal.in_states([State.QUEUED]), what="queued")[0]
         queued = [State.QUEUED]
         wait_for(lambda: polls.count(queued) >= 3, what="several polls of --wait seeing it queued")
-        journal.transition(rec.id, State.DONE, "test", asset_id="re_1")
+        with journal.batch():  # uploaded and confirmed at once: --wait sees only done
+            drive(journal, rec.id, State.DONE, asset_id="re_1")
 
     worker = threading.Thread(target=upload)
     worker.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Clock, write_video
+from journal_paths import drive
 from mavi_uploader.cli.main import main
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.journal.sqlite.store import Journal
@@ -35,7 +36,7 @@ def finished(journal: Journal, path: Path, state: State, size: int = 100) -> int
         write_video(path, size)
     st = path.stat()
     (rec,) = journal.sight([Observation(str(path), str(path.parent), st.st_size, st.st_mtime_ns)])
-    journal.transition(rec.id, state, "test")
+    drive(journal, rec.id, state)
     return rec.id
 
 
@@ -118,7 +119,7 @@ def test_forget_of_a_file_still_on_disk_journals_it_for_upload_at_once(
     journal = Journal.open(tmp_path / "state")
     st = clip.stat()
     (rec,) = journal.sight([Observation(str(clip), str(watch), st.st_size, st.st_mtime_ns)])
-    journal.transition(rec.id, State.DONE, "uploaded")
+    drive(journal, rec.id, State.DONE, "uploaded")
     assert main(["forget", str(rec.id)]) == 0
     assert "to be uploaded" in capsys.readouterr().out
     (again,) = journal.by_path(str(clip))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -43,7 +43,7 @@ def twin(**changes: Any) -> FileRecord:
 
 
 # name, the outcome, its state (None: stays, no event), fields it must write, words in its reason
-TABLE: list[tuple[str, Callable[[], Outcome | None], State | None, dict[str, Any], str]] = [
+TABLE: list[tuple[str, Callable[[], Outcome | None], State | None, Mapping[str, Any], str]] = [
     # the ends of an attempt
     ("failed", lambda: outcomes.failed("415 Unsupported"), State.FAILED,
      {"last_error": "415 Unsupported", **LEASE_DROPPED}, "415 Unsupported"),

@@ -19,6 +19,7 @@ from watchdog.events import (
 )
 
 from conftest import wait_for, write_video
+from journal_paths import drive
 from mavi_uploader.config.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.journal.sqlite.store import Journal
@@ -62,7 +63,7 @@ def states(journal: Journal, path: Path) -> list[State]:
 
 def mark_done(journal: Journal, path: Path) -> None:
     (rec,) = [r for r in journal.by_path(str(path)) if r.state is State.SETTLING]
-    assert journal.transition(rec.id, State.DONE, "confirmed", asset_id="re_1") is not None
+    drive(journal, rec.id, State.DONE, "confirmed", asset_id="re_1")
 
 
 # ---- WatchRoot.observe ----------------------------------------------------------------

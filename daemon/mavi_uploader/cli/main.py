@@ -21,7 +21,7 @@ from mavi_uploader.cli.views import (
 from mavi_uploader.cli.waiting import follow
 from mavi_uploader.config.settings import Config, ConfigError, load_config
 from mavi_uploader.core.records import State, display_path
-from mavi_uploader.journal.sqlite.store import Journal, JournalError
+from mavi_uploader.journal import JournalError, open_for_reports
 from mavi_uploader.log import configure_logging, get_logger
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import commands
@@ -190,7 +190,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
-    journal = Journal.open_existing(config.state_dir)
+    journal = open_for_reports(config.state_dir)
     try:
         doc = status_document(config.state_dir, journal, probe(config.state_dir))
     finally:
@@ -201,7 +201,7 @@ def _status(args: argparse.Namespace, config: Config) -> int:
 
 
 def _list(args: argparse.Namespace, config: Config) -> int:
-    journal = Journal.open_existing(config.state_dir)
+    journal = open_for_reports(config.state_dir)
     state = State(args.state) if args.state else None
     records = journal.files(state, args.limit) if journal else []
     if args.json:
@@ -212,7 +212,7 @@ def _list(args: argparse.Namespace, config: Config) -> int:
 
 
 def _history(args: argparse.Namespace, config: Config) -> int:
-    journal = Journal.open_existing(config.state_dir)
+    journal = open_for_reports(config.state_dir)
     records = commands.find(journal, args.target) if journal is not None else []
     if journal is None or not records:
         print(f"mavi-uploader: no file {args.target!r} in the journal", file=sys.stderr)

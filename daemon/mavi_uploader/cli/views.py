@@ -9,14 +9,16 @@ from typing import Any
 
 from mavi_uploader.core.records import Event, FileRecord, State, display_path
 from mavi_uploader.core.reporting import iso, mavi_says, upload_progress
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore
 from mavi_uploader.redaction import redact
 from mavi_uploader.service.lock import LockHolder
 
 CONFIRMING_SHOWN = 20  # `status` lists this many files waiting for MAVI
 
 
-def status_document(state_dir: Path, journal: Journal | None, holder: LockHolder) -> dict[str, Any]:
+def status_document(
+    state_dir: Path, journal: JournalStore | None, holder: LockHolder
+) -> dict[str, Any]:
     pause = journal.pause() if journal else None
     counts = journal.counts() if journal else {s.value: 0 for s in State}
     now = time.time()

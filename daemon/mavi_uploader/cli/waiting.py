@@ -11,17 +11,17 @@ from mavi_uploader.cli.progress import UploadBars
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import ACTIVE_STATES, FileRecord, State, display_path
 from mavi_uploader.core.reporting import upload_progress
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore
 
 GOOD_ENDINGS = (State.DONE, State.DUPLICATE)
 
 
-def _current(journal: Journal, ids: Sequence[int]) -> list[FileRecord]:
+def _current(journal: JournalStore, ids: Sequence[int]) -> list[FileRecord]:
     return [r for r in (journal.get(i) for i in ids) if r is not None]
 
 
 def follow(
-    journal: Journal,
+    journal: JournalStore,
     ids: Sequence[int],
     out: TextIO | None = None,
     reported: Mapping[int, State] | None = None,
@@ -43,7 +43,7 @@ def follow(
 
 
 def _follow(
-    journal: Journal,
+    journal: JournalStore,
     ids: Sequence[int],
     out: TextIO,
     bars: UploadBars | None,

@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import enum
 import os
 from dataclasses import dataclass
-from typing import Any
 
-# Columns that belong to one version of a file's content: its asset, and its hash and bytes
-# sent. A row whose file changed must forget them, or the new content passes for the old.
-NO_ASSET: dict[str, Any] = {
-    "asset_id": None,
-    "signed_url": None,
-    "url_expires_at": None,
-    "accepted_at": None,
-    "mavi_status": None,
-    "mavi_status_since": None,
-}
-# A finished file's signed URL is a credential with no further use: never kept.
-SPENT_URL: dict[str, Any] = {"signed_url": None, "url_expires_at": None}
-NEW_VERSION: dict[str, Any] = {
-    **NO_ASSET,
-    "sha256": None,
-    "bytes_sent": 0,
-    "duplicate_of": None,
-    "sends": 0,
-}
+# The state machine lives in core/states.py; re-exported here, where records are read.
+from mavi_uploader.core.states import (
+    ACTIVE_STATES,
+    NEW_VERSION,
+    NO_ASSET,
+    SETTLED_FOR_GOOD,
+    SPENT_URL,
+    State,
+)
+
 # last_error of a file skipped for having no bytes: a verdict on the file, not on the config.
 EMPTY_FILE = "empty file"
-
-
-class State(str, enum.Enum):
-    SETTLING = "settling"
-    QUEUED = "queued"
-    UPLOADING = "uploading"
-    CONFIRMING = "confirming"
-    DONE = "done"
-    DUPLICATE = "duplicate"
-    FAILED = "failed"
-    VANISHED = "vanished"
-    SKIPPED = "skipped"
-
-
-ACTIVE_STATES: tuple[State, ...] = (State.SETTLING, State.QUEUED, State.UPLOADING, State.CONFIRMING)
-# Final states after which nothing more is sent (failed keeps its URL: `retry` may reuse it).
-SETTLED_FOR_GOOD: tuple[State, ...] = (State.DONE, State.DUPLICATE, State.VANISHED, State.SKIPPED)
 
 
 def path_to_blob(path: str) -> bytes:
@@ -132,3 +104,22 @@ class Observation:
 class Pause:
     reason: str
     since: float
+
+
+__all__ = [
+    "ACTIVE_STATES",
+    "EMPTY_FILE",
+    "NEW_VERSION",
+    "NO_ASSET",
+    "SETTLED_FOR_GOOD",
+    "SPENT_URL",
+    "Event",
+    "FileRecord",
+    "Observation",
+    "Pause",
+    "State",
+    "blob_to_path",
+    "display_path",
+    "path_to_blob",
+    "upload_name",
+]

@@ -11,7 +11,8 @@ from mavi_uploader.config.settings import Config
 from mavi_uploader.core import rules
 from mavi_uploader.core.records import FileRecord, Observation, State
 from mavi_uploader.core.rules import relative_parts
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore as Journal
+from mavi_uploader.journal import make_state_dir, open_journal
 from mavi_uploader.service.lock import AlreadyRunning, StateDirLock
 from mavi_uploader.watch.roots import WatchRoot, watch_roots
 
@@ -20,14 +21,14 @@ def open_for_command(state_dir: Path) -> Journal:
     """The journal for a command that writes. Migrating it is only safe under the state-dir
     lock; a daemon holding that lock has migrated it to its own schema, which this build uses
     as it is or refuses (naming the fix)."""
-    Journal.make_state_dir(state_dir)
+    make_state_dir(state_dir)
     lock = StateDirLock(state_dir)
     try:
         lock.acquire()
     except AlreadyRunning:
-        return Journal.open(state_dir, migrate_schema=False)
+        return open_journal(state_dir, migrate_schema=False)
     try:
-        return Journal.open(state_dir)
+        return open_journal(state_dir)
     finally:
         lock.release()
 

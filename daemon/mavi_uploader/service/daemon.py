@@ -22,7 +22,8 @@ from mavi_uploader.core.decisions import Patience
 from mavi_uploader.core.records import State
 from mavi_uploader.core.reporting import upload_progress
 from mavi_uploader.core.writers import ignore_lease_breaks
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore as Journal
+from mavi_uploader.journal import make_state_dir, open_journal
 from mavi_uploader.log import dropped_lines, get_logger
 from mavi_uploader.mavi.client import MaviClient
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter
@@ -104,12 +105,12 @@ class Daemon:
         """Run until stopped (or, with once=True, until nothing is left); returns exit code."""
         register_secret(self.config.api_key)
         lock = StateDirLock(self.config.state_dir)
-        Journal.make_state_dir(self.config.state_dir)
+        make_state_dir(self.config.state_dir)
         # Lock first: opening the journal migrates it, which must never happen under a
         # running daemon (e.g. a newer build that will be refused with exit 3).
         lock.acquire()
         try:
-            journal = Journal.open(self.config.state_dir)
+            journal = open_journal(self.config.state_dir)
             try:
                 return self._run_locked(journal)
             finally:

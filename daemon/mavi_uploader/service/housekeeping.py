@@ -7,7 +7,7 @@ import time
 
 from mavi_uploader.config.settings import Config
 from mavi_uploader.core.records import FileRecord
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.upload.aftercare import Aftercare
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mavi_uploader.core.records import FileRecord, State, display_path
 from mavi_uploader.core.reporting import mavi_says
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import MaviClient
 from mavi_uploader.upload.pause import PauseGate

@@ -14,7 +14,7 @@ from mavi_uploader.config.settings import AfterUpload
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import FileRecord, display_path
 from mavi_uploader.core.writers import Probe, WriterProbe
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore
 from mavi_uploader.log import get_logger
 from mavi_uploader.upload.safemove import Replaced, move_pinned, unlink_if_same
 
@@ -87,7 +87,7 @@ class Aftercare:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalStore,
         action: AfterUpload,
         done_dir: Path | None,
         probe: Probe | None = None,

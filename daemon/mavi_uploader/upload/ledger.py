@@ -12,7 +12,7 @@ from typing import Any
 
 from mavi_uploader.core.outcomes import Outcome
 from mavi_uploader.core.records import FileRecord, display_path
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from mavi_uploader.config.timers import Timers
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
@@ -21,7 +21,7 @@ class PauseGate:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalStore,
         *,
         clock: Callable[[], float] = time.monotonic,
         probe_interval: float = Timers.pause_probe_every,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import stat
 import threading
 import time
@@ -26,7 +27,8 @@ from mavi_uploader.core.records import FileRecord, Observation, State, display_p
 from mavi_uploader.core.retry import Backoffs
 from mavi_uploader.core.signed_urls import UrlRejections, UrlVerdict, url_reusable
 from mavi_uploader.core.writers import Probe, WriterProbe
-from mavi_uploader.journal.sqlite.store import ContentClaim, Journal
+from mavi_uploader.journal import ContentClaim
+from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import (
     AuthProblem,
@@ -89,7 +91,7 @@ class Worker:
         retry_first: float = Timers.retry_first,
         confirm_first: float = Timers.confirm_first,
     ) -> None:
-        self.owner = f"{os.getpid()}:{name}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self._lease_seconds, self._progress_every = lease_seconds, progress_every
         self._probe = probe or WriterProbe()
         self._on_claim = on_claim

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import FileRecord, State, display_path
 from mavi_uploader.core.writers import Probe, WriterProbe
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalStore
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
@@ -28,7 +28,7 @@ class Settler:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalStore,
         settle_seconds: float,
         *,
         clock: Callable[[], float] = time.time,

@@ -10,7 +10,6 @@ import errno
 import logging
 import os
 import queue
-import sqlite3
 import stat
 import threading
 import time
@@ -24,7 +23,7 @@ from watchdog.observers.polling import PollingObserver
 
 from mavi_uploader.core import rules
 from mavi_uploader.core.records import Observation, display_path
-from mavi_uploader.journal.sqlite.store import Journal
+from mavi_uploader.journal import JournalError, JournalStore
 from mavi_uploader.log import get_logger
 from mavi_uploader.watch.links import LinkNotices
 from mavi_uploader.watch.roots import WatchRoot
@@ -99,7 +98,7 @@ class _OverflowAlarm(logging.Handler):
 class Watcher:
     """Observers for every watch root plus the start-up and periodic rescans."""
 
-    def __init__(self, roots: Sequence[WatchRoot], journal: Journal) -> None:
+    def __init__(self, roots: Sequence[WatchRoot], journal: JournalStore) -> None:
         self._roots = list(roots)
         self._journal = journal
         self._inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]] = queue.SimpleQueue()
@@ -276,7 +275,7 @@ class Watcher:
                 batch.append(obs)
         try:
             return self._journal_batch(batch) if batch else 0
-        except sqlite3.Error as exc:
+        except JournalError as exc:
             # Disk full, or the journal briefly unwritable: keep the paths for the next pump.
             log.error("cannot journal new files; will retry", error=str(exc), files=len(batch))
             self._unjournaled.update(pending)

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import sqlite3
 from collections.abc import Callable
 
 from mavi_uploader.core.records import FileRecord
+from mavi_uploader.core.states import State
+from mavi_uploader.journal.api import ContentClaim
 from mavi_uploader.journal.sqlite.reads import HOLDS, to_record
+from mavi_uploader.journal.sqlite.schema import one
 
-
-class ContentClaim(enum.Enum):
-    """What `claim_content` found."""
-
-    CLAIMED = "claimed"  # ours now: upload it
-    UPLOADED = "uploaded"  # a done twin exists: a duplicate of it
-    IN_FLIGHT = "in flight"  # another row holds it: wait (parked) for that one
-    SPENT = "spent"  # a failed twin already used up the complete uploads allowed
-    LOST = "lost"  # the row is no longer ours (lease taken)
+_DONE, _FAILED = one(State.DONE), one(State.FAILED)
 
 
 class JournalDedupe:
@@ -38,14 +32,14 @@ class JournalDedupe:
         with self._tx() as conn:
             twin = conn.execute(
                 "SELECT * FROM files AS twin WHERE sha256 = ? AND id != ?"
-                f" AND (state = 'done' OR {HOLDS} OR (state = 'failed' AND sends > ?))"
-                " ORDER BY state = 'done' DESC, state = 'failed', id LIMIT 1",
+                f" AND (state = {_DONE} OR {HOLDS} OR (state = {_FAILED} AND sends > ?))"
+                f" ORDER BY state = {_DONE} DESC, state = {_FAILED}, id LIMIT 1",
                 (sha256, file_id, max_sends),
             ).fetchone()
             if twin is not None:
                 found = {
-                    "done": ContentClaim.UPLOADED,
-                    "failed": ContentClaim.SPENT,
+                    State.DONE.value: ContentClaim.UPLOADED,
+                    State.FAILED.value: ContentClaim.SPENT,
                 }.get(twin["state"], ContentClaim.IN_FLIGHT)
                 return found, to_record(twin)
             cur = conn.execute(

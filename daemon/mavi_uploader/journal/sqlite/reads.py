@@ -12,14 +12,12 @@ from mavi_uploader.core.records import (
     Event,
     FileRecord,
     Pause,
-    State,
     blob_to_path,
     path_to_blob,
 )
+from mavi_uploader.core.states import ACTIVE_STATES, HANDLED_STATES, IN_FLIGHT, State
+from mavi_uploader.journal.sqlite.schema import among, one
 
-# Rows in these final states with the same size and mtime mean "already handled": a rescan
-# must not upload them again. A vanished row is not among them: the file came back.
-HANDLED_STATES = (State.DONE, State.DUPLICATE, State.FAILED, State.SKIPPED)
 # A skip is final only when it judged the file itself (0 bytes): that verdict holds while the
 # file keeps its size and mtime. Every other skip applied a rule of the config of its day
 # (`enqueue` of a path outside every watch folder, an extension not listed, an ignore glob...).
@@ -37,7 +35,7 @@ def handles(state: str, last_error: str | None) -> bool:
 
 # A row holding some content for upload: it claimed it in its current claim (reset at every
 # claim from queued), through uploading and confirming.
-HOLDS = "(twin.state IN ('uploading', 'confirming') AND twin.content_claimed = 1)"
+HOLDS = f"(twin.state IN {among(IN_FLIGHT)} AND twin.content_claimed = 1)"
 # A queued copy whose content another row holds is parked: no worker claims it (no event, no
 # timer) until that row leaves flight, when it is due at once.
 PARKED = (
@@ -158,8 +156,8 @@ class JournalReads:
         row = (
             self._conn()
             .execute(
-                "SELECT 1 FROM files WHERE state IN ('settling', 'uploading')"
-                f" OR (state = 'queued' AND NOT {PARKED}) LIMIT 1"
+                f"SELECT 1 FROM files WHERE state IN {among((State.SETTLING, State.UPLOADING))}"
+                f" OR (state = {one(State.QUEUED)} AND NOT {PARKED}) LIMIT 1"
             )
             .fetchone()
         )
@@ -168,10 +166,7 @@ class JournalReads:
     def has_unfinished(self) -> bool:
         row = (
             self._conn()
-            .execute(
-                "SELECT 1 FROM files WHERE state IN ('settling','queued','uploading','confirming')"
-                " LIMIT 1"
-            )
+            .execute(f"SELECT 1 FROM files WHERE state IN {among(ACTIVE_STATES)} LIMIT 1")
             .fetchone()
         )
         return row is not None
@@ -182,8 +177,8 @@ class JournalReads:
             self._conn()
             .execute(
                 "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM files WHERE"
-                f" (state = 'queued' AND NOT {PARKED})"
-                " OR (state = 'confirming' AND lease_owner IS NULL)"
+                f" (state = {one(State.QUEUED)} AND NOT {PARKED})"
+                f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL)"
             )
             .fetchone()
         )

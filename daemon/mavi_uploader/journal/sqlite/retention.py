@@ -6,8 +6,13 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from mavi_uploader.core.records import ACTIVE_STATES, FileRecord
+from mavi_uploader.core.records import FileRecord
+from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD
 from mavi_uploader.journal.sqlite.reads import to_record
+from mavi_uploader.journal.sqlite.schema import among
+
+# Finished for good (failed rows stay until someone acts on them).
+_PRUNABLE = among(SETTLED_FOR_GOOD)
 
 
 class JournalRetention:
@@ -28,7 +33,7 @@ class JournalRetention:
         rows = (
             self._conn()
             .execute(
-                "SELECT * FROM files WHERE state IN ('done', 'duplicate', 'vanished', 'skipped')"
+                f"SELECT * FROM files WHERE state IN {_PRUNABLE}"
                 " AND updated_at < ? AND id NOT IN (SELECT MAX(id) FROM files GROUP BY path)",
                 (older_than,),
             )
@@ -37,7 +42,7 @@ class JournalRetention:
         latest = (
             self._conn()
             .execute(
-                "SELECT * FROM files WHERE state IN ('done', 'duplicate', 'vanished', 'skipped')"
+                f"SELECT * FROM files WHERE state IN {_PRUNABLE}"
                 " AND updated_at < ? AND id IN (SELECT MAX(id) FROM files GROUP BY path)",
                 (older_than,),
             )
@@ -52,12 +57,12 @@ class JournalRetention:
         delete share one transaction); a duplicate pointing at one keeps its asset id.
         Returns the ids deleted."""
         removed: list[int] = []
-        active = ",".join(f"'{s.value}'" for s in ACTIVE_STATES)
+        active = among(ACTIVE_STATES)
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             with self._tx() as conn:
-                sql = f"SELECT id FROM files WHERE id IN ({marks}) AND state NOT IN ({active})"
+                sql = f"SELECT id FROM files WHERE id IN ({marks}) AND state NOT IN {active}"
                 doomed = [row[0] for row in conn.execute(sql, chunk)]
                 marks = ",".join("?" * len(doomed))
                 for sql in (

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
+
+from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD, State
+from mavi_uploader.journal.api import JournalError
 
 SCHEMA_VERSION = 4
 
-_ACTIVE = "('settling', 'queued', 'uploading', 'confirming')"
-_STATES = (
-    "('settling', 'queued', 'uploading', 'confirming', 'done', 'duplicate', 'failed',"
-    " 'vanished', 'skipped')"
-)
+
+def one(state: State) -> str:
+    """A state as an SQL literal (the enum's own value: a constant, never input)."""
+    return f"'{state.value}'"
+
+
+def among(states: Iterable[State]) -> str:
+    """States as an SQL list for `IN`: literals, so SQLite can match the partial index."""
+    return "(" + ", ".join(one(s) for s in states) + ")"
+
+
+# Generated from the enum, byte for byte the text journals in the field were created with
+# (tests/test_journal.py pins it): a new state needs a migration, not an edit here.
+_ACTIVE = among(ACTIVE_STATES)
+_STATES = among(State)
 
 _MIGRATIONS: dict[int, str] = {
     1: f"""
@@ -78,7 +94,7 @@ _MIGRATIONS: dict[int, str] = {
     # complete sends storage accepted and when the last was accepted (late confirmations are
     # waited for, re-sends are capped); what MAVI last reported and since when. A finished
     # file's signed URL is a credential with no further use: forgotten.
-    4: """
+    4: f"""
     ALTER TABLE files ADD COLUMN server_failures INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE files ADD COLUMN sends INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE files ADD COLUMN accepted_at REAL;
@@ -86,15 +102,12 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE files ADD COLUMN mavi_status_since REAL;
     ALTER TABLE files ADD COLUMN content_claimed INTEGER NOT NULL DEFAULT 0;
     UPDATE files SET signed_url = NULL, url_expires_at = NULL
-        WHERE state IN ('done', 'duplicate', 'vanished', 'skipped');
-    UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = 'confirming';
-    UPDATE files SET content_claimed = 1 WHERE state = 'confirming' AND sha256 IS NOT NULL;
+        WHERE state IN {among(SETTLED_FOR_GOOD)};
+    UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = {one(State.CONFIRMING)};
+    UPDATE files SET content_claimed = 1
+        WHERE state = {one(State.CONFIRMING)} AND sha256 IS NOT NULL;
     """,
 }
-
-
-class JournalError(Exception):
-    """The journal cannot be opened or used; the message names the file."""
 
 
 def connect(db_path: Path, *, read_only: bool = False) -> sqlite3.Connection:
@@ -207,6 +220,42 @@ def unusable_journal(db_path: Path, exc: Exception) -> JournalError:
         "and start again (files already uploaded will be uploaded again); mavi-uploader will "
         "not overwrite it"
     )
+
+
+_Cls = TypeVar("_Cls", bound=type)
+
+
+def wraps_driver_errors(cls: _Cls) -> _Cls:
+    """Class decorator: every public method (the mixins' too) raises JournalError, naming
+    the database, where sqlite3 raised (disk full, locked, a constraint): callers of a store
+    see one error type, whatever the store's driver."""
+    done: set[str] = set()
+    for klass in cls.__mro__[:-1]:
+        for name, attr in vars(klass).items():
+            if name.startswith("_") or name in done or not inspect.isfunction(attr):
+                continue
+            done.add(name)
+            setattr(cls, name, _wrapped(attr))
+    return cls
+
+
+def _wrapped(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with driver_errors(self.db_path):
+            return method(self, *args, **kwargs)
+
+    return call
+
+
+@contextlib.contextmanager
+def driver_errors(db_path: Path) -> Iterator[None]:
+    """sqlite3.Error inside -> JournalError (the driver's message kept: "database or disk
+    is full" is what an operator needs to read)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise JournalError(f"{db_path}: {exc}") from exc
 
 
 def _split(script: str) -> list[str]:

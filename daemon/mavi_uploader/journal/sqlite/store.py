@@ -9,28 +9,27 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mavi_uploader.core.records import (
-    ACTIVE_STATES,
-    NEW_VERSION,
-    FileRecord,
-    Observation,
-    State,
-    path_to_blob,
-)
-from mavi_uploader.journal.sqlite.dedupe import ContentClaim, JournalDedupe
-from mavi_uploader.journal.sqlite.reads import PARKED, JournalReads, handles, to_record
+from mavi_uploader.core.records import FileRecord
+from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
+from mavi_uploader.journal.api import ContentClaim, JournalError, check_transition
+from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
+from mavi_uploader.journal.sqlite.reads import PARKED, JournalReads, to_record
 from mavi_uploader.journal.sqlite.retention import JournalRetention
 from mavi_uploader.journal.sqlite.schema import (
     SCHEMA_VERSION,
     ConnectionPool,
-    JournalError,
+    among,
     create_private_file,
+    driver_errors,
     migrate,
+    one,
+    wraps_driver_errors,
 )
+from mavi_uploader.journal.sqlite.sightings import JournalSightings
 
 DB_NAME = "journal.sqlite3"
 Clock = Callable[[], float]
@@ -47,8 +46,10 @@ _WRITABLE = frozenset({
 # fmt: on
 
 
-class Journal(JournalDedupe, JournalRetention, JournalReads):
-    """Thread-safe access to one journal database (one connection per thread)."""
+@wraps_driver_errors
+class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
+    """Thread-safe access to one journal database (one connection per thread); the SQLite
+    `JournalStore` (mavi_uploader.journal.api)."""
 
     def __init__(
         self,
@@ -123,9 +124,12 @@ class Journal(JournalDedupe, JournalRetention, JournalReads):
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return self._db.transaction()
 
-    def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
         """Group the transitions made inside into one transaction (all or none)."""
-        return self._db.transaction()
+        # The commit runs as the block ends, outside any store method: wrapped here.
+        with driver_errors(self.db_path), self._db.transaction():
+            yield
 
     def _event(
         self, conn: sqlite3.Connection, file_id: int, old: State | None, new: State, why: str
@@ -134,72 +138,6 @@ class Journal(JournalDedupe, JournalRetention, JournalReads):
             "INSERT INTO events (file_id, at, from_state, to_state, reason) VALUES (?,?,?,?,?)",
             (file_id, self._clock(), old.value if old else None, new.value, why),
         )
-
-    # ---- watcher ---------------------------------------------------------------------
-
-    def sight(self, observations: Iterable[Observation]) -> list[FileRecord]:
-        """Record candidate files seen on disk; returns rows created or sent back to settle."""
-        changed: list[FileRecord] = []
-        now = self._clock()
-        with self._tx() as conn:
-            for obs in observations:
-                record = self._sight_one(conn, obs, now)
-                if record is not None:
-                    changed.append(record)
-        return changed
-
-    def _sight_one(
-        self, conn: sqlite3.Connection, obs: Observation, now: float
-    ) -> FileRecord | None:
-        blob = path_to_blob(obs.path)
-        row = conn.execute(
-            "SELECT * FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (blob,)
-        ).fetchone()
-        same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
-        if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
-            if row["state"] == State.QUEUED.value and not same:
-                fields = {"size": obs.size, "mtime_ns": obs.mtime_ns, "stable_since": now}
-                why = "changed while queued"
-                return self._move(
-                    conn, row["id"], State.QUEUED, State.SETTLING, why, {**fields, **NEW_VERSION}
-                )
-            if row["state"] == State.SETTLING.value and row["next_attempt_at"] is not None:
-                # A file deferred as unreadable was touched (chmod?): look again at once.
-                conn.execute("UPDATE files SET next_attempt_at = NULL WHERE id = ?", (row["id"],))
-            return None
-        if row is not None and same and handles(row["state"], row["last_error"]):
-            return None
-        record = self._insert(conn, obs, State.SETTLING)
-        why = "seen" if row is None else f"seen again after {row['state']} (new generation)"
-        if row is not None and same and row["state"] == State.SKIPPED.value:  # a rule's skip
-            why = f"now a candidate (skipped before: {row['last_error']})"
-        self._event(conn, record.id, None, State.SETTLING, why)
-        return record
-
-    def _insert(
-        self,
-        conn: sqlite3.Connection,
-        obs: Observation,
-        state: State,
-        last_error: str | None = None,
-    ) -> FileRecord:
-        now = self._clock()
-        cur = conn.execute(
-            "INSERT INTO files (path, watch_root, state, size, mtime_ns, stable_since,"
-            " last_error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING *",
-            (
-                path_to_blob(obs.path),
-                path_to_blob(obs.watch_root) if obs.watch_root else None,
-                state.value,
-                obs.size,
-                obs.mtime_ns,
-                now,
-                last_error,
-                now,
-                now,
-            ),
-        )
-        return to_record(cur.fetchone())
 
     # ---- transitions -----------------------------------------------------------------
 
@@ -216,21 +154,25 @@ class Journal(JournalDedupe, JournalRetention, JournalReads):
         unknown = set(fields) - _WRITABLE
         if unknown:
             raise ValueError(f"not writable by a transition: {sorted(unknown)}")
-        sets = ", ".join([*(f"{k} = ?" for k in fields), "state = ?", "updated_at = ?"])
-        args: list[Any] = [*fields.values(), new.value, self._clock(), file_id]
         where = "id = ?"
+        guard: list[Any] = [file_id]
         if old is not None:
             olds = [old] if isinstance(old, State) else list(old)
             where += f" AND state IN ({','.join('?' * len(olds))})"
-            args.extend(s.value for s in olds)
+            guard.extend(s.value for s in olds)
         if owner is not None:
             where += " AND lease_owner = ?"
-            args.append(owner)
-        before = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()
-        row = conn.execute(f"UPDATE files SET {sets} WHERE {where} RETURNING *", args).fetchone()
-        if row is None:
-            return None
+            guard.append(owner)
+        # The caller's transaction holds the write lock: the row cannot change in between.
+        before = conn.execute(f"SELECT state FROM files WHERE {where}", guard).fetchone()
+        if before is None:
+            return None  # the guard did not match: someone else moved the row first
         from_state = State(before["state"])
+        check_transition(file_id, from_state, new)  # the one place a state is rewritten
+        sets = ", ".join([*(f"{k} = ?" for k in fields), "state = ?", "updated_at = ?"])
+        args: list[Any] = [*fields.values(), new.value, self._clock(), *guard]
+        row = conn.execute(f"UPDATE files SET {sets} WHERE {where} RETURNING *", args).fetchone()
+        assert row is not None  # selected under the same lock
         if from_state != new or why:
             self._event(conn, file_id, from_state, new, why)
         return to_record(row)
@@ -277,10 +219,11 @@ class Journal(JournalDedupe, JournalRetention, JournalReads):
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT id, state, lease_owner FROM files WHERE"
-                f" (state = 'queued' AND COALESCE(next_attempt_at, 0) <= :now AND NOT {PARKED})"
-                " OR (state = 'confirming' AND lease_owner IS NULL"
+                f" (state = {one(State.QUEUED)} AND COALESCE(next_attempt_at, 0) <= :now"
+                f"     AND NOT {PARKED})"
+                f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
                 "     AND COALESCE(next_attempt_at, 0) <= :now)"
-                " OR (state IN ('uploading', 'confirming') AND lease_expires_at < :now)"
+                f" OR (state IN {among(IN_FLIGHT)} AND lease_expires_at < :now)"
                 " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1",
                 {"now": now},
             ).fetchone()
@@ -309,7 +252,8 @@ class Journal(JournalDedupe, JournalRetention, JournalReads):
         """
         with self._tx() as conn:
             rows = conn.execute(
-                "SELECT id, state FROM files WHERE state = 'uploading' OR lease_owner IS NOT NULL"
+                "SELECT id, state FROM files"
+                f" WHERE state = {one(State.UPLOADING)} OR lease_owner IS NOT NULL"
             ).fetchall()
             for row in rows:
                 if row["state"] == State.UPLOADING.value:
@@ -319,7 +263,7 @@ class Journal(JournalDedupe, JournalRetention, JournalReads):
                         State.UPLOADING,
                         State.QUEUED,
                         "daemon stopped during upload; will resume",
-                        {"lease_owner": None, "lease_expires_at": None, "next_attempt_at": None},
+                        {**RELEASE_LEASE, "next_attempt_at": None},
                     )
                 else:
                     conn.execute(
@@ -345,38 +289,6 @@ class Journal(JournalDedupe, JournalRetention, JournalReads):
     def clear_pause(self) -> None:
         with self._tx() as conn:
             conn.execute("DELETE FROM daemon_flags WHERE key IN ('pause_reason', 'pause_since')")
-
-    # ---- commands and reports --------------------------------------------------------
-
-    def enqueue(self, obs: Observation, why: str) -> FileRecord:
-        """Queue a file now (no settle wait). Returns its live row if it has one, or the
-        finished row when this very version (size, mtime) was already handled."""
-        blob = path_to_blob(obs.path)
-        with self._tx() as conn:
-            row = conn.execute(
-                "SELECT * FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (blob,)
-            ).fetchone()
-            same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
-            if row is not None and same and handles(row["state"], row["last_error"]):
-                return to_record(row)
-            if row is not None and row["state"] in [s.value for s in ACTIVE_STATES]:
-                if row["state"] != State.SETTLING.value:
-                    return to_record(row)
-                fields = {"size": obs.size, "mtime_ns": obs.mtime_ns, "next_attempt_at": None}
-                fields.update({} if same else NEW_VERSION)
-                moved = self._move(conn, row["id"], State.SETTLING, State.QUEUED, why, fields)
-                assert moved is not None  # the row is locked by our IMMEDIATE transaction
-                return moved
-            record = self._insert(conn, obs, State.QUEUED)
-            self._event(conn, record.id, None, State.QUEUED, why)
-            return record
-
-    def record_rejection(self, obs: Observation, why: str) -> FileRecord:
-        """Journal a file refused outright (e.g. `enqueue` of a path outside every watch)."""
-        with self._tx() as conn:
-            record = self._insert(conn, obs, State.SKIPPED, last_error=why)
-            self._event(conn, record.id, None, State.SKIPPED, why)
-            return record
 
 
 def _cannot_create(state_dir: Path, exc: OSError) -> JournalError:

@@ -1,0 +1,159 @@
+"""The one journal interface: what the daemon, the CLI and the reports ask of a store.
+
+Every store (SQLite today) implements `JournalStore`, raises only `JournalError` (driver
+errors are wrapped at its boundary) and writes no state change outside core/states.ALLOWED.
+tests/contract/ runs one suite against every store.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from mavi_uploader.core.records import Event, FileRecord, Observation, Pause
+from mavi_uploader.core.states import State, is_allowed
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or used; the message names the file (or database)."""
+
+
+class IllegalTransition(JournalError):
+    """A move outside core/states.ALLOWED: a bug, refused before anything is written."""
+
+    def __init__(self, file_id: int | None, old: State | None, new: State) -> None:
+        self.file_id = file_id
+        self.old = old
+        self.new = new
+        row = "a new row" if file_id is None else f"file #{file_id}"
+        before = "(none)" if old is None else old.value
+        super().__init__(f"{row}: {before} -> {new.value} is not an allowed transition")
+
+
+def check_transition(file_id: int | None, old: State | None, new: State) -> None:
+    """Raise IllegalTransition unless `old` -> `new` is in ALLOWED (stores call this at the
+    one place they write a state)."""
+    if not is_allowed(old, new):
+        raise IllegalTransition(file_id, old, new)
+
+
+class ContentClaim(enum.Enum):
+    """What `claim_content` found."""
+
+    CLAIMED = "claimed"  # ours now: upload it
+    UPLOADED = "uploaded"  # a done twin exists: a duplicate of it
+    IN_FLIGHT = "in flight"  # another row holds it: wait (parked) for that one
+    SPENT = "spent"  # a failed twin already used up the complete uploads allowed
+    LOST = "lost"  # the row is no longer ours (lease taken)
+
+
+class JournalStore(Protocol):
+    """File rows, their transitions (each with an event) and the daemon's shared flags."""
+
+    # ---- the watcher and commands --------------------------------------------------------
+
+    def sight(self, observations: Iterable[Observation]) -> list[FileRecord]:
+        """Record candidate files seen on disk; returns rows created or sent back to settle."""
+        ...
+
+    def handled_index(self, watch_root: str) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns) of files under `watch_root` whose latest row is handled."""
+        ...
+
+    def enqueue(self, obs: Observation, why: str) -> FileRecord:
+        """Queue a file now (no settle wait); its live or already-handled row if it has one."""
+        ...
+
+    def record_rejection(self, obs: Observation, why: str) -> FileRecord:
+        """Journal a file refused outright (`skipped`, `why` as its last_error)."""
+        ...
+
+    # ---- transitions -----------------------------------------------------------------
+
+    def transition(
+        self,
+        file_id: int,
+        new: State,
+        why: str,
+        *,
+        expect: State | Sequence[State] | None = None,
+        owner: str | None = None,
+        **fields: Any,
+    ) -> FileRecord | None:
+        """Move a file to `new` with an event; None when the guard (`expect`, `owner`) did
+        not match; IllegalTransition when ALLOWED has no such move."""
+        ...
+
+    def update(self, file_id: int, *, owner: str | None = None, **fields: Any) -> bool:
+        """Change bookkeeping columns without a state change (no event)."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group the transitions made inside into one transaction (all or none)."""
+        ...
+
+    # ---- workers ---------------------------------------------------------------------
+
+    def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
+        """Atomically take the next due file under a lease (never the same row twice)."""
+        ...
+
+    def claim_content(
+        self, file_id: int, sha256: str, owner: str, *, max_sends: int
+    ) -> tuple[ContentClaim, FileRecord | None]:
+        """Dedupe: the first row to claim some content uploads it."""
+        ...
+
+    def recover_after_crash(self) -> int:
+        """Crash rule: uploading rows back to queued, confirming rows lose their lease."""
+        ...
+
+    # ---- the pause -------------------------------------------------------------------
+
+    def set_pause(self, reason: str) -> None: ...
+
+    def clear_pause(self) -> None: ...
+
+    def pause(self) -> Pause | None: ...
+
+    # ---- retention -------------------------------------------------------------------
+
+    def prune(self, older_than: float, still_there: Callable[[FileRecord], bool]) -> int:
+        """Delete finished rows last touched before `older_than`; returns how many."""
+        ...
+
+    def forget(self, ids: Sequence[int]) -> list[int]:
+        """Delete finished rows and their events; returns the ids deleted."""
+        ...
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def get(self, file_id: int) -> FileRecord | None: ...
+
+    def by_path(self, path: str) -> list[FileRecord]: ...
+
+    def files(self, state: State | None = None, limit: int | None = None) -> list[FileRecord]: ...
+
+    def in_states(self, states: Sequence[State]) -> list[FileRecord]: ...
+
+    def history(self, file_id: int) -> list[Event]: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def recent_errors(self, limit: int = 5) -> list[FileRecord]: ...
+
+    def after_upload_owed(self, finished_before: float) -> list[FileRecord]: ...
+
+    def has_unfinished(self) -> bool: ...
+
+    def has_work_besides_confirming(self) -> bool: ...
+
+    def next_due_at(self) -> float | None: ...
+
+    def now(self) -> float:
+        """The journal's clock, for ages compared with its times."""
+        ...
+
+    def close(self) -> None: ...

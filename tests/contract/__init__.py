@@ -1,0 +1,1 @@
+"""The journal contract suite: one set of tests, run against every JournalStore."""

@@ -1,0 +1,92 @@
+"""Contract: the content claim (dedupe) and parked copies."""
+
+from __future__ import annotations
+
+from contract.helpers import current, drive, queued
+from mavi_uploader.core.states import State
+from mavi_uploader.journal import ContentClaim, JournalStore
+
+
+def test_content_is_claimed_once_whichever_copy_hashes_first(store: JournalStore) -> None:
+    older, younger = queued(store, "/w/a.mp4"), queued(store, "/w/b.mp4")
+    first = store.claim("w1", 60)
+    second = store.claim("w2", 60)
+    assert first is not None and second is not None and first.id == older
+    assert store.claim_content(younger, "ab" * 32, "w2", max_sends=3) == (
+        ContentClaim.CLAIMED,
+        None,
+    )
+    claimed = current(store, younger)
+    assert claimed.sha256 == "ab" * 32 and claimed.content_claimed
+    claim, twin = store.claim_content(older, "ab" * 32, "w1", max_sends=3)
+    assert claim is ContentClaim.IN_FLIGHT and twin is not None and twin.id == younger
+    assert (
+        store.claim_content(older, "ab" * 32, "someone-else", max_sends=3)[0]
+        is ContentClaim.IN_FLIGHT
+    )
+    drive(store, younger, State.DONE, "confirmed")
+    claim, twin = store.claim_content(older, "ab" * 32, "w1", max_sends=3)
+    assert claim is ContentClaim.UPLOADED and twin is not None and twin.id == younger
+
+
+def test_copies_that_both_waited_do_not_wait_for_each_other(store: JournalStore) -> None:
+    # Both keep their sha256 while queued; the next claim decides afresh.
+    a, b = queued(store, "/w/a.mp4"), queued(store, "/w/b.mp4")
+    for file_id in (a, b):
+        store.update(file_id, sha256="cd" * 32, content_claimed=1)
+    assert store.claim("w1", 60) is not None and store.claim("w2", 60) is not None
+    assert store.claim_content(a, "cd" * 32, "w1", max_sends=3) == (ContentClaim.CLAIMED, None)
+    assert store.claim_content(b, "cd" * 32, "w2", max_sends=3)[0] is ContentClaim.IN_FLIGHT
+
+
+def test_a_content_claim_needs_the_lease(store: JournalStore) -> None:
+    file_id = queued(store, "/w/a.mp4")
+    assert store.claim("w1", 60) is not None
+    assert store.claim_content(file_id, "ef" * 32, "w2", max_sends=3) == (ContentClaim.LOST, None)
+    assert current(store, file_id).sha256 is None
+
+
+def test_a_copy_of_content_mavi_refused_too_often_is_not_sent_again(store: JournalStore) -> None:
+    spent, copy = queued(store, "/w/a.mp4"), queued(store, "/w/b.mp4")
+    drive(store, spent, State.FAILED, "MAVI said FAILED 4 times", sha256="ab" * 32, sends=4)
+    assert store.claim("w1", 60) is not None
+    claim, twin = store.claim_content(copy, "ab" * 32, "w1", max_sends=3)
+    assert claim is ContentClaim.SPENT and twin is not None and twin.id == spent
+    assert store.claim_content(copy, "ab" * 32, "w1", max_sends=4)[0] is ContentClaim.CLAIMED
+
+
+def test_a_done_twin_wins_over_one_in_flight(store: JournalStore) -> None:
+    done, flying, copy = (queued(store, f"/w/{n}.mp4") for n in "abc")
+    drive(store, done, State.DONE, "confirmed", sha256="ab" * 32)
+    store.claim("w0", 60)  # takes `flying` (done is not queued any more)
+    assert store.claim_content(flying, "ab" * 32, "w0", max_sends=3)[0] is ContentClaim.UPLOADED
+    store.update(flying, sha256="ab" * 32, content_claimed=1)
+    store.claim("w1", 60)
+    claim, twin = store.claim_content(copy, "ab" * 32, "w1", max_sends=3)
+    assert claim is ContentClaim.UPLOADED and twin is not None and twin.id == done
+
+
+def test_other_content_is_no_twin(store: JournalStore) -> None:
+    other, mine = queued(store, "/w/a.mp4"), queued(store, "/w/b.mp4")
+    drive(store, other, State.DONE, "confirmed", sha256="00" * 32)
+    store.claim("w1", 60)
+    assert store.claim_content(mine, "11" * 32, "w1", max_sends=3) == (ContentClaim.CLAIMED, None)
+
+
+def test_a_copy_waiting_for_its_twin_is_parked_until_the_twin_leaves_flight(
+    store: JournalStore,
+) -> None:
+    twin, copy = queued(store, "/w/a.mp4"), queued(store, "/w/b.mp4")
+    assert store.claim("w1", 60) is not None
+    store.claim_content(twin, "ab" * 32, "w1", max_sends=3)
+    store.update(copy, sha256="ab" * 32)  # hashed, found the twin in flight, queued
+    assert store.claim("w2", 60) is None  # parked: not claimed, not due
+    assert store.next_due_at() is None
+    store.transition(
+        twin, State.CONFIRMING, "storage took it", lease_owner=None, next_attempt_at=9e9
+    )
+    assert store.claim("w2", 60) is None  # still in flight
+    assert not store.has_work_besides_confirming()  # run --once may stop waiting
+    store.transition(twin, State.DONE, "confirmed")
+    woken = store.claim("w2", 60)
+    assert woken is not None and woken.id == copy
