@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -256,3 +257,16 @@ def test_install_service_dry_run_writes_nothing(
     assert not any(home.rglob("*.service")) and not any(home.rglob("*.plist"))
     code, out, _ = run(capsys, "uninstall-service", "--dry-run")
     assert code == 0 and "would remove" in out
+
+
+def test_enqueue_wait_redacts_a_failed_files_error(setup: dict[str, Path]) -> None:
+    url = "https://storage.test/b/re_1/a.mp4?X-Goog-Signature=cafe0123deadbeef"
+    file_id = journal_with(setup, State.FAILED, last_error=f"storage: HTTP 403 at {url}")
+    journal = Journal.open(setup["state"])
+    out = io.StringIO()
+    try:
+        assert waiting.follow(journal, [file_id], out=out, poll=0.01) is False
+    finally:
+        journal.close()
+    assert "storage: HTTP 403 at https://storage.test/b/re_1/a.mp4" in out.getvalue()
+    assert "cafe0123deadbeef" not in out.getvalue()

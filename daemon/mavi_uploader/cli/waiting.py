@@ -12,6 +12,7 @@ from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import ACTIVE_STATES, FileRecord, State, display_path
 from mavi_uploader.core.reporting import upload_progress
 from mavi_uploader.journal import JournalStore
+from mavi_uploader.redaction import redact
 
 GOOD_ENDINGS = (State.DONE, State.DUPLICATE)
 
@@ -60,7 +61,7 @@ def _follow(
             if rec.state not in ACTIVE_STATES:
                 line = f"{rec.state.value} #{rec.id} {display_path(rec.path)}"
                 if rec.last_error and rec.state not in GOOD_ENDINGS:
-                    line += f": {rec.last_error}"
+                    line += f": {redact(rec.last_error)}"
                 if bars is not None:
                     bars.finish(rec.id, f"{rec.name}: {rec.state.value}", rec.size or 0)
                 else:

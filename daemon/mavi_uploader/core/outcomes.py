@@ -26,8 +26,8 @@ from mavi_uploader.core.records import (
     display_path,
 )
 from mavi_uploader.core.retry import MAX_SERVER_FAILURES, Backoffs
+from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE
 
-IN_FLIGHT: tuple[State, ...] = (State.UPLOADING, State.CONFIRMING)
 FINISHED: tuple[State, ...] = (State.DONE, State.DUPLICATE)  # after_upload may be owed
 
 
@@ -49,8 +49,8 @@ def move(state: State, why: str, *, delay: float | None = None, **fields: Any) -
     """A transition made under a worker's lease: leaving the in-flight states drops the
     lease, and a file settled for good keeps no signed URL (a credential of no further use)."""
     if state not in IN_FLIGHT:
-        fields.setdefault("lease_owner", None)
-        fields.setdefault("lease_expires_at", None)
+        for key, value in RELEASE_LEASE.items():
+            fields.setdefault(key, value)
     if state in SETTLED_FOR_GOOD:
         fields.update(SPENT_URL)
     return Outcome(state, why, MappingProxyType(fields), delay)
@@ -107,7 +107,7 @@ def release(current: FileRecord | None, owner: str, why: str) -> Outcome | None:
         return None
     if current.state is State.UPLOADING:
         return move(State.QUEUED, why, next_attempt_at=None)
-    return stay(why, lease_owner=None, lease_expires_at=None)
+    return stay(why, **RELEASE_LEASE)
 
 
 DEFAULT_BACKOFFS = Backoffs()
@@ -214,8 +214,7 @@ def poll_later(
         "confirm_polls": polls,
         "last_error": None if mavi_status else why,
         "next_attempt_at": now + delay,
-        "lease_owner": None,
-        "lease_expires_at": None,
+        **RELEASE_LEASE,
     }
     if mavi_status is None or mavi_status == rec.mavi_status:
         return stay(why, delay=delay, **fields)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mavi_uploader.config.settings import Config, ConfigError
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.decisions import Patience
 from mavi_uploader.core.records import State
 from mavi_uploader.core.reporting import upload_progress
@@ -33,7 +34,7 @@ from mavi_uploader.service.lock import StateDirLock
 from mavi_uploader.service.notify import Notifier
 from mavi_uploader.service.once import OnceEnd
 from mavi_uploader.service.signals import COLD_STOP_EXIT, SignalFlags
-from mavi_uploader.service.supervisor import Loops, PeriodicJobs, Timers, summary
+from mavi_uploader.service.supervisor import Loops, PeriodicJobs, summary
 from mavi_uploader.upload.pause import PauseGate
 from mavi_uploader.upload.worker import Worker, WorkerSettings
 from mavi_uploader.watch.rescans import Rescanner
