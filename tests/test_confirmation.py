@@ -11,6 +11,7 @@ import pytest
 
 from conftest import API_KEY, sha256_of
 from fakemavi import FakeMavi, Fault
+from journal_paths import drive
 from mavi_uploader.core.decisions import Patience
 from mavi_uploader.core.records import FileRecord, Observation, State
 from mavi_uploader.core.retry import MAX_SERVER_FAILURES
@@ -214,3 +215,29 @@ def test_bytes_that_landed_before_a_stop_are_not_sent_again_when_the_url_is_too_
     poll_when_due(rig, rec, rig.worker())
     assert rig.get(rec).state is State.DONE
     assert len(rig.fake.completed) == 1 and len(rig.fake.assets) == 1
+
+
+def test_copies_of_content_mavi_keeps_refusing_cost_no_more_sends_than_one_file(
+    rig: Rig,
+) -> None:
+    rig.fake.set_metadata_script(["FAILED"])
+    first = rig.queue("a.mp4")
+    copies = [first]
+    for name in ("b.mp4", "c.mp4"):
+        path = rig.watch / name
+        path.write_bytes(Path(first.path).read_bytes())
+        st = path.stat()
+        (rec,) = rig.journal.sight(
+            [Observation(str(path), str(rig.watch), st.st_size, st.st_mtime_ns)]
+        )
+        drive(rig.journal, rec.id, State.QUEUED, "settled")
+        copies.append(rec)
+    workers = [rig.worker(patience=Patience(max_resends=1)) for _ in range(2)]
+    for _ in range(20):  # two workers taking turns; every backoff is over by the next turn
+        rig.clock.now += 120
+        for worker in workers:
+            worker.run_once()
+    assert {rig.get(r).state for r in copies} == {State.FAILED}
+    assert len(rig.fake.completed) == 2  # the first send and one re-send, for all three
+    reasons = [rig.get(r).last_error or "" for r in copies[1:]]
+    assert all("which MAVI did not take after 2 complete uploads" in r for r in reasons)

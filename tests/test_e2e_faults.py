@@ -389,7 +389,7 @@ def test_rate_limit_holds_at_the_server(scenario: Collect) -> None:
 # ---- global pause on 402 ---------------------------------------------------------------------
 
 
-PROBE_EVERY = 1.0  # [timers] pause_probe_every: one probe a minute by default
+PROBE_EVERY = 2.0  # [timers] pause_probe_every: one probe a minute by default
 
 
 @BACKGROUND
@@ -431,9 +431,10 @@ def test_payment_required_pauses_everything(scenario: Collect) -> None:
     calls: list[CallRecord] = run.seen["calls"]
     assert {call.status for call in calls} == {402}
     # The first call trips the pause (the other worker's may cross it); then one probe per
-    # interval. Arrival times at the server: a 10% margin for the way there.
+    # interval. Arrival times at the server: half a second for the way there on a loaded
+    # machine (a daemon without the gate would probe at once, many times a second).
     gaps = [later.time - earlier.time for earlier, later in itertools.pairwise(calls[1:])]
-    assert gaps and min(gaps) >= PROBE_EVERY * 0.9, gaps
+    assert gaps and min(gaps) >= PROBE_EVERY - 0.5, gaps
     # Nothing failed (nor half-sent): every file waits in the queue for the pause to lift.
     assert {row["state"] for row in run.seen["while_paused"]} <= {"settling", "queued"}
     assert run.status["paused"] is None

@@ -159,7 +159,7 @@ def test_schema_state_lists_are_the_text_existing_journals_were_created_with(
     v4 = [" ".join(s.split()) for s in schema._split(schema._MIGRATIONS[4])]
     assert v4[-3:] == [
         "UPDATE files SET signed_url = NULL, url_expires_at = NULL"
-        " WHERE state IN ('done', 'duplicate', 'vanished', 'skipped')",
+        " WHERE state IN ('done', 'duplicate', 'failed', 'vanished', 'skipped')",
         "UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = 'confirming'",
         "UPDATE files SET content_claimed = 1 WHERE state = 'confirming' AND sha256 IS NOT NULL",
     ]

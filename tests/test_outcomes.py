@@ -109,11 +109,11 @@ def test_each_step_ends_in_one_outcome(
     assert words in outcome.reason
 
 
-def test_in_flight_moves_keep_the_lease_and_a_failed_file_keeps_its_url() -> None:
+def test_in_flight_moves_keep_the_lease_and_a_failed_file_keeps_no_url_nor_content() -> None:
     assert "lease_owner" not in outcomes.signed("re_2", "https://u", NOW).fields
     assert "lease_owner" not in outcomes.accepted(record(), "took it", now=NOW).fields
     failed = outcomes.failed("400")
-    assert "signed_url" not in failed.fields  # `retry` may reuse it
+    assert failed.fields["signed_url"] is None and failed.fields["content_claimed"] == 0
     assert failed.fields["lease_owner"] is None
 
 

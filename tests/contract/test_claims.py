@@ -56,11 +56,11 @@ def test_confirming_rows_without_a_lease_are_claimed_and_keep_their_state(
     assert store.history(file_id) == events  # a routine poll: no event
 
 
-def test_a_claim_from_queued_decides_dedupe_afresh(store: JournalStore) -> None:
+def test_a_row_keeps_its_content_claim_from_one_claim_to_the_next(store: JournalStore) -> None:
     file_id = queued(store, "/w/a.mp4")
     store.update(file_id, sha256="ab" * 32, content_claimed=1)
     rec = store.claim("w1", 60)
-    assert rec is not None and rec.id == file_id and not rec.content_claimed
+    assert rec is not None and rec.id == file_id and rec.content_claimed
     assert rec.sha256 == "ab" * 32  # the hash stays: the file has not changed
 
 

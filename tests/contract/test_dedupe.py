@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contract.helpers import current, drive, queued
-from mavi_uploader.core.states import State
+from mavi_uploader.core.states import NEW_VERSION, State
 from mavi_uploader.journal import ContentClaim, JournalStore
 
 
@@ -29,14 +29,22 @@ def test_content_is_claimed_once_whichever_copy_hashes_first(store: JournalStore
     assert claim is ContentClaim.UPLOADED and twin is not None and twin.id == younger
 
 
-def test_copies_that_both_waited_do_not_wait_for_each_other(store: JournalStore) -> None:
-    # Both keep their sha256 while queued; the next claim decides afresh.
-    a, b = queued(store, "/w/a.mp4"), queued(store, "/w/b.mp4")
-    for file_id in (a, b):
-        store.update(file_id, sha256="cd" * 32, content_claimed=1)
+def test_a_holder_waiting_to_retry_keeps_its_content_until_it_finishes(
+    store: JournalStore,
+) -> None:
+    holder, copy = queued(store, "/w/a.mp4"), queued(store, "/w/b.mp4")
     assert store.claim("w1", 60) is not None and store.claim("w2", 60) is not None
-    assert store.claim_content(a, "cd" * 32, "w1", max_sends=3) == (ContentClaim.CLAIMED, None)
-    assert store.claim_content(b, "cd" * 32, "w2", max_sends=3)[0] is ContentClaim.IN_FLIGHT
+    assert store.claim_content(holder, "cd" * 32, "w1", max_sends=3)[0] is ContentClaim.CLAIMED
+    # A 5xx or a re-send sends the holder back to queued: it still holds the content, so
+    # its copies do not start a count of complete uploads of their own.
+    store.transition(holder, State.QUEUED, "storage 500; retry", owner="w1", lease_owner=None)
+    assert store.claim_content(copy, "cd" * 32, "w2", max_sends=3)[0] is ContentClaim.IN_FLIGHT
+    again = store.claim("w1", 60)
+    assert again is not None and again.id == holder and again.content_claimed
+    assert store.claim_content(holder, "cd" * 32, "w1", max_sends=3)[0] is ContentClaim.CLAIMED
+    # Its file changed: the new version holds nothing, and a copy may claim the content.
+    store.transition(holder, State.SETTLING, "changed", **NEW_VERSION)
+    assert store.claim_content(copy, "cd" * 32, "w2", max_sends=3)[0] is ContentClaim.CLAIMED
 
 
 def test_a_content_claim_needs_the_lease(store: JournalStore) -> None:

@@ -15,18 +15,17 @@ from types import MappingProxyType
 from typing import Any
 
 from mavi_uploader.core.decisions import Judgement, Verdict
-from mavi_uploader.core.records import (
-    EMPTY_FILE,
+from mavi_uploader.core.records import EMPTY_FILE, FileRecord, display_path
+from mavi_uploader.core.retry import MAX_SERVER_FAILURES, Backoffs
+from mavi_uploader.core.states import (
+    FINAL_STATES,
+    IN_FLIGHT,
     NEW_VERSION,
     NO_ASSET,
-    SETTLED_FOR_GOOD,
+    RELEASE_LEASE,
     SPENT_URL,
-    FileRecord,
     State,
-    display_path,
 )
-from mavi_uploader.core.retry import MAX_SERVER_FAILURES, Backoffs
-from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE
 
 FINISHED: tuple[State, ...] = (State.DONE, State.DUPLICATE)  # after_upload may be owed
 
@@ -51,8 +50,10 @@ def move(state: State, why: str, *, delay: float | None = None, **fields: Any) -
     if state not in IN_FLIGHT:
         for key, value in RELEASE_LEASE.items():
             fields.setdefault(key, value)
-    if state in SETTLED_FOR_GOOD:
-        fields.update(SPENT_URL)
+    if state in FINAL_STATES:
+        # A finished row holds no content for its copies, and keeps no signed URL: a
+        # credential of no further use (a `retry` asks MAVI about the asset, then signs anew).
+        fields.update(SPENT_URL, content_claimed=0)
     return Outcome(state, why, MappingProxyType(fields), delay)
 
 

@@ -96,6 +96,7 @@ NEW_VERSION: Mapping[str, Any] = MappingProxyType({
     "bytes_sent": 0,
     "duplicate_of": None,
     "sends": 0,
+    "content_claimed": 0,
 })  # fmt: skip
 # Leaving the worker's hands (the in-flight states): no one holds the row any more.
 RELEASE_LEASE: Mapping[str, Any] = MappingProxyType({"lease_owner": None, "lease_expires_at": None})

@@ -20,8 +20,12 @@ class JournalError(Exception):
     """The journal cannot be opened or used; the message names the file (or database)."""
 
 
-class IllegalTransition(JournalError):
-    """A move outside core/states.ALLOWED: a bug, refused before anything is written."""
+class IllegalTransition(RuntimeError):
+    """A move outside core/states.ALLOWED: a bug, refused before anything is written.
+
+    Not a JournalError: the callers that wait out a failing journal (a full disk) and retry
+    must not retry a bug for ever in silence; it surfaces as an unexpected error, logged.
+    """
 
     def __init__(self, file_id: int | None, old: State | None, new: State) -> None:
         self.file_id = file_id

@@ -15,7 +15,7 @@ from mavi_uploader.core.records import (
     blob_to_path,
     path_to_blob,
 )
-from mavi_uploader.core.states import ACTIVE_STATES, HANDLED_STATES, IN_FLIGHT, State
+from mavi_uploader.core.states import ACTIVE_STATES, HANDLED_STATES, State
 from mavi_uploader.journal.sqlite.schema import among, one
 
 # A skip is final only when it judged the file itself (0 bytes): that verdict holds while the
@@ -33,9 +33,10 @@ def handles(state: str, last_error: str | None) -> bool:
     return state in {s.value for s in HANDLED_STATES}
 
 
-# A row holding some content for upload: it claimed it in its current claim (reset at every
-# claim from queued), through uploading and confirming.
-HOLDS = f"(twin.state IN {among(IN_FLIGHT)} AND twin.content_claimed = 1)"
+# A row holding some content for upload: it claimed it (claim_content) and keeps it through
+# retries and re-sends (queued, uploading, confirming) until it finishes or its file changes,
+# so copies wait for it and one content's complete uploads are counted on one row.
+HOLDS = f"(twin.state IN {among(ACTIVE_STATES)} AND twin.content_claimed = 1)"
 # A queued copy whose content another row holds is parked: no worker claims it (no event, no
 # timer) until that row leaves flight, when it is due at once.
 PARKED = (

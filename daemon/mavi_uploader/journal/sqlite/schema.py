@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD, State
+from mavi_uploader.core.states import ACTIVE_STATES, FINAL_STATES, State
 from mavi_uploader.journal.api import JournalError
 
 SCHEMA_VERSION = 4
@@ -102,7 +102,7 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE files ADD COLUMN mavi_status_since REAL;
     ALTER TABLE files ADD COLUMN content_claimed INTEGER NOT NULL DEFAULT 0;
     UPDATE files SET signed_url = NULL, url_expires_at = NULL
-        WHERE state IN {among(SETTLED_FOR_GOOD)};
+        WHERE state IN {among(FINAL_STATES)};
     UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = {one(State.CONFIRMING)};
     UPDATE files SET content_claimed = 1
         WHERE state = {one(State.CONFIRMING)} AND sha256 IS NOT NULL;

@@ -238,8 +238,6 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
             else:
                 why = ""  # a routine confirmation poll: not worth an event
             fields: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
-            if old is State.QUEUED:
-                fields["content_claimed"] = 0  # dedupe is decided afresh in every claim
             record = self._move(conn, row["id"], old, new, why, fields)
             assert record is not None  # we hold the write lock since the SELECT
             return record
