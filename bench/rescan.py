@@ -7,9 +7,9 @@ mavi_uploader.journal.open_journal and seeded directly (executemany on `files`, 
 row each) with state 'done' and each file's real size and mtime_ns, as if they had been
 uploaded. Each repeat starts `mavi-uploader run` on that tree and journal and measures process
 start -> the first JSON "rescan done" log line (its timestamp; the daemon reports "ready" to
-systemd before it, since the start-up rescan runs on its own thread), and the line's seconds. Target: < 10 s,
-with new_files == 0 (nothing taken for new). --cold drops the page, dentry and inode caches
-(echo 3 > /proc/sys/vm/drop_caches, root, machine-wide) before each start.
+systemd before it, since the start-up rescan runs on its own thread), and the line's seconds.
+Target: < 10 s, with new_files == 0 (nothing taken for new). --cold drops the page, dentry
+and inode caches (echo 3 > /proc/sys/vm/drop_caches, root, machine-wide) before each start.
 """
 
 from __future__ import annotations
