@@ -130,7 +130,12 @@ class Daemon:
             journal=journal,
             limiter=limiter,
             bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=self.stop),
-            client=MaviClient(cfg.api_base, cfg.api_key, limiter=limiter),
+            client=MaviClient(
+                cfg.api_base,
+                cfg.api_key,
+                limiter=limiter,
+                timeout=(timers.connect_timeout, timers.read_timeout),
+            ),
             gate=PauseGate(journal, probe_interval=timers.pause_probe_every),
             watcher=watcher,
             settler=Settler(journal, cfg.settle_seconds, unreadable_retry=timers.unreadable_retry),
