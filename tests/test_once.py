@@ -13,16 +13,18 @@ from fakemavi import FakeMavi
 from mavi_uploader.config.settings import load_config
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.service.daemon import Daemon
+from silent_server import silent_server
 
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
 
 
-def run_once(tmp_path: Path, api_base: str) -> int:
+def run_once(tmp_path: Path, api_base: str, timers: str = "", deadline: float = 60) -> int:
     """`run --once` in this process, on a thread with a deadline; it gives up on a silent MAVI
-    after 3 s (the hidden setting [timers] once_unreachable, 120 s by default)."""
+    after 3 s (the hidden setting [timers] once_unreachable, 120 s by default). `timers`: more
+    lines for that table."""
     config_file = tmp_path / "config.toml"
     config_file.write_text(
-        f"settle_seconds = 0.1\n[timers]\nonce_unreachable = 3.0\n"
+        f"settle_seconds = 0.1\n[timers]\nonce_unreachable = 3.0\n{timers}"
         f'[[watch]]\npath = "{tmp_path / "watch"}"\n'
     )
     env = {
@@ -35,7 +37,7 @@ def run_once(tmp_path: Path, api_base: str) -> int:
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(daemon.run()), daemon=True)
     thread.start()
-    thread.join(timeout=60)
+    thread.join(timeout=deadline)
     if thread.is_alive():
         daemon.stop.set()
         thread.join(timeout=30)
@@ -55,6 +57,18 @@ def test_unreachable_api_ends_the_run_with_1_and_fails_no_file(tmp_path: Path) -
     write_video(tmp_path / "watch" / "a.mp4", 10_000)
     assert run_once(tmp_path, f"{DEAD}/serve/api/v2") == 1
     assert states(tmp_path) == {"queued": 1}  # the next run picks it up
+
+
+def test_an_api_that_takes_connections_and_never_answers_ends_the_run_in_time(
+    tmp_path: Path,
+) -> None:
+    """The silence counts from when the hanging request was sent: the run ends after
+    once_unreachable (3 s), not after the read timeout (here 60 s) plus once_unreachable."""
+    write_video(tmp_path / "watch" / "a.mp4", 10_000)
+    with silent_server() as base:
+        timeouts = "connect_timeout = 60.0\nread_timeout = 60.0\n"
+        assert run_once(tmp_path, f"{base}/serve/api/v2", timeouts, deadline=15) == 1
+    assert states(tmp_path) == {"queued": 1}
 
 
 def test_unreachable_storage_ends_the_run_even_while_the_api_answers(

@@ -40,6 +40,9 @@ class Timers:
     lease: float = 900.0  # a claim's lease, renewed while bytes move; longer than any wait
     progress_every: float = 2.0  # journal the bytes sent (and renew the lease) this often
     sweep_grace: float = 60.0  # a row finished this recently is left to its worker
+    # mavi/ (a request waits this long to connect, then this long for each byte of the answer)
+    connect_timeout: float = 15.0
+    read_timeout: float = 120.0
     # cli/
     wait_poll: float = 0.5  # `enqueue --wait` reads the journal this often
 

@@ -37,6 +37,7 @@ from mavi_uploader.mavi.responses import (
     interpret_storage_response,
     request_failed,
 )
+from mavi_uploader.mavi.silence import Silence
 from mavi_uploader.mavi.transport import InFlight
 from mavi_uploader.redaction import url_without_query
 
@@ -65,6 +66,7 @@ class MaviClient:
         timeout: tuple[float, float] = (15.0, 120.0),
         clock: Callable[[], float] = time.time,
         rate_limit_patience: float | None = None,
+        silence: Silence | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self._api_key = api_key
@@ -73,7 +75,7 @@ class MaviClient:
         self._clock = clock
         self._local = threading.local()
         self._patience = rate_limit_patience  # None: wait out rate limits for ever (daemon)
-        self._unanswered_since: dict[str, float] = {}  # host -> first failure since an answer
+        self._silence = silence or Silence()
         self._in_flight = InFlight()
 
     def abort_requests(self) -> None:
@@ -82,9 +84,9 @@ class MaviClient:
         self._in_flight.abort()
 
     def unreachable_for(self) -> float:
-        """Seconds the least reachable host (API or storage) has gone without any answer."""
-        since = list(self._unanswered_since.values())
-        return time.monotonic() - min(since) if since else 0.0
+        """Seconds the least reachable host (API or storage) has gone without any answer,
+        counting a request still waiting for one from when it was sent (mavi/silence.py)."""
+        return self._silence.seconds()
 
     def set_credentials(self, api_base: str, api_key: str) -> None:
         """A reloaded config: later calls use the new base and key (sessions hold neither)."""
@@ -117,19 +119,35 @@ class MaviClient:
                 self._limiter.penalize(endpoint, wait)
 
     def _request(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
-        host = urlsplit(url).netloc
+        ticket = self._silence.sent(urlsplit(url).netloc)
+        self._local.ticket = ticket  # for _bytes_moved: the body is read on this thread
         try:
             response = self._session().request(method, url, timeout=self._timeout, **kwargs)
         except Exception as exc:
+            unreachable = isinstance(exc, (requests.Timeout, requests.ConnectionError))
+            if self._in_flight.aborted or not unreachable:
+                self._silence.dropped(ticket)
+            else:
+                self._silence.unanswered(ticket)
             if self._in_flight.aborted:  # whatever the cut connection raised: we are stopping
                 raise Stopped(f"{what}: cut short, the daemon is stopping") from None
             if not isinstance(exc, requests.RequestException):
                 raise
-            if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
-                self._unanswered_since.setdefault(host, time.monotonic())
             raise request_failed(what, exc) from None
-        self._unanswered_since.pop(host, None)
+        except BaseException:
+            self._silence.dropped(ticket)
+            raise
+        finally:
+            self._local.ticket = None
+        self._silence.answered(ticket)
         return response
+
+    def _bytes_moved(self) -> None:
+        """Storage took the body's last chunk (the next is read only once the socket took it):
+        the request's wait for an answer starts again."""
+        ticket = getattr(self._local, "ticket", None)
+        if ticket is not None:
+            self._silence.moving(ticket)
 
     def sign(self, original_filename: str) -> SignedUpload:
         """POST /upload/signed-url: a new asset_id and the URL to send its bytes to."""
@@ -173,10 +191,15 @@ class MaviClient:
         Raises OSError if the file cannot be read, FileShrank if it shrinks mid-upload.
         """
 
+        def chunk_sent(n: int) -> None:
+            self._bytes_moved()
+            if on_chunk is not None:
+                on_chunk(n)
+
         def call() -> None:
             with _opened(source) as fileobj:
                 body = MultipartFileBody(
-                    fileobj, size, filename, on_chunk=on_chunk, chunk_size=chunk_size
+                    fileobj, size, filename, on_chunk=chunk_sent, chunk_size=chunk_size
                 )
                 try:
                     # No Authorization header: the signature in the URL is the credential.

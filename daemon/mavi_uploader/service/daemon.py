@@ -130,7 +130,12 @@ class Daemon:
             journal=journal,
             limiter=limiter,
             bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=self.stop),
-            client=MaviClient(cfg.api_base, cfg.api_key, limiter=limiter),
+            client=MaviClient(
+                cfg.api_base,
+                cfg.api_key,
+                limiter=limiter,
+                timeout=(timers.connect_timeout, timers.read_timeout),
+            ),
             gate=PauseGate(journal, probe_interval=timers.pause_probe_every),
             watcher=watcher,
             settler=Settler(journal, cfg.settle_seconds, unreadable_retry=timers.unreadable_retry),
@@ -211,16 +216,17 @@ class Daemon:
     def _supervise(self, parts: _Parts) -> int:
         """The main thread's loop: one pass per nap (a signal ends the nap at once)."""
         jobs = self._jobs(parts, time.monotonic())
-        once = (
-            OnceEnd(parts.journal, parts.gate, parts.rescanner, parts.client,
-                    self.timers.once_unreachable)
-            if self.once else None
-        )  # fmt: skip
+        once = self._once_end(parts) if self.once else None
         while True:
             self.signals.nap(self.timers.once_poll if self.once else self.timers.tick)
             code = self._pass(parts, jobs, time.monotonic(), once)
             if code is not None:
                 return code
+
+    def _once_end(self, parts: _Parts) -> OnceEnd:
+        return OnceEnd(
+            parts.journal, parts.gate, parts.rescanner, parts.client, self.timers.once_unreachable
+        )
 
     def _pass(
         self, parts: _Parts, jobs: PeriodicJobs, now: float, once: OnceEnd | None
