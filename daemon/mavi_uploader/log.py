@@ -63,7 +63,7 @@ def _is_dead(exc: Exception) -> bool:
     return isinstance(exc, ValueError) or getattr(exc, "errno", None) in _DEAD_ERRNOS
 
 
-def _silence_fd(stream: LogStream) -> None:
+def silence_fd(stream: object) -> None:
     """Point a dead stdout/stderr descriptor at /dev/null: the interpreter flushes sys.stdout
     at exit (a failure there turns the exit code into 120) and children inherit the fd."""
     try:
@@ -172,7 +172,7 @@ class FailSafeStream:
                 except (OSError, ValueError) as exc:
                     if _is_dead(exc):
                         target.dead = True
-                        _silence_fd(target.stream)
+                        silence_fd(target.stream)
             lines = max(1, text.count("\n"))
             self.dropped += lines
             self._unreported += lines
