@@ -272,6 +272,15 @@ def test_enqueue_wait_redacts_a_failed_files_error(setup: dict[str, Path]) -> No
     assert "cafe0123deadbeef" not in out.getvalue()
 
 
+def test_list_limit_must_be_a_positive_integer(setup: dict[str, Path], capsys: Any) -> None:
+    for bad in ("-1", "0", "ten"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["list", "--limit", bad])
+        assert exit_info.value.code == 2
+        assert f"--limit: must be a positive integer, not '{bad}'" in capsys.readouterr().err
+    assert run(capsys, "list", "--limit", "1")[0] == 0
+
+
 @pytest.mark.parametrize(
     "args",
     [("list", "--json", "--limit", "100000"), ("history", "1", "--json"), ("status",)],

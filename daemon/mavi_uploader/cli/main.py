@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", parents=[common], help="files and their states")
     listing.add_argument("--state", choices=[s.value for s in State])
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=_positive_int, default=50, help="at most N files")
     listing.add_argument("--json", action="store_true")
 
     history = sub.add_parser("history", parents=[common], help="the journal of one file")
@@ -106,6 +106,16 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("ids", metavar="ID", nargs="*", type=int)
     retry.add_argument("--all-failed", action="store_true")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
