@@ -270,3 +270,40 @@ def test_enqueue_wait_redacts_a_failed_files_error(setup: dict[str, Path]) -> No
         journal.close()
     assert "storage: HTTP 403 at https://storage.test/b/re_1/a.mp4" in out.getvalue()
     assert "cafe0123deadbeef" not in out.getvalue()
+
+
+def test_list_limit_must_be_a_positive_integer(setup: dict[str, Path], capsys: Any) -> None:
+    for bad in ("-1", "0", "ten"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["list", "--limit", bad])
+        assert exit_info.value.code == 2
+        assert f"--limit: must be a positive integer, not '{bad}'" in capsys.readouterr().err
+    assert run(capsys, "list", "--limit", "1")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("list", "--json", "--limit", "100000"), ("history", "1", "--json"), ("status",)],
+    ids=["list-large-output", "history", "status-small-output"],
+)
+def test_a_report_whose_reader_went_away_ends_quietly(
+    setup: dict[str, Path], args: tuple[str, ...]
+) -> None:
+    """`mavi-uploader history 1 --json | head -c 10` printed a BrokenPipeError traceback."""
+    journal = Journal.open(setup["state"])
+    journal.sight(
+        Observation(str(setup["watch"] / f"clip{n:04d}.mp4"), str(setup["watch"]), 1000, 1)
+        for n in range(2000)
+    )  # a `list --json` of ~700 KB: the pipe breaks in the middle of printing
+    journal.close()
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes a byte
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "mavi_uploader", *args],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""  # no traceback, no "Exception ignored"
+    assert result.returncode == 141  # 128 + SIGPIPE, like any Unix tool in a broken pipe

@@ -12,9 +12,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
@@ -116,6 +116,91 @@ def test_the_notice_is_rendered_in_the_log_format() -> None:
     assert second["event"] == "back"
 
 
+# ---- a pipe whose reader is alive but never reads (`run | sleep 600`) -------------------------
+
+
+@pytest.fixture
+def unread_pipe() -> Iterator[tuple[int, TextIO]]:
+    """A real pipe: its read end stays open and is never read unless a test drains it."""
+    read_end, write_end = os.pipe()
+    writer = os.fdopen(write_end, "w", encoding="utf-8")
+    try:
+        yield read_end, writer
+    finally:
+        writer.close()
+        os.close(read_end)
+
+
+def drain(read_end: int) -> int:
+    got = 0
+    while select.select([read_end], [], [], 0)[0]:
+        got += len(os.read(read_end, 65536))
+    return got
+
+
+def write_timed(stream: FailSafeStream, line: str) -> float:
+    start = time.monotonic()
+    assert stream.write(line) == len(line)
+    return time.monotonic() - start
+
+
+LINE = "x" * 99 + "\n"
+PIPE_FILLERS = 2000  # 200 KB: more than a pipe holds
+
+
+def test_a_pipe_nobody_reads_stalls_to_the_fallback_and_resumes_once_drained(
+    unread_pipe: tuple[int, TextIO],
+) -> None:
+    read_end, writer = unread_pipe
+    fallback = io.StringIO()
+    stream = FailSafeStream(writer, fallback)
+    slowest = max(write_timed(stream, LINE) for _ in range(PIPE_FILLERS))
+    assert slowest < 1.0  # a full pipe costs one short wait, never a blocked write
+    went_to_pipe = drain(read_end)
+    assert 0 < went_to_pipe < PIPE_FILLERS * len(LINE) and went_to_pipe % len(LINE) == 0
+    assert fallback.getvalue() == LINE * (PIPE_FILLERS - went_to_pipe // len(LINE))
+    assert stream.dropped == 0
+    stream.write("back\n")  # drained: the pipe takes lines again
+    assert os.read(read_end, 65536) == b"back\n"
+    assert fallback.getvalue().count("\n") == PIPE_FILLERS - went_to_pipe // len(LINE)
+
+
+def test_a_stalled_pipe_without_a_fallback_drops_counts_and_costs_nothing(
+    unread_pipe: tuple[int, TextIO],
+) -> None:
+    read_end, writer = unread_pipe
+    stream = FailSafeStream(writer, None, notice=lambda n: f"[{n} dropped]\n")
+    for _ in range(PIPE_FILLERS):
+        stream.write(LINE)
+    assert stream.dropped > 0
+    dropped = stream.dropped
+    start = time.monotonic()
+    for _ in range(1000):
+        stream.write(LINE)
+    assert time.monotonic() - start < 1.0  # stalled: re-checked with a zero timeout only
+    assert stream.dropped == dropped + 1000
+    drain(read_end)
+    stream.write("back\n")
+    assert os.read(read_end, 65536) == f"[{dropped + 1000} dropped]\nback\n".encode()
+
+
+def test_a_long_line_cut_short_by_a_stall_is_finished_first_on_resume(
+    unread_pipe: tuple[int, TextIO],
+) -> None:
+    read_end, writer = unread_pipe
+    fallback = io.StringIO()
+    stream = FailSafeStream(writer, fallback)
+    long_line = "".join(f"{n:07d}," for n in range(40_000)) + "\n"  # 320 KB: a pipe fills
+    stream.write(long_line)
+    stream.write("next\n")
+    assert fallback.getvalue() == "next\n"  # the pipe is stalled mid-line
+    got = b""
+    while not got.endswith(b"after\n"):
+        got += os.read(read_end, 65536)
+        stream.write("after\n")  # each turn pours a little more of the rest
+    assert got.decode().split("\n")[0] + "\n" == long_line  # whole, never interleaved
+
+
 # ---- the daemon with its stdout reader gone (`run | tee log`, tee killed) ---------------------
 
 
@@ -173,3 +258,32 @@ def test_run_once_with_every_log_stream_gone_still_uploads_and_ends(
     assert exit_code_within(daemon, 60) == 0
     assert sorted(u.filename for u in fake.completed) == sorted(v.name for v in videos)
     assert daemon.status()["counts"]["done"] == 3
+
+
+def test_a_daemon_whose_stdout_and_stderr_nobody_reads_uploads_everything_and_stops(
+    fake: FakeMavi, daemon_factory: Callable[..., DaemonProcess]
+) -> None:
+    """`run | sleep 600` (and stderr too): ~64 KiB of log filled the pipe, and every thread
+    that logged then blocked; 44 of 60 files went up and SIGTERM could not stop it."""
+    daemon = daemon_factory()
+    daemon.proc = subprocess.Popen(
+        daemon.command("run", "--log-format", "json"),
+        env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: daemon.status()["daemon"]["running"] is True, what="daemon running")
+        videos = [write_video(daemon.watch / f"clip{n:02d}.mp4", 5_000 + n) for n in range(60)]
+        names = sorted(v.name for v in videos)
+        wait_for(
+            lambda: sorted(u.filename for u in fake.completed) == names,
+            timeout=90,
+            what="all 60 uploaded",
+        )
+        wait_for(lambda: daemon.status()["counts"]["done"] == 60, timeout=60, what="all done")
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=10) == 0
+    finally:
+        daemon.close()
+        for pipe in (daemon.proc.stdout, daemon.proc.stderr):
+            assert pipe is not None
+            pipe.close()

@@ -2,7 +2,9 @@
 
 A log line that cannot be written never raises into the thread that logged it: the daemon's
 loops log on every turn, and one failed write (stdout a pipe whose reader is gone) used to
-kill them. Lines go to stdout, else stderr, else they are dropped and counted.
+kill them; nor may it block: a pipe whose reader stopped reading froze every logging thread
+(and so the daemon, even SIGTERM). Lines go to stdout, else stderr, else they are dropped and
+counted.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import datetime as dt
 import errno
 import logging
 import os
+import select
+import stat
 import sys
 import threading
 from collections.abc import Callable, MutableMapping
@@ -59,7 +63,7 @@ def _is_dead(exc: Exception) -> bool:
     return isinstance(exc, ValueError) or getattr(exc, "errno", None) in _DEAD_ERRNOS
 
 
-def _silence_fd(stream: LogStream) -> None:
+def silence_fd(stream: object) -> None:
     """Point a dead stdout/stderr descriptor at /dev/null: the interpreter flushes sys.stdout
     at exit (a failure there turns the exit code into 120) and children inherit the fd."""
     try:
@@ -76,11 +80,62 @@ def _silence_fd(stream: LogStream) -> None:
         pass
 
 
-class FailSafeStream:
-    """Writes whole lines to the first stream that takes them; never raises.
+# How long a line waits for a pipe (or socket, terminal) to take it before that stream counts
+# as stalled: its reader is alive but not reading (`run | sleep 600`, a stuck log collector).
+# A stalled stream is only re-checked without waiting, so while it stays full it costs nothing.
+STALL_WAIT = 0.2
+_PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # a write this small into a pipe is atomic
 
-    `notice(n)` renders the line that reports `n` dropped lines; it is written before the
-    next line once a stream works again.
+
+def _pollable_fd(stream: LogStream) -> int | None:
+    """The descriptor of a stream whose write can block (not a regular file), else None."""
+    try:
+        fd = int(getattr(stream, "fileno")())  # noqa: B009 - LogStream has no fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):
+        return None  # StringIO, the progress printer, a closed file
+    return None if stat.S_ISREG(mode) else fd
+
+
+def _writable(fd: int, wait: float) -> bool:
+    return bool(select.select([], [fd], [], wait)[1])
+
+
+def _encode(stream: LogStream, text: str) -> bytes:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        return text.encode(encoding, getattr(stream, "errors", None) or "strict")
+    except UnicodeError:
+        return text.encode(encoding, "backslashreplace")
+
+
+class _Target:
+    """One stream lines may go to, and what FailSafeStream knows about it."""
+
+    def __init__(self, stream: LogStream) -> None:
+        self.stream = stream
+        self.fd = _pollable_fd(stream)  # None: written through the text layer
+        self.dead = False  # failed for ever (EPIPE, closed)
+        self.stalled = False  # full last time: only re-checked with a zero timeout
+        self.pending = b""  # the rest of a line a stall cut short, written first on resume
+
+    def pour(self, data: bytes) -> int:
+        """Write `data` in pieces of at most PIPE_BUF, each once the fd takes it without
+        blocking; return how many bytes went (fewer when it stalls)."""
+        assert self.fd is not None
+        sent = 0
+        while sent < len(data) and _writable(self.fd, STALL_WAIT):
+            sent += os.write(self.fd, data[sent : sent + _PIPE_BUF])
+        return sent
+
+
+class FailSafeStream:
+    """Writes whole lines to the first stream that takes them; never raises, never blocks.
+
+    A stream that is not a regular file (a pipe) is written with os.write only when select()
+    says it can take the bytes: one whose reader stopped reading is stalled, and its lines go
+    to the next stream or are dropped, until it drains. `notice(n)` renders the line that
+    reports `n` dropped lines; it is written before the next line once a stream works again.
     """
 
     def __init__(
@@ -89,10 +144,9 @@ class FailSafeStream:
         fallback: LogStream | None,
         notice: Callable[[int], str] = lambda n: f"{n} log lines could not be written\n",
     ) -> None:
-        self._streams = [primary]
+        self._targets = [_Target(primary)]
         if fallback is not None and fallback is not primary:
-            self._streams.append(fallback)
-        self._dead: set[int] = set()  # indexes into _streams
+            self._targets.append(_Target(fallback))
         self._notice = notice
         self._lock = threading.Lock()
         self.dropped = 0  # lines no stream took, in all
@@ -100,7 +154,7 @@ class FailSafeStream:
 
     def isatty(self) -> bool:
         try:
-            return self._streams[0].isatty()
+            return self._targets[0].stream.isatty()
         except (OSError, ValueError):
             return False
 
@@ -109,24 +163,51 @@ class FailSafeStream:
 
     def write(self, text: str, /) -> int:
         with self._lock:
-            for index, stream in enumerate(self._streams):
-                if index in self._dead:
+            for target in self._targets:
+                if target.dead:
                     continue
                 try:
-                    if self._unreported:
-                        stream.write(self._notice(self._unreported))
-                        self._unreported = 0
-                    stream.write(text)
-                    stream.flush()
-                    return len(text)
+                    if self._deliver(target, text):
+                        return len(text)
                 except (OSError, ValueError) as exc:
                     if _is_dead(exc):
-                        self._dead.add(index)
-                        _silence_fd(stream)
+                        target.dead = True
+                        silence_fd(target.stream)
             lines = max(1, text.count("\n"))
             self.dropped += lines
             self._unreported += lines
             return len(text)
+
+    def _deliver(self, target: _Target, text: str) -> bool:
+        """Write the line (after any notice) to `target`; False if it did not take it."""
+        stream = target.stream
+        if target.fd is None:  # a regular file or no descriptor: it cannot stall
+            if self._unreported:
+                stream.write(self._notice(self._unreported))
+                self._unreported = 0
+            stream.write(text)
+            stream.flush()
+            return True
+        if not _writable(target.fd, 0.0 if target.stalled else STALL_WAIT):
+            target.stalled = True
+            return False
+        target.stalled = False
+        stream.flush()  # whatever the text layer holds goes first
+        if target.pending:
+            target.pending = target.pending[target.pour(target.pending) :]
+            if target.pending:
+                target.stalled = True
+                return False
+        notice = self._notice(self._unreported) if self._unreported else ""
+        data = _encode(stream, notice + text)
+        sent = target.pour(data)
+        if sent == 0:
+            target.stalled = True
+            return False
+        if sent < len(data):  # cut short: the line counts as written, its rest goes first
+            target.pending, target.stalled = data[sent:], True
+        self._unreported = 0
+        return True
 
 
 _current: FailSafeStream | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -22,7 +23,7 @@ from mavi_uploader.cli.waiting import follow
 from mavi_uploader.config.settings import Config, ConfigError, load_config
 from mavi_uploader.core.records import State, display_path
 from mavi_uploader.journal import JournalError, open_for_reports
-from mavi_uploader.log import configure_logging, get_logger
+from mavi_uploader.log import configure_logging, get_logger, silence_fd
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import commands
 from mavi_uploader.service.daemon import Daemon
@@ -31,6 +32,7 @@ from mavi_uploader.service.install_apply import apply, describe
 from mavi_uploader.service.lock import AlreadyRunning, probe
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for `yes | head`'s `yes`
 log = get_logger(__name__)
 
 
@@ -64,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", parents=[common], help="files and their states")
     listing.add_argument("--state", choices=[s.value for s in State])
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=_positive_int, default=50, help="at most N files")
     listing.add_argument("--json", action="store_true")
 
     history = sub.add_parser("history", parents=[common], help="the journal of one file")
@@ -106,8 +108,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A report whose reader went away (`list --json | head -c 10`) ends
+    quietly like a Unix tool, with the status a shell gives one killed by SIGPIPE.
+
+    BrokenPipeError is caught rather than SIGPIPE's default action restored: SIGPIPE would
+    also kill `check` (HTTPS to MAVI) silently on a reset connection instead of reporting it,
+    and catching lets `finally` blocks close the journal. `run` is left out: its log stream
+    handles a reader going away and keeps the daemon running.
+    """
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _dispatch(args)
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, not at exit: a broken pipe there prints a traceback
+        sys.stderr.flush()
+        return code
+    except BrokenPipeError:
+        silence_fd(sys.stdout)  # the exit flush finds nothing to fail on
+        silence_fd(sys.stderr)
+        return EXIT_BROKEN_PIPE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
             return _run(args)
