@@ -459,3 +459,18 @@ class ScenarioRun:
             upload = self.fake.uploads[row["asset_id"]]
             assert (upload.sha256, upload.size) == (row["sha256"], video.stat().st_size), row
             assert self.fake.assets[row["asset_id"]].filename == video.name
+
+
+def self_signed_certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 (openssl), for servers that speak TLS."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key

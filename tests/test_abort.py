@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import http.server
 import io
-import shutil
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from conftest import self_signed_certificate, wait_for
 from mavi_uploader.mavi.client import MaviClient
 from mavi_uploader.mavi.ratelimit import RateLimiter, Stopped
 
@@ -35,20 +33,6 @@ class _Silent(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _certificate(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed: cannot make a self-signed certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture(params=[False, True], ids=["http", "https"])
 def silent_storage(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -57,7 +41,7 @@ def silent_storage(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Silent)
     scheme = "http"
     if request.param:
-        cert, key = _certificate(tmp_path)
+        cert, key = self_signed_certificate(tmp_path)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from conftest import DaemonProcess, logged, wait_for, write_video
@@ -15,15 +16,23 @@ from mavi_uploader.journal.sqlite.store import Journal
 DaemonFactory = Callable[..., DaemonProcess]
 
 
-def test_sigterm_cuts_the_wait_for_storage_and_the_next_run_finishes_the_file(
-    fake: FakeMavi, daemon_factory: DaemonFactory
-) -> None:
+def sent_and_held(
+    fake: FakeMavi, daemon_factory: DaemonFactory, name: str, size: int
+) -> tuple[DaemonProcess, Path]:
+    """A running daemon whose upload of a new file storage took whole but holds the answer to."""
     fake.inject("storage", Fault("hold"))
     daemon = daemon_factory()
     daemon.start()
     daemon.wait_ready()
-    clip = write_video(daemon.watch / "interview.mp4", 300_000)
+    clip = write_video(daemon.watch / name, size)
     wait_for(lambda: fake.holding == 1, what="storage holding its answer after the whole body")
+    return daemon, clip
+
+
+def test_sigterm_cuts_the_wait_for_storage_and_the_next_run_finishes_the_file(
+    fake: FakeMavi, daemon_factory: DaemonFactory
+) -> None:
+    daemon, clip = sent_and_held(fake, daemon_factory, "interview.mp4", 300_000)
 
     started = time.monotonic()
     assert daemon.kill(signal.SIGTERM) == 0  # kill() gives up after 30 s: TimeoutStopSec
@@ -50,12 +59,7 @@ def test_sigterm_cuts_the_wait_for_storage_and_the_next_run_finishes_the_file(
 def test_status_shows_a_small_file_fully_sent_while_storage_answers(
     fake: FakeMavi, daemon_factory: DaemonFactory
 ) -> None:
-    fake.inject("storage", Fault("hold"))
-    daemon = daemon_factory()
-    daemon.start()
-    daemon.wait_ready()
-    clip = write_video(daemon.watch / "small.mp4", 4_100)
-    wait_for(lambda: fake.holding == 1, what="storage holding its answer after the whole body")
+    daemon, clip = sent_and_held(fake, daemon_factory, "small.mp4", 4_100)
 
     def sent_in_full() -> dict[str, Any] | None:
         uploads = daemon.status()["uploads"]
