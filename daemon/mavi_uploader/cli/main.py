@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +31,6 @@ from mavi_uploader.service.install_apply import apply, describe
 from mavi_uploader.service.lock import AlreadyRunning, probe
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
-EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for `yes | head`'s `yes`
 log = get_logger(__name__)
 
 
@@ -120,7 +118,8 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. A report whose reader went away (`list --json | head -c 10`) ends
-    quietly like a Unix tool, with the status a shell gives one killed by SIGPIPE.
+    quietly, without a traceback, with exit 1: the contract's runtime failure (its output
+    did not all arrive).
 
     BrokenPipeError is caught rather than SIGPIPE's default action restored: SIGPIPE would
     also kill `check` (HTTPS to MAVI) silently on a reset connection instead of reporting it,
@@ -138,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         silence_fd(sys.stdout)  # the exit flush finds nothing to fail on
         silence_fd(sys.stderr)
-        return EXIT_BROKEN_PIPE
+        return EXIT_FAILURE
 
 
 def _dispatch(args: argparse.Namespace) -> int:
