@@ -45,6 +45,9 @@ FINAL_OK = ("done", "duplicate")
 IN_FLIGHT = ("uploading", "confirming")
 
 
+READY = '"event": "ready"'  # the JSON log line of a daemon that has started
+
+
 @dataclass(frozen=True)
 class Slow:
     """Answer `share` of an endpoint's requests after a delay drawn from [low, high] s."""
@@ -442,7 +445,12 @@ class Harness:
         return hit
 
     def _finish(self, daemon: DaemonProcess, view: JournalView, expected: int) -> None:
+        # This start's "ready" first (the log holds every earlier run's): when the kills left
+        # nothing to do, a SIGTERM sent at once would land before the daemon has its
+        # handlers (the interpreter's default: killed, -15).
+        readies = daemon.log_text().count(READY)
         daemon.start()
+        poll(lambda: daemon.log_text().count(READY) > readies, self.cfg.finish_timeout, 0.05)
         finished = poll(lambda: view.unfinished(expected) == 0, self.cfg.finish_timeout, 0.1)
         if not finished:
             self.figures.problems.append(
