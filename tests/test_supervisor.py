@@ -22,9 +22,10 @@ import pytest
 from conftest import API_KEY, wait_for, write_video
 from fakemavi import FakeMavi
 from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.service import signals as signals_module
 from mavi_uploader.service.daemon import Daemon
-from mavi_uploader.service.supervisor import Timers, summary
+from mavi_uploader.service.supervisor import summary
 from mavi_uploader.watch.rescans import Rescanner
 from mavi_uploader.watch.roots import WatchRoot
 from mavi_uploader.watch.settle import Settler

@@ -46,7 +46,7 @@ log = get_logger(__name__)
 # Settings a reload cannot change in a running daemon.
 _RESTART_ONLY = ("state_dir", "timers")
 
-__all__ = ["COLD_STOP_EXIT", "Daemon", "Timers", "summary"]
+__all__ = ["COLD_STOP_EXIT", "Daemon"]
 
 
 def _worker_settings(cfg: Config) -> WorkerSettings:

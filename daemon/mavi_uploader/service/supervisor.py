@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mavi_uploader.config.timers import Timers
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
 
-__all__ = ["Loops", "PeriodicJobs", "Timers", "summary"]
+__all__ = ["Loops", "PeriodicJobs", "summary"]
 
 
 @dataclass

@@ -33,7 +33,6 @@ from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import (
     AuthProblem,
     MaviClient,
-    MaviError,
     PermanentError,
     SignedUrlRejected,
     TransientError,
@@ -396,4 +395,4 @@ class Worker:
             self._journal.sight([seen])
 
 
-__all__ = ["MaviError", "Worker", "WorkerSettings"]
+__all__ = ["Worker", "WorkerSettings"]

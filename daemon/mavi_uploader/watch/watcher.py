@@ -14,7 +14,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -303,4 +302,4 @@ class Watcher:
                 yield obs
 
 
-__all__: list[Any] = ["WatchRoot", "Watcher"]
+__all__ = ["Watcher"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
-from mavi_uploader.journal.api import ContentClaim, JournalError, check_transition
+from mavi_uploader.journal.api import JournalError, check_transition
 from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
 from mavi_uploader.journal.sqlite.reads import PARKED, JournalReads, to_record
 from mavi_uploader.journal.sqlite.retention import JournalRetention
@@ -296,4 +296,4 @@ def _cannot_create(state_dir: Path, exc: OSError) -> JournalError:
     )
 
 
-__all__ = ["DB_NAME", "ContentClaim", "Journal", "JournalError"]
+__all__ = ["DB_NAME", "Journal"]
