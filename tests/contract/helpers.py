@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -41,4 +42,15 @@ def current(store: JournalStore, file_id: int) -> FileRecord:
     return rec
 
 
-__all__ = ["Opener", "at", "current", "drive", "obs", "queued", "sighted"]
+def in_threads(body: Callable[[int], None], count: int, timeout: float = 60.0) -> None:
+    """Run body(0) .. body(count - 1) on threads at once and wait for all of them; a thread
+    still running after `timeout` fails the test instead of hanging it."""
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a claiming thread did not finish"
+
+
+__all__ = ["Opener", "at", "current", "drive", "in_threads", "obs", "queued", "sighted"]

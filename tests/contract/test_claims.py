@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from conftest import Clock
-from contract.helpers import Opener, current, obs, queued
+from contract.helpers import Opener, current, in_threads, obs, queued
 from mavi_uploader.core.states import State
 from mavi_uploader.journal import ContentClaim, JournalStore
 
@@ -76,11 +76,7 @@ def test_concurrent_claims_never_hand_out_a_row_twice(open_store: Opener) -> Non
         while (rec := stores[index].claim(f"w{index}", 60)) is not None:
             got[index].append(rec.id)
 
-    threads = [threading.Thread(target=drain, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    in_threads(drain, 4)
     claimed = [i for ids in got for i in ids]
     assert len(claimed) == 200 and len(set(claimed)) == 200
 
@@ -97,11 +93,7 @@ def test_claims_racing_for_one_row_hand_it_to_exactly_one(open_store: Opener) ->
         rec = stores[index].claim(f"w{index}", 60)
         got[index] = rec.id if rec else None
 
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(stores))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    in_threads(race, len(stores))
     assert got.count(file_id) == 1 and got.count(None) == len(stores) - 1
     winner = f"w{got.index(file_id)}"
     assert current(setup, file_id).lease_owner == winner
@@ -117,11 +109,7 @@ def test_workers_sharing_one_store_never_get_the_same_row(store: JournalStore) -
         while (rec := store.claim(f"w{index}", 60)) is not None:
             got[index].append(rec.id)
 
-    threads = [threading.Thread(target=drain, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    in_threads(drain, 3)
     claimed = [i for ids in got for i in ids]
     assert len(claimed) == 60 and len(set(claimed)) == 60
 
