@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import pytest
 import structlog
 from hypothesis.configuration import set_hypothesis_home_dir
 
+import pgcluster
 from fakemavi import FakeMavi
 from mavi_uploader.cli.views import file_document, status_document
 from mavi_uploader.journal import JournalStore, open_for_reports
@@ -474,3 +476,26 @@ def self_signed_certificate(tmp_path: Path) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+# ---- PostgreSQL: one throwaway cluster per test process, a fresh database per test -------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pgcluster.Cluster]:
+    why = pgcluster.why_unavailable()
+    if why is not None:
+        if os.environ.get(pgcluster.REQUIRE_ENV) == "1":
+            pytest.fail(f"PostgreSQL tests are mandatory here ({pgcluster.REQUIRE_ENV}=1): {why}")
+        pytest.skip(f"PostgreSQL tests skipped: {why}")
+    with pgcluster.running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: pgcluster.Cluster) -> str:
+    """A URL to an empty database of its own (journals of one test never meet another's)."""
+    return pg_cluster.create_database(f"t{next(_DATABASES)}")
+
+
+_DATABASES = itertools.count(1)

@@ -70,6 +70,10 @@ class FileRecord:
     mavi_status: str | None = None
     mavi_status_since: float | None = None
     content_claimed: bool = False
+    # Fleet mode (PostgreSQL): the host that holds or finished the file (None before a claim,
+    # and always on SQLite), and the share the file is on (None: a host's own folder).
+    host_id: str | None = None
+    share: str | None = None
 
     @property
     def name(self) -> str:
@@ -106,6 +110,17 @@ class Pause:
     since: float
 
 
+@dataclass(frozen=True)
+class HostInfo:
+    """One daemon of a fleet as the shared journal knows it (`status` shows them)."""
+
+    host_id: str
+    pid: int
+    alive: bool  # heartbeat seen within host_timeout_seconds (on the database clock)
+    last_seen: float
+    uploading: tuple[str, ...] = ()  # paths of the files it holds in `uploading` now
+
+
 __all__ = [
     "ACTIVE_STATES",
     "EMPTY_FILE",
@@ -115,6 +130,7 @@ __all__ = [
     "SPENT_URL",
     "Event",
     "FileRecord",
+    "HostInfo",
     "Observation",
     "Pause",
     "State",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mavi_uploader.journal.api import (
     ContentClaim,
+    Fleet,
     IllegalTransition,
     JournalError,
     JournalStore,
@@ -38,6 +39,7 @@ def open_for_reports(state_dir: Path) -> JournalStore | None:
 
 __all__ = [
     "ContentClaim",
+    "Fleet",
     "IllegalTransition",
     "JournalError",
     "JournalStore",

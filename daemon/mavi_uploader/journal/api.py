@@ -1,18 +1,20 @@
 """The one journal interface: what the daemon, the CLI and the reports ask of a store.
 
-Every store (SQLite today) implements `JournalStore`, raises only `JournalError` (driver
-errors are wrapped at its boundary) and writes no state change outside core/states.ALLOWED.
+Every store (SQLite, the embedded default; PostgreSQL, fleet mode) implements `JournalStore`,
+raises only `JournalError` (driver errors are wrapped at its boundary) and writes no state
+change outside core/states.ALLOWED.
 tests/contract/ runs one suite against every store.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mavi_uploader.core.records import Event, FileRecord, Observation, Pause
+from mavi_uploader.core.records import Event, FileRecord, HostInfo, Observation, Pause
 from mavi_uploader.core.states import State, is_allowed
 
 
@@ -53,8 +55,21 @@ class ContentClaim(enum.Enum):
     LOST = "lost"  # the row is no longer ours (lease taken)
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """Where a fleet's shared journal is and who this host is in it (fleet mode)."""
+
+    url: str = field(repr=False)  # postgresql://...; may hold a password: never logged
+    host_id: str
+    # share name -> where this host mounts it; files there are the fleet's, not this host's
+    shares: Mapping[str, str] = field(default_factory=dict)
+    host_timeout: float = 30.0  # a host silent this long loses its claims to the others
+
+
 class JournalStore(Protocol):
     """File rows, their transitions (each with an event) and the daemon's shared flags."""
+
+    kind: str  # "sqlite" | "postgresql", as `status --json` reports it
 
     # ---- the watcher and commands --------------------------------------------------------
 
@@ -111,7 +126,27 @@ class JournalStore(Protocol):
         ...
 
     def recover_after_crash(self) -> int:
-        """Crash rule: uploading rows back to queued, confirming rows lose their lease."""
+        """Crash rule: this host's uploading rows back to queued, its confirming rows lose
+        their lease (a fleet's other hosts keep theirs)."""
+        ...
+
+    # ---- the fleet (a single-host store has no one to share with) ----------------------
+
+    def heartbeat(self, pid: int) -> None:
+        """This host is alive: its claims stay its own for another host_timeout."""
+        ...
+
+    def hosts(self) -> list[HostInfo]:
+        """The fleet's hosts, this one included; empty for a single-host store."""
+        ...
+
+    def take_pause_probe(self, interval: float) -> bool:
+        """While paused: may this host probe now? At most one probe per `interval` across
+        every host sharing the journal."""
+        ...
+
+    def on_new_work(self, wake: Callable[[], None]) -> None:
+        """Call `wake` (from another thread) whenever another process queues work."""
         ...
 
     # ---- the pause -------------------------------------------------------------------

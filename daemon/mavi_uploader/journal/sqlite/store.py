@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mavi_uploader.core.records import FileRecord
+from mavi_uploader.core.records import FileRecord, HostInfo
 from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
 from mavi_uploader.journal.api import JournalError, check_transition
 from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
@@ -50,6 +50,8 @@ _WRITABLE = frozenset({
 class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
     """Thread-safe access to one journal database (one connection per thread); the SQLite
     `JournalStore` (mavi_uploader.journal.api)."""
+
+    kind = "sqlite"
 
     def __init__(
         self,
@@ -286,7 +288,36 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
 
     def clear_pause(self) -> None:
         with self._tx() as conn:
-            conn.execute("DELETE FROM daemon_flags WHERE key IN ('pause_reason', 'pause_since')")
+            conn.execute(
+                "DELETE FROM daemon_flags"
+                " WHERE key IN ('pause_reason', 'pause_since', 'pause_next_probe')"
+            )
+
+    def take_pause_probe(self, interval: float) -> bool:
+        now = self._clock()
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT value FROM daemon_flags WHERE key = 'pause_next_probe'"
+            ).fetchone()
+            if row is not None and float(row["value"]) > now:
+                return False
+            conn.execute(
+                "INSERT INTO daemon_flags (key, value) VALUES ('pause_next_probe', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (repr(now + interval),),
+            )
+            return True
+
+    # ---- the fleet: one daemon per state dir (its lock), no one to share with -----------
+
+    def heartbeat(self, pid: int) -> None:
+        return None
+
+    def hosts(self) -> list[HostInfo]:
+        return []
+
+    def on_new_work(self, wake: Callable[[], None]) -> None:
+        return None  # the one daemon's own settle loop wakes its workers
 
 
 def _cannot_create(state_dir: Path, exc: OSError) -> JournalError:
