@@ -92,6 +92,7 @@ class Event:
     from_state: State | None
     to_state: State
     reason: str
+    host_id: str | None = None  # fleet mode: the host that made the move
 
 
 @dataclass(frozen=True)
