@@ -22,6 +22,7 @@ from mavi_uploader.journal import (
     JournalStore,
     open_for_reports,
     open_journal,
+    sql,
 )
 from mavi_uploader.journal.sqlite import schema
 from mavi_uploader.journal.sqlite.schema import SCHEMA_VERSION
@@ -154,8 +155,8 @@ def test_schema_state_lists_are_the_text_existing_journals_were_created_with(
         " 'vanished', 'skipped')"
     )
     assert schema._ACTIVE == "('settling', 'queued', 'uploading', 'confirming')"
-    assert schema.among(ACTIVE_STATES) == schema._ACTIVE
-    assert schema.among(SETTLED_FOR_GOOD) == "('done', 'duplicate', 'vanished', 'skipped')"
+    assert sql.among(ACTIVE_STATES) == schema._ACTIVE
+    assert sql.among(SETTLED_FOR_GOOD) == "('done', 'duplicate', 'vanished', 'skipped')"
     v4 = [" ".join(s.split()) for s in schema._split(schema._MIGRATIONS[4])]
     assert v4[-3:] == [
         "UPDATE files SET signed_url = NULL, url_expires_at = NULL"
@@ -194,7 +195,7 @@ def test_the_insert_path_refuses_a_state_a_new_row_may_not_start_in(journal: Jou
 
 def test_every_method_of_the_interface_wraps_driver_errors() -> None:
     members = [name for name in vars(JournalStore) if not name.startswith("_")]
-    assert len(members) == 28
+    assert len(members) == 32
     for name in members:
         assert hasattr(getattr(Journal, name), "__wrapped__"), name
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.states import State
 from mavi_uploader.journal.api import ContentClaim
-from mavi_uploader.journal.sqlite.reads import HOLDS, to_record
-from mavi_uploader.journal.sqlite.schema import one
+from mavi_uploader.journal.sql import HOLDS, one
+from mavi_uploader.journal.sqlite.reads import to_record
 
 _DONE, _FAILED = one(State.DONE), one(State.FAILED)
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD
+from mavi_uploader.journal.sql import among
 from mavi_uploader.journal.sqlite.reads import to_record
-from mavi_uploader.journal.sqlite.schema import among
 
 # Finished for good (failed rows stay until someone acts on them).
 _PRUNABLE = among(SETTLED_FOR_GOOD)

@@ -8,24 +8,15 @@ import inspect
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mavi_uploader.core.states import ACTIVE_STATES, FINAL_STATES, State
 from mavi_uploader.journal.api import JournalError
+from mavi_uploader.journal.sql import among, one
 
 SCHEMA_VERSION = 4
-
-
-def one(state: State) -> str:
-    """A state as an SQL literal (the enum's own value: a constant, never input)."""
-    return f"'{state.value}'"
-
-
-def among(states: Iterable[State]) -> str:
-    """States as an SQL list for `IN`: literals, so SQLite can match the partial index."""
-    return "(" + ", ".join(one(s) for s in states) + ")"
 
 
 # Generated from the enum, byte for byte the text journals in the field were created with

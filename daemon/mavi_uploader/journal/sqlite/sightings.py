@@ -14,7 +14,8 @@ from typing import Any
 from mavi_uploader.core.records import FileRecord, Observation, path_to_blob
 from mavi_uploader.core.states import ACTIVE_STATES, NEW_VERSION, State
 from mavi_uploader.journal.api import check_transition
-from mavi_uploader.journal.sqlite.reads import handles, to_record
+from mavi_uploader.journal.sql import handles
+from mavi_uploader.journal.sqlite.reads import to_record
 
 
 class JournalSightings:

@@ -16,17 +16,16 @@ from typing import Any
 from mavi_uploader.core.records import FileRecord, HostInfo
 from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
 from mavi_uploader.journal.api import JournalError, check_transition
+from mavi_uploader.journal.sql import PARKED, among, one
 from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
-from mavi_uploader.journal.sqlite.reads import PARKED, JournalReads, to_record
+from mavi_uploader.journal.sqlite.reads import JournalReads, to_record
 from mavi_uploader.journal.sqlite.retention import JournalRetention
 from mavi_uploader.journal.sqlite.schema import (
     SCHEMA_VERSION,
     ConnectionPool,
-    among,
     create_private_file,
     driver_errors,
     migrate,
-    one,
     wraps_driver_errors,
 )
 from mavi_uploader.journal.sqlite.sightings import JournalSightings
