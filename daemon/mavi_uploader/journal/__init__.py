@@ -4,19 +4,26 @@ store. Code outside this package uses only these names, never a store's module.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mavi_uploader.journal.api import (
     ContentClaim,
     Fleet,
+    HostTaken,
     IllegalTransition,
     JournalError,
+    JournalSettingError,
     JournalStore,
     check_transition,
 )
 from mavi_uploader.journal.sqlite.store import Journal as SQLiteJournal
+
+if TYPE_CHECKING:
+    from mavi_uploader.journal.postgres.fleet import HostLock
 
 
 def make_state_dir(state_dir: Path) -> None:
@@ -25,25 +32,62 @@ def make_state_dir(state_dir: Path) -> None:
 
 
 def open_journal(
-    state_dir: Path, *, clock: Callable[[], float] = time.time, migrate_schema: bool = True
+    state_dir: Path,
+    *,
+    fleet: Fleet | None = None,
+    clock: Callable[[], float] | None = None,
+    migrate_schema: bool = True,
 ) -> JournalStore:
-    """The journal for writing, created and migrated if need be; with migrate_schema=False
-    (a running daemon holds it) any schema but this build's is refused with the fix."""
-    return SQLiteJournal.open(state_dir, clock=clock, migrate_schema=migrate_schema)
+    """The journal for writing (SQLite in `state_dir`, or the fleet's on PostgreSQL),
+    created and migrated if need be; with migrate_schema=False (a running daemon holds it)
+    any schema but this build's is refused with the fix. `clock`: tests only (the fleet's
+    default is the database's clock)."""
+    if fleet is not None:
+        with _postgres_driver():
+            from mavi_uploader.journal.postgres import open_fleet_journal  # noqa: PLC0415
+        return open_fleet_journal(fleet, clock=clock, migrate_schema=migrate_schema)
+    return SQLiteJournal.open(state_dir, clock=clock or time.time, migrate_schema=migrate_schema)
 
 
-def open_for_reports(state_dir: Path) -> JournalStore | None:
-    """A read-only view for `status`, `list`, `history`; None when there is no journal yet."""
+def open_for_reports(state_dir: Path, fleet: Fleet | None = None) -> JournalStore | None:
+    """A read-only view for `status`, `list`, `history`; None when there is no journal yet
+    (in fleet mode: the whole fleet's)."""
+    if fleet is not None:
+        with _postgres_driver():
+            from mavi_uploader.journal.postgres import open_fleet_reader  # noqa: PLC0415
+        return open_fleet_reader(fleet)
     return SQLiteJournal.open_existing(state_dir)
+
+
+def lock_host(fleet: Fleet) -> HostLock:
+    """Hold this host's id in the fleet while the daemon runs (HostTaken if taken)."""
+    with _postgres_driver():
+        from mavi_uploader.journal.postgres import lock_host as take  # noqa: PLC0415
+    return take(fleet)
+
+
+@contextlib.contextmanager
+def _postgres_driver() -> Iterator[None]:
+    """The PostgreSQL store is imported only in fleet mode: its driver is an extra."""
+    try:
+        yield
+    except ImportError as exc:
+        raise JournalSettingError(
+            f"journal_url is set but the PostgreSQL driver is missing ({exc}); install it with"
+            " pip install 'mavi-uploader[postgres]', or remove journal_url to use SQLite"
+        ) from exc
 
 
 __all__ = [
     "ContentClaim",
     "Fleet",
+    "HostTaken",
     "IllegalTransition",
     "JournalError",
+    "JournalSettingError",
     "JournalStore",
     "check_transition",
+    "lock_host",
     "make_state_dir",
     "open_for_reports",
     "open_journal",

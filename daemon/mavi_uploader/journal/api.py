@@ -22,6 +22,15 @@ class JournalError(Exception):
     """The journal cannot be opened or used; the message names the file (or database)."""
 
 
+class JournalSettingError(JournalError):
+    """The journal cannot be used as configured (a bad `journal_url`, a refused login, a
+    missing database): a configuration error, not a passing outage (the CLI exits 2)."""
+
+
+class HostTaken(JournalError):
+    """Another live daemon already runs under this host_id in the fleet (the CLI exits 3)."""
+
+
 class IllegalTransition(RuntimeError):
     """A move outside core/states.ALLOWED: a bug, refused before anything is written.
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 from mavi_uploader.core.states import ACTIVE_STATES, FINAL_STATES, State
 from mavi_uploader.journal.api import JournalError
@@ -211,32 +208,6 @@ def unusable_journal(db_path: Path, exc: Exception) -> JournalError:
         "and start again (files already uploaded will be uploaded again); mavi-uploader will "
         "not overwrite it"
     )
-
-
-_Cls = TypeVar("_Cls", bound=type)
-
-
-def wraps_driver_errors(cls: _Cls) -> _Cls:
-    """Class decorator: every public method (the mixins' too) raises JournalError, naming
-    the database, where sqlite3 raised (disk full, locked, a constraint): callers of a store
-    see one error type, whatever the store's driver."""
-    done: set[str] = set()
-    for klass in cls.__mro__[:-1]:
-        for name, attr in vars(klass).items():
-            if name.startswith("_") or name in done or not inspect.isfunction(attr):
-                continue
-            done.add(name)
-            setattr(cls, name, _wrapped(attr))
-    return cls
-
-
-def _wrapped(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with driver_errors(self.db_path):
-            return method(self, *args, **kwargs)
-
-    return call
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from typing import Any
 from mavi_uploader.core.records import FileRecord, HostInfo
 from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
 from mavi_uploader.journal.api import JournalError, check_transition
+from mavi_uploader.journal.boundary import wraps_driver_errors
 from mavi_uploader.journal.sql import PARKED, among, one
 from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
 from mavi_uploader.journal.sqlite.reads import JournalReads, to_record
@@ -26,7 +27,6 @@ from mavi_uploader.journal.sqlite.schema import (
     create_private_file,
     driver_errors,
     migrate,
-    wraps_driver_errors,
 )
 from mavi_uploader.journal.sqlite.sightings import JournalSightings
 
@@ -114,6 +114,9 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
 
     def _conn(self) -> sqlite3.Connection:
         return self._db.get()
+
+    def _driver_errors(self) -> contextlib.AbstractContextManager[None]:
+        return driver_errors(self.db_path)
 
     def now(self) -> float:
         """The journal's clock (injectable in tests), for ages compared with its times."""

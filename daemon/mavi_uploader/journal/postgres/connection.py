@@ -1,0 +1,177 @@
+"""Connections to the fleet's PostgreSQL: a pool, transactions, the database clock, errors.
+
+psycopg_pool replaces connections the server dropped (a restart) on their next checkout, so a
+transaction after an outage simply works again; during one, every call raises JournalError
+and the daemon's loops wait and retry, as they do for a full disk on SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool
+
+from mavi_uploader.journal.api import JournalError, JournalSettingError
+from mavi_uploader.redaction import register_secret
+
+Conn = psycopg.Connection[DictRow]
+Args = Sequence[Any] | Mapping[str, Any] | None
+# Errors of a server that is away (down, restarting, unreachable): worth waiting out.
+_AWAY = re.compile(
+    r"connection refused|could not connect|timeout expired|timed out|server closed|"
+    r"terminating connection|the database system is (starting up|shutting down)|no route|"
+    r"network is unreachable|connection reset",
+    re.IGNORECASE,
+)
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may be printed: its password (if any) as ***, its query dropped."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        netloc = f"{user}:***@{netloc.rsplit('@', 1)[1]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def lock_key(*names: str | bytes) -> int:
+    """A signed 64-bit advisory-lock key for a name (stable across hosts and versions)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name in names:
+        digest.update(name.encode() if isinstance(name, str) else name)
+        digest.update(b"\0")
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def connect_once(url: str, shown: str, timeout: float) -> Conn:
+    """One connection, or JournalError saying what is wrong: JournalSettingError for what
+    only the configuration can fix (a bad URL, a refused login, no such database)."""
+    password = urlsplit(url).password if "://" in url else None
+    if password:
+        register_secret(password)
+    try:
+        return psycopg.connect(
+            url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, round(timeout))
+        )
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if _AWAY.search(str(exc)):
+            raise JournalError(
+                f"journal_url {shown}: the database server cannot be reached ({reason});"
+                " is PostgreSQL running there?"
+            ) from exc
+        raise JournalSettingError(
+            f"journal_url {shown}: {reason}. Fix journal_url (MAVI_UPLOADER_JOURNAL_URL):"
+            " postgresql://user[:password]@host:port/database, a role allowed to log in and"
+            " an existing database"
+        ) from exc
+
+
+class Database:
+    """A pool of connections and the transactions taken from it (one per thread at a time;
+    a transaction opened inside another on the same thread joins it, like SQLite's batch)."""
+
+    def __init__(self, url: str, *, max_size: int, timeout: float = 10.0) -> None:
+        self.url = url
+        self.shown = shown_url(url)
+        self._timeout = timeout
+        connect_once(url, self.shown, timeout).close()  # a clear error now, not a pool timeout
+        self.pool: ConnectionPool[Conn] = ConnectionPool(
+            url,
+            connection_class=psycopg.Connection[DictRow],
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            check=ConnectionPool.check_connection,
+            timeout=timeout,
+            reconnect_timeout=0,  # never give up reconnecting: outages are waited out
+            open=False,
+            name="mavi-journal",
+        )
+        self.pool.open(wait=False)
+        self._local = threading.local()
+        self.round_trips = 0  # statements sent (bench/ reports them per file)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Conn]:
+        """This thread's connection in a transaction if it has one open, else a pooled one."""
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.errors(), self.pool.connection() as pooled:
+            yield pooled
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Conn]:
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.errors(), self.pool.connection() as pooled, pooled.transaction():
+            self._local.conn = pooled
+            try:
+                yield pooled
+            finally:
+                self._local.conn = None
+
+    def run(self, conn: Conn, sql: str, args: Args = None) -> psycopg.Cursor[DictRow]:
+        self.round_trips += 1
+        return conn.execute(sql, args)
+
+    def rows(self, sql: str, args: Args = None) -> list[DictRow]:
+        with self.connection() as conn:
+            return self.run(conn, sql, args).fetchall()
+
+    def row(self, sql: str, args: Args = None) -> DictRow | None:
+        with self.connection() as conn:
+            return self.run(conn, sql, args).fetchone()
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Driver errors (and a pool that waited in vain) -> JournalError naming the URL."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise JournalError(f"journal_url {self.shown}: {_first_line(exc)}") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.pool.close(timeout=2.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class DatabaseClock:
+    """The database's clock, read without a round trip: this host's clock plus the offset
+    measured against the server's at `sync` (each heartbeat), so leases, slots and ages
+    agree across hosts whose clocks disagree."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def sync(self, conn: Conn) -> None:
+        before = time.time()
+        row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS now").fetchone()
+        after = time.time()
+        if row is not None:
+            self._offset = float(row["now"]) - (before + after) / 2
+
+    def __call__(self) -> float:
+        return time.time() + self._offset
