@@ -23,8 +23,8 @@ from mavi_uploader.core.decisions import Patience
 from mavi_uploader.core.records import State
 from mavi_uploader.core.reporting import upload_progress
 from mavi_uploader.core.writers import ignore_lease_breaks
+from mavi_uploader.journal import JournalError, make_state_dir, open_journal
 from mavi_uploader.journal import JournalStore as Journal
-from mavi_uploader.journal import make_state_dir, open_journal
 from mavi_uploader.log import dropped_lines, get_logger
 from mavi_uploader.mavi.client import MaviClient
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter
@@ -249,7 +249,13 @@ class Daemon:
         if self.signals.take_hup():
             self._reload(parts, jobs)
         jobs.run_due(now)
-        return None if once is None else once.outcome(self.config.once_confirm_timeout_seconds)
+        if once is None:
+            return None
+        try:
+            return once.outcome(self.config.once_confirm_timeout_seconds)
+        except JournalError as exc:
+            log.warning("journal unavailable; `run --once` waits for it", error=str(exc))
+            return None
 
     def _jobs(self, parts: _Parts, now: float) -> PeriodicJobs:
         """The supervisor's timed jobs. Rescans are only requested: they run on their thread,
@@ -299,8 +305,14 @@ class Daemon:
         loops turn and a rescan, if one runs, still makes progress (a generous limit: a big
         tree on NFS is slow). A wedged daemon stops pinging and systemd restarts it.
         """
-        counts = parts.journal.counts()
-        self.notifier.status(summary(counts, parts.gate.reason, dropped_lines()))
+        try:
+            counts = parts.journal.counts()
+        except JournalError as exc:
+            # A fleet's server restarting: the daemon is alive and waits for it, so the
+            # watchdog is still pinged below (a restart by systemd would help nothing).
+            self.notifier.status(f"journal unavailable: {exc}")
+        else:
+            self.notifier.status(summary(counts, parts.gate.reason, dropped_lines()))
         now = time.monotonic()
         self._loops.beat("rescan", self.timers.rescan_stall, now=parts.rescanner.beat)
         stale = self._loops.stale(now)

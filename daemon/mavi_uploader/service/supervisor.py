@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mavi_uploader.journal import JournalError
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
+_JOURNAL_WARN_EVERY = 30.0
 
 __all__ = ["Loops", "PeriodicJobs", "summary"]
 
@@ -62,7 +64,11 @@ class PeriodicJobs:
         for job in self._jobs:
             if now >= job.due:
                 job.due = now + job.every
-                job.run()
+                try:
+                    job.run()
+                except JournalError as exc:
+                    # The journal is away: the job runs again at its next turn.
+                    log.warning("journal unavailable; job skipped", job=job.name, error=str(exc))
                 ran.append(job.name)
         return ran
 
@@ -95,11 +101,25 @@ class Loops:
             self._threads[name] = thread
 
     def _guarded(self, name: str, body: Callable[[], None]) -> Callable[[], None]:
+        said: dict[str, float] = {}  # thread -> when a journal outage may be logged again
+
         def run() -> None:
             while not self._stop.is_set():
                 try:
                     body()
                     break
+                except JournalError as exc:
+                    # The journal is away (a fleet's server restarting, a full disk): said
+                    # now and then, not with a traceback every second.
+                    now = time.monotonic()
+                    if now >= said.get(name, 0.0):
+                        said[name] = now + _JOURNAL_WARN_EVERY
+                        with contextlib.suppress(Exception):
+                            log.warning(
+                                "journal unavailable; retrying", thread=name, error=str(exc)
+                            )
+                    self._stop.wait(self._guard_pause)
+                    continue
                 except Exception:
                     # Keep the daemon up (e.g. disk full for a moment); retry after a pause.
                     # Logging must not be what kills the thread either.

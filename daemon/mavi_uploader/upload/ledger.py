@@ -8,26 +8,56 @@ that decide nothing: progress, lease renewal, a hash.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 from mavi_uploader.core.outcomes import Outcome
 from mavi_uploader.core.records import FileRecord, display_path
+from mavi_uploader.journal import JournalError
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
+# Waits between attempts to write an outcome while a fleet's journal is away.
+_FIRST_WAIT, _LAST_WAIT = 0.5, 10.0
 
 
 class Ledger:
-    """Journal writes made under one worker's lease (`owner`)."""
+    """Journal writes made under one worker's lease (`owner`).
 
-    def __init__(self, journal: Journal, owner: str) -> None:
+    On a fleet's journal (PostgreSQL) a write that fails because the server is away is tried
+    again until it lands or the daemon stops: the server comes back, and an upload's outcome
+    (storage took the bytes) is worth waiting for, not a reason to send them again. A note
+    (progress, lease renewal) that cannot be written is skipped: the bytes keep moving.
+    """
+
+    def __init__(self, journal: Journal, owner: str, stop: threading.Event | None = None) -> None:
         self.journal = journal
         self.owner = owner
+        self._stop = stop or threading.Event()
+        self._patient = journal.kind != "sqlite"  # a local journal's errors are not outages
 
     def apply(self, rec: FileRecord, outcome: Outcome) -> FileRecord | None:
         """Write `outcome` for `rec` (one transaction, with its event if it moves the row);
         the row as written, or None when it is no longer ours (a lost lease, `retry`...)."""
+        if not self._patient:
+            return self._apply(rec, outcome)
+        delay = _FIRST_WAIT
+        while True:
+            try:
+                return self._apply(rec, outcome)
+            except JournalError as exc:
+                log.warning(
+                    "journal unavailable; will write the outcome when it is back",
+                    file_id=rec.id,
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+                if self._stop.wait(delay):
+                    raise  # the crash rule picks the file up at the next start
+                delay = min(_LAST_WAIT, delay * 2)
+
+    def _apply(self, rec: FileRecord, outcome: Outcome) -> FileRecord | None:
         fields = dict(outcome.fields)
         if outcome.state is None:
             if not self.journal.update(rec.id, owner=self.owner, **fields):
@@ -55,4 +85,12 @@ class Ledger:
 
         False when the row is no longer ours (our lease expired and another worker took it).
         """
-        return self.journal.update(rec.id, owner=self.owner, **fields)
+        try:
+            return self.journal.update(rec.id, owner=self.owner, **fields)
+        except JournalError as exc:
+            if not self._patient:
+                raise
+            log.warning(
+                "journal unavailable; progress not recorded", file_id=rec.id, error=str(exc)
+            )
+            return True  # as far as we know the row is ours: carry on

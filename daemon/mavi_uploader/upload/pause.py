@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from mavi_uploader.config.timers import Timers
-from mavi_uploader.journal import JournalStore
+from mavi_uploader.journal import JournalError, JournalStore
 from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
@@ -16,7 +16,10 @@ log = get_logger(__name__)
 class PauseGate:
     """Shared by all workers. While paused, at most one probe per `probe_interval` (a minute).
 
-    The reason is kept in the journal too, so `status` (another process) can show it.
+    The reason is kept in the journal too, so `status` (another process) can show it. With
+    `fleet=True` the journal's pause is the fleet's: a pause tripped by any host stops every
+    host (read from the journal at most every `refresh_every`), and the journal hands out the
+    one probe per interval for the whole fleet.
     """
 
     def __init__(
@@ -25,15 +28,20 @@ class PauseGate:
         *,
         clock: Callable[[], float] = time.monotonic,
         probe_interval: float = Timers.pause_probe_every,
+        fleet: bool = False,
+        refresh_every: float = 1.0,
     ) -> None:
         self._journal = journal
         self._clock = clock
         self._probe_interval = probe_interval
+        self._fleet = fleet
+        self._refresh_every = refresh_every
         self._lock = threading.Lock()
         pause = journal.pause()
         self._reason: str | None = pause.reason if pause else None
         # A pause inherited from a previous run: probe right away (restart lifts it if fixed).
         self._next_probe = clock()
+        self._next_refresh = clock() + refresh_every
 
     @property
     def reason(self) -> str | None:
@@ -45,13 +53,38 @@ class PauseGate:
     def admit(self) -> bool:
         """May a worker start an API-bound job now? While paused: one probe per interval."""
         with self._lock:
+            now = self._clock()
+            if self._fleet and now >= self._next_refresh:
+                self._refresh(now)
             if self._reason is None:
                 return True
-            now = self._clock()
             if now < self._next_probe:
                 return False
             self._next_probe = now + self._probe_interval
-            return True
+        # The fleet's slot, outside our lock: a journal round trip must not hold up others.
+        return not self._fleet or self._fleet_probe()
+
+    def _refresh(self, now: float) -> None:
+        """Another host may have paused or resumed the fleet (called under our lock)."""
+        self._next_refresh = now + self._refresh_every
+        try:
+            pause = self._journal.pause()
+        except JournalError:
+            return  # the journal is away: no worker can claim either; keep what we knew
+        reason = pause.reason if pause else None
+        if reason == self._reason:
+            return
+        if reason is not None:
+            log.warning("uploads paused by the fleet", reason=reason)
+        else:
+            log.info("uploads resumed by the fleet")
+        self._reason = reason
+
+    def _fleet_probe(self) -> bool:
+        try:
+            return self._journal.take_pause_probe(self._probe_interval)
+        except JournalError:
+            return False
 
     def trip(self, reason: str) -> None:
         with self._lock:

@@ -103,7 +103,7 @@ class Worker:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
         self._backoffs = Backoffs.starting_at(retry_first, confirm_first)
-        self._ledger = Ledger(journal, self.owner)
+        self._ledger = Ledger(journal, self.owner, stop)
         self._confirmer = Confirmer(
             client, gate, clock=clock, rng=self._rng, backoffs=self._backoffs
         )

@@ -44,6 +44,7 @@ class FleetMembership:
         self._listening = threading.Event()
         self._closing = threading.Event()
         self._listener: threading.Thread | None = None
+        self._beat_missed = True  # no beat yet: this run's first one starts the count
 
     def _stop_membership(self) -> None:
         self._closing.set()
@@ -93,18 +94,31 @@ class FleetMembership:
     # ---- liveness ----------------------------------------------------------------------
 
     def heartbeat(self, pid: int) -> None:
-        """This host is alive (and, with the real clock, re-measure the database's)."""
-        with self._db.connection() as conn:
-            if isinstance(self._clock, DatabaseClock):
-                self._clock.sync(conn)
-            now = self._clock()
-            self._db.run(
-                conn,
-                "INSERT INTO hosts (host_id, pid, started_at, last_seen) VALUES (%s,%s,%s,%s)"
-                " ON CONFLICT (host_id) DO UPDATE SET pid = excluded.pid,"
-                " last_seen = excluded.last_seen",
-                (self._places.host_id, pid, now, now),
-            )
+        """This host is alive (and, with the real clock, re-measure the database's). The
+        first beat after a miss restarts `connected_since` (see store._STEADY)."""
+        try:
+            with self._db.connection() as conn:
+                if isinstance(self._clock, DatabaseClock):
+                    self._clock.sync(conn)
+                now = self._clock()
+                self._db.run(
+                    conn,
+                    "INSERT INTO hosts (host_id, pid, started_at, last_seen, connected_since)"
+                    " VALUES (%(host)s, %(pid)s, %(now)s, %(now)s, %(now)s)"
+                    " ON CONFLICT (host_id) DO UPDATE SET pid = excluded.pid,"
+                    " last_seen = excluded.last_seen, connected_since = CASE WHEN %(missed)s"
+                    " THEN excluded.connected_since ELSE hosts.connected_since END",
+                    {
+                        "host": self._places.host_id,
+                        "pid": pid,
+                        "now": now,
+                        "missed": self._beat_missed,
+                    },
+                )
+        except JournalError:
+            self._beat_missed = True
+            raise
+        self._beat_missed = False
 
     def hosts(self) -> list[HostInfo]:
         now = self._clock()

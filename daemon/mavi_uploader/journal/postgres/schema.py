@@ -80,7 +80,9 @@ _MIGRATIONS: dict[int, str] = {
         host_id    TEXT PRIMARY KEY,
         pid        INTEGER NOT NULL,
         started_at DOUBLE PRECISION NOT NULL,
-        last_seen  DOUBLE PRECISION NOT NULL
+        last_seen  DOUBLE PRECISION NOT NULL,
+        -- since when its heartbeats have landed without a miss (an outage resets it)
+        connected_since DOUBLE PRECISION NOT NULL
     );
     -- The account's request slots, one row per MAVI endpoint, on the database clock.
     CREATE TABLE rate_slots (

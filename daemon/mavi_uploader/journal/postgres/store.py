@@ -39,6 +39,13 @@ _WRITABLE = frozenset({
 })
 # fmt: on
 _INTEGER_FLAGS = ("after_upload_due", "content_claimed")
+# A silent host's claims are taken only by a host whose own heartbeats have landed for a whole
+# host_timeout: after an outage every host is equally stale, and none takes the others'
+# uploads before they have had a host_timeout to say they are still alive.
+_STEADY = (
+    "EXISTS (SELECT 1 FROM hosts AS me WHERE me.host_id = %(me)s"
+    " AND me.connected_since <= %(silent)s)"
+)
 
 
 @wraps_driver_errors
@@ -191,9 +198,10 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
                 f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
                 "     AND COALESCE(next_attempt_at, 0) <= %(now)s)"
                 f" OR (state IN {among(IN_FLIGHT)} AND (lease_expires_at < %(now)s"
-                "     OR host_id IN (SELECT host_id FROM hosts WHERE last_seen < %(silent)s))))"
+                "     OR (host_id IN (SELECT host_id FROM hosts WHERE last_seen < %(silent)s)"
+                f"         AND {_STEADY}))))"
                 " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                {**args, "now": now, "silent": now - self._host_timeout},
+                {**args, "now": now, "silent": now - self._host_timeout, "me": self._host()},
             ).fetchone()
             if row is None:
                 return None
