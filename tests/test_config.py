@@ -147,7 +147,8 @@ def test_load_creates_no_directories(tmp_path: Path) -> None:
 
 
 def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MAVI_API_BASE", "MAVI_UPLOADER_CONFIG", "MAVI_UPLOADER_STATE_DIR"):
+    for name in ("MAVI_API_BASE", "MAVI_UPLOADER_CONFIG", "MAVI_UPLOADER_STATE_DIR",
+                 "MAVI_UPLOADER_JOURNAL_URL", "MAVI_UPLOADER_HOST_ID"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MAVI_API_KEY", "from-os-environ")
     assert load_config().api_key == "from-os-environ"

@@ -77,6 +77,7 @@ def test_documented_defaults_are_the_real_ones(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("var", ["MAVI_API_KEY", "MAVI_API_BASE", "MAVI_UPLOADER_CONFIG",
-                                 "MAVI_UPLOADER_STATE_DIR"])  # fmt: skip
+                                 "MAVI_UPLOADER_STATE_DIR", "MAVI_UPLOADER_JOURNAL_URL",
+                                 "MAVI_UPLOADER_HOST_ID"])  # fmt: skip
 def test_env_vars_are_documented(var: str) -> None:
     assert f"`{var}`" in README.read_text()

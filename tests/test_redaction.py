@@ -127,6 +127,21 @@ def test_plain_text_is_left_alone() -> None:
     assert redact("") == ""
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("connect postgresql://mavi:pw@db:5432/j failed",
+         f"connect postgresql://mavi:{REDACTED}@db:5432/j failed"),
+        ("postgres://u:p%40ss@[::1]/j", f"postgres://u:{REDACTED}@[::1]/j"),
+        ("postgresql://u:a@b@host/j", f"postgresql://u:{REDACTED}@host/j"),  # the last "@"
+        ("postgresql://mavi@db:5432/j", "postgresql://mavi@db:5432/j"),  # no password
+        ("https://api.example:8443/v2/x@y", "https://api.example:8443/v2/x@y"),  # a port
+    ],
+)  # fmt: skip
+def test_url_passwords_are_masked_however_short(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
 def test_url_without_query() -> None:
     assert url_without_query(SIGNED_URL) == BUCKET_PATH
     assert url_without_query(f"{BUCKET_PATH}#frag") == BUCKET_PATH

@@ -1,4 +1,4 @@
-"""Scrub secrets (the API key, signed-URL query strings) out of any text we print or store."""
+"""Scrub secrets (API key, signed-URL queries, URL passwords) out of any text we print or store."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ _URL_QUERY = re.compile(r"(?P<base>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]+)\?[
 _PATH_QUERY = re.compile(r"(?P<base>(?<![\w/:.-])/[^\s?#\"'<>]*)\?(?=[^\s\"'<>]*=)[^\s\"'<>]+")
 # Bare signature parameters can show up without their URL (urllib3 prints paths).
 _SIGNATURE_PARAM = re.compile(r"(?i)(X-Goog-[A-Za-z-]+|X-Amz-[A-Za-z-]+|Signature|sig)=[^&\s\"']+")
+# A password in a URL's user info ("postgresql://user:pw@host/db", a fleet's journal URL): masked
+# however short it is, where a registered secret needs 6 characters. Greedy up to the last "@"
+# before the path, as urllib and libpq read an authority.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#@:\"'<>]*:)[^\s/?#\"'<>]*@"
+)
 REDACTED = "<redacted>"
 
 _lock = threading.Lock()
@@ -28,7 +34,7 @@ def register_secret(value: str) -> None:
 
 
 def redact(text: str) -> str:
-    """Return `text` with registered secrets and URL query strings replaced."""
+    """Return `text` with registered secrets, URL passwords and URL query strings replaced."""
     if not text:
         return text
     with _lock:
@@ -36,9 +42,15 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    text = hide_url_passwords(text)
     text = _URL_QUERY.sub(lambda m: f"{m.group('base')}?{REDACTED}", text)
     text = _PATH_QUERY.sub(lambda m: f"{m.group('base')}?{REDACTED}", text)
     return _SIGNATURE_PARAM.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+
+
+def hide_url_passwords(text: str, mask: str = REDACTED) -> str:
+    """`text` with the password of every URL in it (`scheme://user:PASSWORD@host`) masked."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{mask}@", text)
 
 
 def url_without_query(url: str) -> str:

@@ -26,6 +26,7 @@ from mavi_uploader.log import configure_logging, get_logger, silence_fd
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import commands
 from mavi_uploader.service.daemon import Daemon
+from mavi_uploader.service.fleet import fleet_of
 from mavi_uploader.service.install import InstallError, plan_install, plan_uninstall
 from mavi_uploader.service.install_apply import apply, describe
 from mavi_uploader.service.lock import AlreadyRunning, probe
@@ -150,7 +151,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _service(args)
         configure_logging("console", stream=sys.stderr)
         config = load_config(config_path=args.config, require_api_key=False)
-        register_secret(config.api_key)
+        for secret in config.secrets:
+            register_secret(secret)
         handler = {
             "status": _status,
             "list": _list,
@@ -212,7 +214,8 @@ def _service(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     def load() -> Config:
         config = load_config(config_path=args.config)
-        register_secret(config.api_key)
+        for secret in config.secrets:
+            register_secret(secret)
         return config
 
     findings = run_checks(load)
@@ -223,7 +226,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
-    journal = open_for_reports(config.state_dir)
+    journal = open_for_reports(config.state_dir, fleet_of(config))
     try:
         doc = status_document(config.state_dir, journal, probe(config.state_dir))
     finally:
@@ -234,7 +237,7 @@ def _status(args: argparse.Namespace, config: Config) -> int:
 
 
 def _list(args: argparse.Namespace, config: Config) -> int:
-    journal = open_for_reports(config.state_dir)
+    journal = open_for_reports(config.state_dir, fleet_of(config))
     state = State(args.state) if args.state else None
     records = journal.files(state, args.limit) if journal else []
     if args.json:
@@ -245,7 +248,7 @@ def _list(args: argparse.Namespace, config: Config) -> int:
 
 
 def _history(args: argparse.Namespace, config: Config) -> int:
-    journal = open_for_reports(config.state_dir)
+    journal = open_for_reports(config.state_dir, fleet_of(config))
     records = commands.find(journal, args.target) if journal is not None else []
     if journal is None or not records:
         print(f"mavi-uploader: no file {args.target!r} in the journal", file=sys.stderr)
@@ -262,7 +265,7 @@ def _history(args: argparse.Namespace, config: Config) -> int:
 
 
 def _forget(args: argparse.Namespace, config: Config) -> int:
-    journal = commands.open_for_command(config.state_dir)
+    journal = commands.open_for_command(config)
     problems = 0
     for target in args.targets:
         records = commands.find(journal, target)
@@ -284,7 +287,7 @@ def _forget(args: argparse.Namespace, config: Config) -> int:
 
 
 def _enqueue(args: argparse.Namespace, config: Config) -> int:
-    journal = commands.open_for_command(config.state_dir)
+    journal = commands.open_for_command(config)
     refused = 0
     queued: dict[int, State] = {}  # file id -> the state printed for it
     for result in commands.enqueue(journal, config, args.paths):
@@ -319,7 +322,7 @@ def _retry(args: argparse.Namespace, config: Config) -> int:
     if not args.ids and not args.all_failed:
         print("mavi-uploader retry: give file IDs or --all-failed", file=sys.stderr)
         return EXIT_USAGE
-    journal = commands.open_for_command(config.state_dir)
+    journal = commands.open_for_command(config)
     ids = [r.id for r in journal.in_states([State.FAILED])] if args.all_failed else args.ids
     problems = 0
     for file_id in ids:

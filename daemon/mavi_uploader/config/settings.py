@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from mavi_uploader.config import fleet
+from mavi_uploader.config.fleet import ENV_HOST_ID, ENV_JOURNAL_URL
 from mavi_uploader.config.keyfile import KeyProblem, clean_key, read_key_file
 from mavi_uploader.config.timers import Timers, load_timers
 from mavi_uploader.config.tomltable import ConfigError, Table, int_in, of, positive, show, str_list
@@ -41,12 +44,12 @@ _TOP_KEYS = (
     "api_base", "api_key_file", "concurrency", "settle_seconds", "rate_limit_per_second",
     "bandwidth_limit", "dedupe", "after_upload", "done_dir", "extensions", "state_dir",
     "rescan_interval_seconds", "keep_done_days", "max_resends", "once_confirm_timeout_seconds",
-    "watch",
+    "journal_url", "host_id", "host_timeout_seconds", "watch",
 )
 # fmt: on
 # Accepted but left out of the README's reference and of hints: the daemon's timers, for tests.
 _HIDDEN_KEYS = ("timers",)
-_WATCH_KEYS = ("path", "recursive", "ignore", "poll", "poll_interval_seconds")
+_WATCH_KEYS = ("path", "recursive", "ignore", "poll", "poll_interval_seconds", "share")
 _AFTER = ("keep", "move", "delete")
 # Keys people guess that must not exist, with what to do instead.
 _NOT_KEYS = {"api_key": f"put the key in a file and set api_key_file, or set {ENV_API_KEY}"}
@@ -65,6 +68,7 @@ class WatchConfig:
     ignore: tuple[str, ...] = DEFAULT_IGNORE
     poll: bool = False  # polling observer: network shares send no inotify/FSEvents events
     poll_interval_seconds: float = 10.0
+    share: str | None = None  # fleet mode: the share's name, the same on every host that mounts it
     # Where the path was set, for messages: "FILE: [[watch]] #N path" or "--watch".
     origin: str = field(default="[[watch]] path", compare=False)
 
@@ -93,6 +97,16 @@ class Config:
     warnings: tuple[str, ...] = ()
     api_key_file: Path | None = None  # as configured; only read when MAVI_API_KEY is unset
     timers: Timers = field(default_factory=Timers)  # the hidden [timers] table
+    # Fleet mode (a shared PostgreSQL journal) when journal_url is set; None: SQLite in state_dir.
+    journal_url: str | None = field(default=None, repr=False)  # may hold a password
+    host_id: str = field(default_factory=socket.gethostname)
+    host_timeout_seconds: float = 30.0
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What no output may show: the API key and the journal URL's password."""
+        url_secrets = fleet.url_secrets(self.journal_url) if self.journal_url else []
+        return tuple(s for s in (self.api_key, *url_secrets) if s)
 
 
 def default_config_path() -> Path:
@@ -154,6 +168,8 @@ def load_config(
     state_dir: str | None = None,
     watch_dirs: Sequence[str] = (),
     api_base: str | None = None,
+    journal_url: str | None = None,
+    host_id: str | None = None,
     env: Mapping[str, str] | None = None,
     require_api_key: bool = True,
 ) -> Config:
@@ -163,13 +179,27 @@ def load_config(
     try:
         path, data = _read_config(config_path, env)
         loader = _Loader(data, path, env, Path.cwd(), secrets)
-        return loader.build(state_dir, watch_dirs, api_base, require_api_key)
+        flags = _Flags(state_dir, watch_dirs, api_base, journal_url, host_id)
+        return loader.build(flags, require_api_key)
     except ConfigError as exc:
-        # A key pasted into the wrong setting must not be echoed back in the error.
-        message = str(exc)
+        # A key pasted into the wrong setting must not be echoed back in the error, nor a
+        # journal URL's password (masked where it stands: by value, a password "postgres"
+        # would garble every "postgresql://" of the message).
+        message = fleet.hide_passwords(str(exc))
         for secret in filter(None, secrets):
             message = message.replace(secret, "***")
         raise ConfigError(message) from None
+
+
+@dataclass(frozen=True)
+class _Flags:
+    """What the command line set; None (or empty) leaves a setting to env, file, default."""
+
+    state_dir: str | None
+    watch_dirs: Sequence[str]
+    api_base: str | None
+    journal_url: str | None
+    host_id: str | None
 
 
 class _Loader(Table):
@@ -185,25 +215,27 @@ class _Loader(Table):
         self.config_file, self.env, self.cwd, self.secrets = config_file, env, cwd, secrets
         self.base = config_file.parent if config_file else cwd  # file paths are file-relative
         self.warnings: list[str] = []
+        self.journal_url: str | None = None  # read first in build(): [[watch]] share needs it
 
-    def build(
-        self, state_dir: str | None, watch_dirs: Sequence[str], api_base: str | None, need_key: bool
-    ) -> Config:
+    def build(self, flags: _Flags, need_key: bool) -> Config:
         try:
             api_key = self.api_key()  # first: every later error message can then be redacted
         except ConfigError:
             if need_key:
                 raise
             api_key = ""  # status, list...: a key file only the service's user reads is fine
+        self.journal_url = fleet.read_journal_url(self, self.env, flags.journal_url)
         self.check_keys(_TOP_KEYS, _WATCH_KEYS, _NOT_KEYS, _HIDDEN_KEYS)
-        watches = self.watches(watch_dirs)
+        watches = self.watches(flags.watch_dirs)
+        in_fleet = self.journal_url is not None
+        self.warnings += fleet.fleet_only_warnings(self, in_fleet)
         after_upload, done_dir = self.after_upload(watches)
         extensions = self.get("extensions", DEFAULT_EXTENSIONS, str_list, 'a list like ["mp4"]')
         exts = frozenset(e.strip().lstrip(".").lower() for e in extensions)
         if not exts or any(not e or set(e) & set("/\\ ") for e in exts):
             raise self.bad("extensions", 'a non-empty list like ["mp4", "mov"]')
         config = Config(
-            api_base=self.api_base(api_base),
+            api_base=self.api_base(flags.api_base),
             api_key=api_key,
             concurrency=self.get("concurrency", 2, int_in(1, 32), "an integer from 1 to 32"),
             settle_seconds=self.num("settle_seconds", 5.0, "seconds >= 0, e.g. 5.0"),
@@ -214,7 +246,7 @@ class _Loader(Table):
             done_dir=done_dir,
             extensions=exts,
             watches=tuple(watches),
-            state_dir=self.state_dir(state_dir),
+            state_dir=self.state_dir(flags.state_dir),
             config_file=self.config_file,
             rescan_interval_seconds=self.num("rescan_interval_seconds", 3600.0, "seconds, 0 = off"),
             keep_done_days=self.num("keep_done_days", 90.0, "days >= 0 (0 = keep forever)"),
@@ -225,6 +257,9 @@ class _Loader(Table):
             warnings=tuple(self.warnings),
             api_key_file=self.key_file(),
             timers=self.timers(),
+            journal_url=self.journal_url,
+            host_id=fleet.read_host_id(self, self.env, flags.host_id, in_fleet),
+            host_timeout_seconds=fleet.read_host_timeout(self),
         )
         if need_key and not api_key:
             where = f" (config file {self.config_file})" if self.config_file else ""
@@ -269,12 +304,14 @@ class _Loader(Table):
         path = t.get("path", "", of(str), "a folder path string")
         if not path.strip():
             raise ConfigError(f'{self.where}{label} has no path: add path = "/folder/to/watch"')
+        share = fleet.read_share(t, in_fleet=self.journal_url is not None)
         return WatchConfig(
             path=_abspath(path, self.base),
             recursive=t.get("recursive", True, of(bool), "true or false"),
             ignore=tuple(t.get("ignore", DEFAULT_IGNORE, str_list, 'globs like ["*.part"]')),
             poll=t.get("poll", False, of(bool), "true or false"),
             poll_interval_seconds=t.num("poll_interval_seconds", 10.0, "seconds > 0", positive),
+            share=share,
             origin=f"{self.where}{label} path",
         )
 
@@ -283,6 +320,7 @@ class _Loader(Table):
         tables = tables if isinstance(tables, list) else [None]  # [watch]: an error in watch()
         # The file's tables are validated even when --watch flags replace them.
         watches = [self.watch(table, i + 1) for i, table in enumerate(tables)]
+        fleet.check_shares(self.where, [(w.share, w.path) for w in watches])
         where, kind = ("", "--watch") if flags else (self.where, "[[watch]] path")
         if flags:
             watches = [WatchConfig(path=_abspath(d, self.cwd), origin="--watch") for d in flags]
@@ -352,6 +390,7 @@ class _Loader(Table):
 # ConfigError lives in tomltable (the table checks raise it); callers import it from here.
 __all__ = [
     "APP_NAME", "DEFAULT_API_BASE", "DEFAULT_EXTENSIONS", "DEFAULT_IGNORE", "ENV_API_BASE",
-    "ENV_API_KEY", "ENV_CONFIG", "ENV_STATE_DIR", "AfterUpload", "Config", "ConfigError",
-    "WatchConfig", "default_config_path", "default_state_dir", "load_config",
+    "ENV_API_KEY", "ENV_CONFIG", "ENV_HOST_ID", "ENV_JOURNAL_URL", "ENV_STATE_DIR", "AfterUpload",
+    "Config", "ConfigError", "WatchConfig", "default_config_path", "default_state_dir",
+    "load_config",
 ]  # fmt: skip

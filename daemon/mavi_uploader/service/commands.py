@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from mavi_uploader.config.settings import Config
 from mavi_uploader.core import rules
@@ -13,22 +12,24 @@ from mavi_uploader.core.records import FileRecord, Observation, State
 from mavi_uploader.core.rules import relative_parts
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.journal import make_state_dir, open_journal
+from mavi_uploader.service.fleet import fleet_of
 from mavi_uploader.service.lock import AlreadyRunning, StateDirLock
 from mavi_uploader.watch.roots import WatchRoot, watch_roots
 
 
-def open_for_command(state_dir: Path) -> Journal:
-    """The journal for a command that writes. Migrating it is only safe under the state-dir
-    lock; a daemon holding that lock has migrated it to its own schema, which this build uses
-    as it is or refuses (naming the fix)."""
+def open_for_command(config: Config) -> Journal:
+    """The journal for a command that writes (the fleet's, with journal_url). Migrating it is
+    only safe under the state-dir lock; a daemon holding that lock has migrated it to its own
+    schema, which this build uses as it is or refuses (naming the fix)."""
+    state_dir, fleet = config.state_dir, fleet_of(config)
     make_state_dir(state_dir)
     lock = StateDirLock(state_dir)
     try:
         lock.acquire()
     except AlreadyRunning:
-        return open_journal(state_dir, migrate_schema=False)
+        return open_journal(state_dir, fleet=fleet, migrate_schema=False)
     try:
-        return open_journal(state_dir)
+        return open_journal(state_dir, fleet=fleet)
     finally:
         lock.release()
 

@@ -30,6 +30,7 @@ from mavi_uploader.mavi.client import MaviClient
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import housekeeping
+from mavi_uploader.service.fleet import fleet_of
 from mavi_uploader.service.lock import StateDirLock
 from mavi_uploader.service.notify import Notifier
 from mavi_uploader.service.once import OnceEnd
@@ -104,14 +105,15 @@ class Daemon:
 
     def run(self) -> int:
         """Run until stopped (or, with once=True, until nothing is left); returns exit code."""
-        register_secret(self.config.api_key)
+        for secret in self.config.secrets:  # the API key, the journal URL's password
+            register_secret(secret)
         lock = StateDirLock(self.config.state_dir)
         make_state_dir(self.config.state_dir)
         # Lock first: opening the journal migrates it, which must never happen under a
         # running daemon (e.g. a newer build that will be refused with exit 3).
         lock.acquire()
         try:
-            journal = open_journal(self.config.state_dir)
+            journal = open_journal(self.config.state_dir, fleet=fleet_of(self.config))
             try:
                 return self._run_locked(journal)
             finally:
@@ -331,10 +333,19 @@ class Daemon:
         except ConfigError as exc:
             log.error("SIGHUP: config not reloaded, keeping the running one", error=str(exc))
             return
+        if fleet_of(new) != fleet_of(self.config):
+            # The open journal knows the old fleet: a share watched under a name it does not
+            # know would be uploaded as this host's own files, and maybe by another host too.
+            log.error(
+                "SIGHUP: config not reloaded, keeping the running one: journal_url, host_id,"
+                " host_timeout_seconds and [[watch]] share need a restart"
+            )
+            return
         for key in _RESTART_ONLY:
             if getattr(new, key) != getattr(self.config, key):
                 log.warning("SIGHUP: this setting needs a restart", setting=key)
-        register_secret(new.api_key)
+        for secret in new.secrets:
+            register_secret(secret)
         parts.client.set_credentials(new.api_base, new.api_key)
         parts.limiter.set_rate(new.rate_limit_per_second)
         parts.bandwidth.set_rate(new.bandwidth_limit)
