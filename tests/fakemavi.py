@@ -83,6 +83,10 @@ class FakeMavi:
         self.storage_origin = storage_origin
         self.api_base = ""
         self.api_status_override: int | None = None
+        # MAVI's per-account limit per endpoint (requests/second), enforced when set.
+        self.enforce_limit_per_second: float | None = None
+        self.last_accepted: dict[str, float] = {}
+        self.refused_over_limit = 0
         self.uploads: dict[str, UploadRecord] = {}
         self.assets: dict[str, AssetRecord] = {}
         self.calls: list[CallRecord] = []
@@ -332,7 +336,7 @@ class _Handler(WireHandler):
                 self._storage(split.path, split.query)
             elif self._endpoint == "other":
                 self.send_json_error(404, "Not Found")
-            elif self._api_gate():
+            elif self._api_gate() and not self._over_account_limit():
                 if self._endpoint == "sign":
                     self._sign(body)
                 else:
@@ -376,6 +380,23 @@ class _Handler(WireHandler):
                 override, "Payment Required" if override == 402 else phrase(override)
             )
         return key_ok and override is None
+
+    def _over_account_limit(self) -> bool:
+        """MAVI's account limit, when the test sets one: a request to an endpoint sooner than
+        1/limit after the last one it accepted is refused as MAVI does (400, its message)."""
+        if not self.fake.enforce_limit_per_second:
+            return False
+        with self.fake.lock:
+            last = self.fake.last_accepted.get(self._endpoint)
+            if last is not None and self._t0 - last < 1.0 / self.fake.enforce_limit_per_second:
+                self.fake.refused_over_limit += 1
+                refused = True
+            else:
+                self.fake.last_accepted[self._endpoint] = self._t0
+                refused = False
+        if refused:
+            self.send_json_error(400, "Request has exceeded the limit.")
+        return refused
 
     def _ok(self, data: object) -> None:
         code: int | str = 200 if self.fake.code_style == "int" else "0000"

@@ -21,7 +21,7 @@ from mavi_uploader.cli.views import (
 from mavi_uploader.cli.waiting import follow
 from mavi_uploader.config.settings import Config, ConfigError, load_config
 from mavi_uploader.core.records import State, display_path
-from mavi_uploader.journal import JournalError, open_for_reports
+from mavi_uploader.journal import HostTaken, JournalError, JournalSettingError, open_for_reports
 from mavi_uploader.log import configure_logging, get_logger, silence_fd
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import commands
@@ -165,8 +165,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     except (ConfigError, AlreadyRunning, InstallError, JournalError) as exc:
         kind = "config error: " if isinstance(exc, ConfigError) else ""
         print(f"mavi-uploader: {kind}{exc}", file=sys.stderr)
-        if isinstance(exc, AlreadyRunning):
-            return EXIT_LOCKED
+        if isinstance(exc, (AlreadyRunning, HostTaken)):
+            return EXIT_LOCKED  # this state dir, or this host_id in the fleet, is taken
+        if isinstance(exc, JournalSettingError):
+            return EXIT_USAGE  # journal_url names no usable database: only config fixes it
         return EXIT_FAILURE if isinstance(exc, JournalError) else EXIT_USAGE
 
 

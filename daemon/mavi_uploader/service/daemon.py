@@ -32,6 +32,7 @@ from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import housekeeping
 from mavi_uploader.service.fleet import fleet_of
 from mavi_uploader.service.lock import StateDirLock
+from mavi_uploader.service.membership import Membership
 from mavi_uploader.service.notify import Notifier
 from mavi_uploader.service.once import OnceEnd
 from mavi_uploader.service.signals import COLD_STOP_EXIT, SignalFlags
@@ -46,6 +47,7 @@ from mavi_uploader.watch.watcher import Watcher
 log = get_logger(__name__)
 # Settings a reload cannot change in a running daemon.
 _RESTART_ONLY = ("state_dir", "timers")
+EXIT_HOST_TAKEN = 3  # the contract's "already running", as at start
 
 __all__ = ["COLD_STOP_EXIT", "Daemon"]
 
@@ -89,6 +91,7 @@ class Daemon:
         self._workers: dict[int, Worker] = {}  # slot -> its worker (one per slot at a time)
         self._workers_lock = threading.Lock()
         self.notifier = Notifier()
+        self._membership = Membership(None)  # joined in run()
 
     def install_signal_handlers(self) -> None:
         self.signals.install()
@@ -113,13 +116,18 @@ class Daemon:
         # running daemon (e.g. a newer build that will be refused with exit 3).
         lock.acquire()
         try:
-            journal = open_journal(self.config.state_dir, fleet=fleet_of(self.config))
+            # In a fleet, this host's id too: the crash rule frees only what it held.
+            self._membership = Membership(fleet_of(self.config))
             try:
-                return self._run_locked(journal)
+                journal = open_journal(self.config.state_dir, fleet=self._membership.fleet)
+                try:
+                    return self._run_locked(journal)
+                finally:
+                    self._halt(None)
+                    self._loops.join(self.timers.stop_grace)
+                    journal.close()
             finally:
-                self._halt(None)
-                self._loops.join(self.timers.stop_grace)
-                journal.close()
+                self._membership.leave()
         finally:
             lock.release()
             self.signals.close()
@@ -138,13 +146,22 @@ class Daemon:
                 limiter=limiter,
                 timeout=(timers.connect_timeout, timers.read_timeout),
             ),
-            gate=PauseGate(journal, probe_interval=timers.pause_probe_every),
+            gate=PauseGate(
+                journal, probe_interval=timers.pause_probe_every, fleet=journal.kind != "sqlite"
+            ),
             watcher=watcher,
-            settler=Settler(journal, cfg.settle_seconds, unreadable_retry=timers.unreadable_retry),
+            # The journal's clock: in a fleet, the database's, which every host shares.
+            settler=Settler(
+                journal,
+                cfg.settle_seconds,
+                clock=journal.now,
+                unreadable_retry=timers.unreadable_retry,
+            ),
             rescanner=Rescanner(watcher, self.stop, retry_seconds=timers.rescan_retry),
         )
 
     def _run_locked(self, journal: Journal) -> int:
+        self._membership.start(journal, self.work_ready.set)
         recovered = journal.recover_after_crash()
         if recovered:
             log.info("recovered in-flight files after a stop", count=recovered)
@@ -206,6 +223,7 @@ class Daemon:
                     self.stop,
                     on_claim=self.work_ready.set,
                     bandwidth=parts.bandwidth,
+                    clock=parts.journal.now,
                     lease_seconds=self.timers.lease,
                     progress_every=self.timers.progress_every,
                     retry_first=self.timers.retry_first,
@@ -251,6 +269,9 @@ class Daemon:
         if self.signals.take_hup():
             self._reload(parts, jobs)
         jobs.run_due(now)
+        if self._membership.lost is not None:
+            log.error("stopping: this host id is taken", error=self._membership.lost)
+            return EXIT_HOST_TAKEN
         if once is None:
             return None
         try:
@@ -266,6 +287,8 @@ class Daemon:
         # Ping at least twice per WatchdogSec, whatever the unit sets it to.
         report_every = min(timers.report_every, self.notifier.watchdog_interval or math.inf)
         jobs.add("report", report_every, functools.partial(self._report, parts), first=now)
+        beat = self._membership.every  # a fleet's heartbeat (never on SQLite)
+        jobs.add("heartbeat", beat, self._membership.beat, first=now + beat)
         show = self._show_progress
         if show is not None:
             progress = functools.partial(self._progress, parts, show)

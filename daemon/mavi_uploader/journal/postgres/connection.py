@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -32,6 +33,12 @@ _AWAY = re.compile(
     r"network is unreachable|connection reset",
     re.IGNORECASE,
 )
+
+
+_FOREVER = 10 * 365 * 24 * 3600.0
+# The pool logs every failed reconnection attempt (several a second during an outage); the
+# journal's own warnings say it once per thread and half minute.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def shown_url(url: str) -> str:
@@ -97,7 +104,9 @@ class Database:
             kwargs={"autocommit": True, "row_factory": dict_row},
             check=ConnectionPool.check_connection,
             timeout=timeout,
-            reconnect_timeout=0,  # never give up reconnecting: outages are waited out
+            # Never give up reconnecting (the pool's default stops after 5 minutes and then
+            # has no connection to hand out for good): outages are waited out.
+            reconnect_timeout=_FOREVER,
             open=False,
             name="mavi-journal",
         )
