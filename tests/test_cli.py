@@ -62,6 +62,7 @@ def test_status_json_without_any_journal(setup: dict[str, Path], capsys: Any) ->
     doc = json.loads(out)
     assert doc == {
         "state_dir": str(setup["state"]),
+        "journal": "sqlite",  # no "hosts": a fleet's only
         "daemon": {"running": False, "pid": None},
         "paused": None,
         "counts": dict.fromkeys(STATES, 0),
@@ -78,10 +79,12 @@ def test_status_shows_counts_and_pause(setup: dict[str, Path], capsys: Any) -> N
     journal.close()
     doc = json.loads(run(capsys, "status", "--json")[1])
     assert doc["counts"]["done"] == 1
+    assert doc["journal"] == "sqlite" and "hosts" not in doc
     assert doc["paused"]["reason"].startswith("402")
     assert doc["paused"]["since"].endswith("+00:00")
     code, text, _ = run(capsys, "status")
     assert code == 0 and "402 Payment Required" in text and "not running" in text
+    assert "journal    sqlite" in text and "hosts:" not in text
 
 
 def test_list_and_history(setup: dict[str, Path], capsys: Any) -> None:
@@ -94,6 +97,7 @@ def test_list_and_history(setup: dict[str, Path], capsys: Any) -> None:
     for key in ("id", "path", "state", "size", "sha256", "asset_id", "attempts", "last_error",
                 "updated_at"):  # fmt: skip
         assert key in rows[0]
+    assert (rows[0]["host_id"], rows[0]["share"]) == (None, None)  # fleet mode's, null here
     only_failed = json.loads(run(capsys, "list", "--json", "--state", "failed")[1])
     assert [r["id"] for r in only_failed] == [failed]
     assert "415 unsupported" in run(capsys, "list")[1]
@@ -104,8 +108,10 @@ def test_list_and_history(setup: dict[str, Path], capsys: Any) -> None:
     assert [e["to"] for e in entry["events"]] == [
         "settling", "queued", "uploading", "confirming", "done",
     ]  # fmt: skip
+    assert {e["host_id"] for e in entry["events"]} == {None}
     code, out, _ = run(capsys, "history", str(failed))
     assert code == 0 and "uploading -> failed" in out
+    assert "HOST" not in out and "HOST" not in run(capsys, "list")[1]  # a fleet's column
     code, _, err = run(capsys, "history", "/nowhere.mp4")
     assert code == 1 and "no file" in err
 

@@ -26,7 +26,7 @@ from mavi_uploader.log import configure_logging, get_logger, silence_fd
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import commands
 from mavi_uploader.service.daemon import Daemon
-from mavi_uploader.service.fleet import fleet_of
+from mavi_uploader.service.fleet import fleet_of, journal_kind
 from mavi_uploader.service.install import InstallError, plan_install, plan_uninstall
 from mavi_uploader.service.install_apply import apply, describe
 from mavi_uploader.service.lock import AlreadyRunning, probe
@@ -230,7 +230,8 @@ def _check(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace, config: Config) -> int:
     journal = open_for_reports(config.state_dir, fleet_of(config))
     try:
-        doc = status_document(config.state_dir, journal, probe(config.state_dir))
+        holder = probe(config.state_dir)
+        doc = status_document(config.state_dir, journal, holder, kind=journal_kind(config))
     finally:
         if journal:
             journal.close()

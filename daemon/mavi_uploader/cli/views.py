@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mavi_uploader.core.records import Event, FileRecord, State, display_path
+from mavi_uploader.core.records import Event, FileRecord, HostInfo, State, display_path
 from mavi_uploader.core.reporting import iso, mavi_says, upload_progress
 from mavi_uploader.journal import JournalStore
 from mavi_uploader.redaction import redact
@@ -17,16 +17,19 @@ CONFIRMING_SHOWN = 20  # `status` lists this many files waiting for MAVI
 
 
 def status_document(
-    state_dir: Path, journal: JournalStore | None, holder: LockHolder
+    state_dir: Path, journal: JournalStore | None, holder: LockHolder, *, kind: str = "sqlite"
 ) -> dict[str, Any]:
+    """The `status --json` object; `kind` is the journal named when there is none yet."""
+    kind = journal.kind if journal else kind
     pause = journal.pause() if journal else None
     counts = journal.counts() if journal else {s.value: 0 for s in State}
     now = time.time()
     uploading = journal.in_states([State.UPLOADING]) if journal else []
     confirming = journal.in_states([State.CONFIRMING]) if journal else []
     errors = journal.recent_errors() if journal else []
-    return {
+    doc: dict[str, Any] = {
         "state_dir": str(state_dir),
+        "journal": kind,
         "daemon": {"running": holder.running, "pid": holder.pid},
         "paused": {"reason": redact(pause.reason), "since": iso(pause.since)} if pause else None,
         "counts": counts,
@@ -53,12 +56,26 @@ def status_document(
             for r in errors
         ],
     }
+    if kind == "postgresql":  # fleet mode: every host sharing the journal, this one included
+        doc["hosts"] = [host_document(h) for h in journal.hosts()] if journal else []
+    return doc
+
+
+def host_document(host: HostInfo) -> dict[str, Any]:
+    return {
+        "host_id": host.host_id,
+        "pid": host.pid,
+        "alive": host.alive,
+        "last_seen": iso(host.last_seen),
+        "uploading": [display_path(p) for p in host.uploading],
+    }
 
 
 def status_text(doc: dict[str, Any]) -> str:
     daemon = doc["daemon"]
     lines = [
         f"state dir  {doc['state_dir']}",
+        f"journal    {doc['journal']}",
         "daemon     " + (f"running (pid {daemon['pid']})" if daemon["running"] else "not running"),
     ]
     paused = doc["paused"]
@@ -80,6 +97,8 @@ def status_text(doc: dict[str, Any]) -> str:
             for u in doc["uploads"]
         ]
         lines += ["", "uploading now:", _table(["DONE", "SENT", "SPEED", "ETA", "PATH"], rows)]
+    if "hosts" in doc:
+        lines += ["", "hosts:", _hosts_table(doc["hosts"]) if doc["hosts"] else "none yet"]
     waiting = [c for c in doc.get("confirming", []) if c["says"]]
     if waiting:
         lines += ["", "waiting for MAVI to confirm:"]
@@ -90,6 +109,20 @@ def status_text(doc: dict[str, Any]) -> str:
             f"#{e['id']} {e['path']} [{e['state']}]: {e['error']}" for e in doc["recent_errors"]
         ]
     return "\n".join(lines)
+
+
+def _hosts_table(hosts: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        [
+            h["host_id"],
+            str(h["pid"]),
+            "alive" if h["alive"] else "silent",
+            h["last_seen"] or "-",
+            ", ".join(h["uploading"]) or "-",
+        ]
+        for h in hosts
+    ]
+    return _table(["HOST", "PID", "STATE", "LAST SEEN", "UPLOADING"], rows)
 
 
 def _percent(value: float | None) -> str:
@@ -125,6 +158,8 @@ def file_document(rec: FileRecord) -> dict[str, Any]:
         "next_attempt_at": iso(rec.next_attempt_at),
         "created_at": iso(rec.created_at),
         "updated_at": iso(rec.updated_at),
+        "host_id": rec.host_id,  # fleet mode: who holds or finished it (None before a claim)
+        "share": rec.share,  # fleet mode: the share it is on (None: a host's own folder)
     }
 
 
@@ -148,6 +183,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def list_text(records: Sequence[FileRecord]) -> str:
     if not records:
         return "no files"
+    hosts = any(r.host_id for r in records)  # a HOST column only where a fleet wrote one
     rows = [
         [
             str(r.id),
@@ -155,11 +191,13 @@ def list_text(records: Sequence[FileRecord]) -> str:
             _human_size(r.size),
             str(r.attempts),
             r.asset_id or "-",
+            *([r.host_id or "-"] if hosts else []),
             display_path(r.path) + _note(r),
         ]
         for r in records
     ]
-    return _table(["ID", "STATE", "SIZE", "TRIES", "ASSET", "PATH"], rows)
+    headers = ["ID", "STATE", "SIZE", "TRIES", "ASSET", *(["HOST"] if hosts else []), "PATH"]
+    return _table(headers, rows)
 
 
 def _note(rec: FileRecord) -> str:
@@ -174,6 +212,7 @@ def event_document(event: Event) -> dict[str, Any]:
         "from": event.from_state.value if event.from_state else None,
         "to": event.to_state.value,
         "reason": redact(event.reason),
+        "host_id": event.host_id,  # fleet mode: the host that made the move
     }
 
 
@@ -184,12 +223,15 @@ def history_text(record: FileRecord, events: Sequence[Event]) -> str:
     said = mavi_says(record)
     if said:
         head += f"\n{said}"
+    hosts = any(e.host_id for e in events)  # fleet mode: which host made each move
     rows = [
         [
             iso(e.at) or "",
+            *([f"[{e.host_id}]" if e.host_id else "-"] if hosts else []),
             (e.from_state.value if e.from_state else "-") + " -> " + e.to_state.value,
             redact(e.reason),
         ]
         for e in events
     ]
-    return head + "\n" + _table(["WHEN", "TRANSITION", "REASON"], rows)
+    headers = ["WHEN", *(["HOST"] if hosts else []), "TRANSITION", "REASON"]
+    return head + "\n" + _table(headers, rows)
