@@ -22,6 +22,8 @@ from fleet_slot_host import TimedBook, open_host
 from mavi_uploader.journal import JournalStore, open_journal, shared_rate_slots
 from mavi_uploader.journal.postgres.slots import DatabaseSlots
 from mavi_uploader.mavi.ratelimit import JITTER_MARGIN, LocalSlots, RateLimiter, Stopped
+from mavi_uploader.service.daemon import Daemon
+from test_timer_wiring import config_with
 
 RATE = 20.0  # slots 55 ms apart: many grants in little time
 # The database's clock and time.time() are the machine's one clock; what is left is rounding
@@ -250,6 +252,19 @@ def test_hosts_in_processes_of_their_own_share_the_limit(pg_url: str) -> None:
     grants = [(r, t) for out in outputs for r, t in json.loads(out)]
     assert len(grants) == 3 * count
     assert_within_the_limit(grants, RATE)
+
+
+def test_the_daemon_limits_its_calls_in_the_fleets_book(
+    tmp_path: Path, pg_url: str, hosts: list[JournalStore]
+) -> None:
+    config = config_with(tmp_path, {})
+    parts = Daemon(config)._assemble(hosts[0])
+    try:
+        parts.limiter.acquire("sign")
+        book_of(hosts[1]).penalize("sign", 30.0)  # another host's 429: this one must see it
+        assert parts.limiter.reserve("sign") == pytest.approx(30.0, abs=0.5)
+    finally:
+        parts.watcher.stop()
 
 
 # ---- the database goes away ------------------------------------------------------------
