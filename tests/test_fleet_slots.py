@@ -157,19 +157,19 @@ def test_one_round_trip_a_call_and_none_at_rate_zero(book: DatabaseSlots) -> Non
 def test_a_penalty_on_another_host_voids_a_slot_being_waited_for(
     hosts: list[JournalStore],
 ) -> None:
-    here, there = (RateLimiter(5, slots=book_of(j), stop=WaitLog()) for j in hosts[:2])
+    here, there = (RateLimiter(1, slots=book_of(j), stop=WaitLog()) for j in hosts[:2])
     here.acquire("sign")
     stop = WaitLog()
-    waiter = RateLimiter(5, slots=book_of(hosts[2]), stop=stop)  # its slot: 0.22 s away
+    waiter = RateLimiter(1, slots=book_of(hosts[2]), stop=stop)  # its slot: 1.1 s away
     returned: list[float] = []
     thread = threading.Thread(target=acquire_into, args=(waiter, returned, time.time))
     thread.start()
     wait_for(lambda: stop.waits, what="the waiter's wait for its slot")
     penalized_at = time.time()
-    there.penalize("sign", 0.6)  # a 429 on the other host while this one waits
+    there.penalize("sign", 1.5)  # a 429 on the other host while this one waits
     thread.join(10)
     assert not thread.is_alive()
-    assert returned[0] - penalized_at >= 0.6 - TOLERANCE
+    assert returned[0] - penalized_at >= 1.5 - TOLERANCE
 
 
 # ---- hosts sharing the limit -------------------------------------------------------------
