@@ -24,6 +24,7 @@ from mavi_uploader.journal.sqlite.store import Journal as SQLiteJournal
 
 if TYPE_CHECKING:
     from mavi_uploader.journal.postgres.fleet import HostLock
+    from mavi_uploader.journal.postgres.slots import DatabaseSlots
 
 
 def make_state_dir(state_dir: Path) -> None:
@@ -66,6 +67,16 @@ def lock_host(fleet: Fleet) -> HostLock:
     return take(fleet)
 
 
+def shared_rate_slots(journal: JournalStore) -> DatabaseSlots | None:
+    """The fleet's account-wide rate slots (a RateLimiter's `slots`); None on SQLite, whose
+    daemon is the account's only user and keeps its slots in process."""
+    if journal.kind != "postgresql":
+        return None
+    with _postgres_driver():
+        from mavi_uploader.journal.postgres import fleet_slots  # noqa: PLC0415
+    return fleet_slots(journal)
+
+
 @contextlib.contextmanager
 def _postgres_driver() -> Iterator[None]:
     """The PostgreSQL store is imported only in fleet mode: its driver is an extra."""
@@ -91,4 +102,5 @@ __all__ = [
     "make_state_dir",
     "open_for_reports",
     "open_journal",
+    "shared_rate_slots",
 ]

@@ -23,7 +23,7 @@ from mavi_uploader.core.decisions import Patience
 from mavi_uploader.core.records import State
 from mavi_uploader.core.reporting import upload_progress
 from mavi_uploader.core.writers import ignore_lease_breaks
-from mavi_uploader.journal import JournalError, make_state_dir, open_journal
+from mavi_uploader.journal import JournalError, make_state_dir, open_journal, shared_rate_slots
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import dropped_lines, get_logger
 from mavi_uploader.mavi.client import MaviClient
@@ -134,7 +134,8 @@ class Daemon:
 
     def _assemble(self, journal: Journal) -> _Parts:
         cfg, timers = self.config, self.timers
-        limiter = RateLimiter(cfg.rate_limit_per_second, stop=self.stop)
+        slots = shared_rate_slots(journal)  # in fleet mode the account's limit is the fleet's
+        limiter = RateLimiter(cfg.rate_limit_per_second, stop=self.stop, slots=slots)
         watcher = Watcher(watch_roots(cfg), journal)
         return _Parts(
             journal=journal,

@@ -9,6 +9,7 @@ from mavi_uploader.journal.postgres.connection import Database, DatabaseClock, s
 from mavi_uploader.journal.postgres.fleet import HostLock
 from mavi_uploader.journal.postgres.places import Places
 from mavi_uploader.journal.postgres.schema import SCHEMA_VERSION, migrate, schema_version
+from mavi_uploader.journal.postgres.slots import DatabaseSlots
 from mavi_uploader.journal.postgres.store import PostgresJournal
 
 # Connections per host: workers, settle, watcher, rescans, the supervisor and commands.
@@ -63,6 +64,14 @@ def open_fleet_reader(fleet: Fleet) -> JournalStore | None:
     return PostgresJournal(db, places, db_clock, host_timeout=fleet.host_timeout, working=False)
 
 
+def fleet_slots(journal: JournalStore) -> DatabaseSlots:
+    """The account's rate slots in the fleet's journal, shared by every host (they close
+    with the journal)."""
+    if not isinstance(journal, PostgresJournal):
+        raise TypeError(f"rate slots live in the fleet's journal, not in {journal.kind}")
+    return journal.rate_slots
+
+
 def lock_host(fleet: Fleet) -> HostLock:
     """Hold this host's id in the fleet (HostTaken if a live daemon already does)."""
     lock = HostLock(fleet.url, shown_url(fleet.url), fleet.host_id)
@@ -70,4 +79,11 @@ def lock_host(fleet: Fleet) -> HostLock:
     return lock
 
 
-__all__ = ["HostLock", "lock_host", "open_fleet_journal", "open_fleet_reader"]
+__all__ = [
+    "DatabaseSlots",
+    "HostLock",
+    "fleet_slots",
+    "lock_host",
+    "open_fleet_journal",
+    "open_fleet_reader",
+]

@@ -23,6 +23,7 @@ from mavi_uploader.journal.postgres.places import Places
 from mavi_uploader.journal.postgres.reads import FleetReads
 from mavi_uploader.journal.postgres.rows import to_record
 from mavi_uploader.journal.postgres.sightings import FleetSightings
+from mavi_uploader.journal.postgres.slots import DatabaseSlots
 from mavi_uploader.journal.sql import HOLDS, PARKED, among, one
 
 Clock = Callable[[], float]
@@ -67,6 +68,8 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
         self._clock = clock
         self._host_timeout = host_timeout
         self._working = working
+        # The account's rate slots, shared by the fleet's hosts (connects on first use).
+        self.rate_slots = DatabaseSlots(db.url)
         self._start_membership()
 
     @property
@@ -82,6 +85,7 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
 
     def close(self) -> None:
         self._stop_membership()
+        self.rate_slots.close()
         self._db.close()
 
     @contextlib.contextmanager
