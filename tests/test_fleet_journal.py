@@ -329,3 +329,13 @@ def test_one_pause_probe_per_interval_for_the_whole_fleet(
         assert not any(s.take_pause_probe(60) for s in stores)
         clock.now += 30
 
+
+def test_a_host_never_takes_its_own_workers_claims_for_a_silent_hosts(
+    b: JournalStore, clock: Clock
+) -> None:
+    rec = queued(b, f"{OWN}/clip.mp4")
+    b.heartbeat(2)
+    claimed(b, "w1", lease=3600)
+    clock.now += 60  # b's heartbeat is late (its supervisor was busy), yet b is claiming
+    assert b.claim("w2", 60) is None  # w1 is still uploading it: no second upload
+    assert get(b, rec.id).lease_owner == "w1"
