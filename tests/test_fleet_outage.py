@@ -66,7 +66,7 @@ def fails_fast(call: Callable[[], Any], what: str) -> JournalError:
         took = time.monotonic() - started
         assert took < BOUND, f"{what} took {took:.1f}s to fail"
         return exc
-    except Exception as exc:  # noqa: BLE001 - the point: nothing but JournalError
+    except Exception as exc:  # the point: nothing but JournalError
         pytest.fail(f"{what} raised {type(exc).__name__} instead of JournalError: {exc}")
     pytest.fail(f"{what} did not fail while the database was stopped")
 
@@ -104,6 +104,29 @@ def test_calls_fail_with_journal_error_while_the_database_is_stopped_then_work_a
     sighted(a, share_path("a", "after.mp4"))
     assert a.counts()["uploading"] == 1
     assert [h.host_id for h in a.hosts()] == ["a"]
+
+
+def test_a_busy_pool_recovers_after_an_outage(
+    cluster: pgcluster.Cluster, outage_hosts: FleetHosts
+) -> None:
+    """Connections every worker held before the outage are all dead after it: the first call
+    after the restart must not trip over each of them in turn."""
+    from contract.helpers import in_threads  # noqa: PLC0415
+
+    a = outage_hosts.host("a", wait=WAIT)
+    queued(a, share_path("a", "x.mp4"))
+
+    def busy(n: int) -> None:  # fill the pool: every connection has been used
+        for _ in range(5):
+            a.counts()
+            a.claim(f"w{n}", 60)
+
+    in_threads(busy, 8)
+    with stopped(cluster):
+        fails_fast(a.counts, "counts")
+    started = time.monotonic()
+    assert a.counts()["uploading"] == 1
+    assert time.monotonic() - started < BOUND
 
 
 def test_a_listener_hears_new_work_again_after_an_outage(

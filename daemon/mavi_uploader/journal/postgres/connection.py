@@ -95,15 +95,29 @@ class Database:
             min_size=1,
             max_size=max_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
-            check=ConnectionPool.check_connection,
+            check=self._check,
             timeout=timeout,
-            reconnect_timeout=0,  # never give up reconnecting: outages are waited out
+            # A failed (re)connection is not retried in the background: the pool gives up at
+            # once and grows again when a call next waits for a connection, so the first call
+            # after an outage connects at once instead of waiting out a backoff.
+            reconnect_timeout=0,
             open=False,
             name="mavi-journal",
         )
         self.pool.open(wait=False)
         self._local = threading.local()
         self.round_trips = 0  # statements sent (bench/ reports them per file)
+
+    def _check(self, conn: Conn) -> None:
+        """The pool's check of a connection it hands out. One found dead (the server
+        restarted) means the idle ones are dead too: drop them all now. Otherwise the pool
+        tries them one by one, backing off 1, 2, 4 s between tries, and the first call after
+        a restart times out with the server back."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self.pool.check()  # checks each idle connection once, replaces the dead ones
+            raise
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
