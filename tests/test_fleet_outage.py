@@ -29,6 +29,7 @@ from mavi_uploader.journal import (
 # outage tests are quick; the bound below leaves room for a loaded 2-core machine.
 WAIT = 1.5
 BOUND = WAIT + 6.0
+PASSWORD = "s3cret-Pa55word"
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +180,62 @@ def test_opening_while_the_database_is_stopped_is_a_journal_error(
         assert "journal_url" in str(exc)
         fails_fast(lambda: open_for_reports(tmp_path, fleet), "open_for_reports")
         fails_fast(lambda: lock_host(fleet), "lock_host")
+
+
+# ---- bad settings ----------------------------------------------------------------------------
+
+
+def _bad_urls(cluster: pgcluster.Cluster) -> dict[str, str]:
+    port = cluster.port
+    return {
+        "no such database": f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/nope",
+        "no such role": f"postgresql://nobody:{PASSWORD}@127.0.0.1:{port}/postgres",
+        "not a postgresql url": f"mysql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres",
+        "bad port": f"postgresql://postgres:{PASSWORD}@127.0.0.1:port/postgres",
+        "bad percent escape": f"postgresql://postgres:{PASSWORD}%zz@127.0.0.1:{port}/postgres",
+        "bad ipv6 host": f"postgresql://postgres:{PASSWORD}@[::1/postgres",
+        "unknown option": f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres?x=1",
+        "no url at all": f"password={PASSWORD} dbname",
+        "key=value, no such database": (
+            f"host=127.0.0.1 port={port} user=postgres password={PASSWORD} dbname=nope"
+        ),
+        "password in the query": f"postgresql://postgres@127.0.0.1:{port}/nope?password={PASSWORD}",
+    }
+
+
+@pytest.mark.parametrize(
+    "opener",
+    ["open_journal", "open_for_reports", "lock_host"],
+)
+def test_a_bad_journal_url_is_a_setting_error_that_never_shows_the_password(
+    cluster: pgcluster.Cluster, tmp_path: Path, opener: str
+) -> None:
+    for why, url in _bad_urls(cluster).items():
+        fleet = Fleet(url=url, host_id="a")
+        with pytest.raises(JournalSettingError) as caught:
+            if opener == "open_journal":
+                open_journal(tmp_path, fleet=fleet)
+            elif opener == "open_for_reports":
+                open_for_reports(tmp_path, fleet)
+            else:
+                lock_host(fleet)
+        text = str(caught.value)
+        assert "journal_url" in text, (why, text)
+        assert PASSWORD not in text, (why, text)
+        assert PASSWORD not in repr(fleet)
+
+
+def test_a_refused_login_is_a_setting_error(cluster: pgcluster.Cluster, tmp_path: Path) -> None:
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS nologin_role")
+        conn.execute("CREATE ROLE nologin_role NOLOGIN")
+    url = f"postgresql://nologin_role:{PASSWORD}@127.0.0.1:{cluster.port}/postgres"
+    with pytest.raises(JournalSettingError, match="journal_url") as caught:
+        open_journal(tmp_path, fleet=Fleet(url=url, host_id="a"))
+    assert PASSWORD not in str(caught.value)
+    assert "nologin_role" in str(caught.value)
 
 
 def test_reports_on_an_empty_database_find_no_journal(pg_url: str, tmp_path: Path) -> None:
