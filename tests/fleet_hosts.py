@@ -30,9 +30,7 @@ def seen(path: str, root: str | None = None, size: int = 10, mtime_ns: int = 1) 
 class FleetHosts:
     """Opens hosts (and report views) on one fleet database; `close` closes them all."""
 
-    def __init__(
-        self, url: str, state_dir: Path, clock: Callable[[], float] | None = None
-    ) -> None:
+    def __init__(self, url: str, state_dir: Path, clock: Callable[[], float] | None = None) -> None:
         self.url = url
         self.state_dir = state_dir
         self.clock = clock

@@ -84,6 +84,14 @@ def test_every_listening_host_is_woken(hosts: FleetHosts) -> None:
         wait_for(waker.woken, 15, what="every host woken")
 
 
+def test_a_heartbeat_on_the_database_clock_is_alive_at_once(hosts: FleetHosts) -> None:
+    a, b = hosts.host("a"), hosts.host("b")
+    a.heartbeat(4242)
+    (seen_a,) = b.hosts()
+    assert (seen_a.host_id, seen_a.pid, seen_a.alive) == ("a", 4242, True)
+    assert abs(seen_a.last_seen - b.now()) < 5
+
+
 # ---- the host id lock ------------------------------------------------------------------------
 
 
@@ -203,4 +211,3 @@ def test_claims_from_three_hosts_and_many_threads_never_hand_a_row_out_twice(
     for who, file_id in taken:  # each row names the host and worker that got it
         rec = next(r for r in rows if r.id == file_id)
         assert f"{rec.host_id}/{rec.lease_owner}" == who
-

@@ -17,6 +17,7 @@ from conftest import wait_for
 from fleet_hosts import FleetHosts, claimed, queued, seen, share_path, sighted
 from mavi_uploader.journal import (
     Fleet,
+    HostTaken,
     JournalError,
     JournalSettingError,
     JournalStore,
@@ -142,9 +143,14 @@ def test_a_listener_hears_new_work_again_after_an_outage(
         pass
     wait_for(lambda: _try(lambda: a.enqueue(seen(share_path("a", "n.mp4")), "now")), 20)
     count = len(woken)
-    wait_for(lambda: _try(lambda: queued(a, share_path("a", f"m{len(woken)}.mp4"))) and (
-        len(woken) > count
-    ), 30, interval=0.5, what="b woken by work queued after the outage")
+    wait_for(
+        lambda: (
+            _try(lambda: queued(a, share_path("a", f"m{len(woken)}.mp4"))) and (len(woken) > count)
+        ),
+        30,
+        interval=0.5,
+        what="b woken by work queued after the outage",
+    )
 
 
 def _try(call: Callable[[], Any]) -> bool:
@@ -167,6 +173,22 @@ def test_a_host_lock_is_taken_again_after_an_outage(
         with pytest.raises(JournalError, match="host_id 'a'"):
             lock_host(outage_hosts.fleet("a"))
     finally:
+        lock.release()
+
+
+def test_a_host_lock_another_daemon_took_during_an_outage_is_lost(
+    cluster: pgcluster.Cluster, outage_hosts: FleetHosts
+) -> None:
+    outage_hosts.host("a")
+    lock = lock_host(outage_hosts.fleet("a"))
+    with stopped(cluster):
+        pass
+    usurper = lock_host(outage_hosts.fleet("a"))  # the old session died with the server
+    try:
+        with pytest.raises(HostTaken):
+            lock.keep()
+    finally:
+        usurper.release()
         lock.release()
 
 

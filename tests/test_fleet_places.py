@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("psycopg")  # places.py lives in the postgres package (its extra)
 
-from mavi_uploader.journal.postgres.places import Places  # noqa: E402
+from mavi_uploader.journal.postgres.places import Places
 
 # A path segment: any bytes but "/" and NUL (which no file name holds), as str the way
 # os.fsdecode gives them to the watcher (undecodable bytes as surrogates).
@@ -87,17 +87,13 @@ def test_a_share_root_is_the_same_place_with_or_without_trailing_slashes(
 @example(rel="../etc/x.mp4", lead="/mnt/a/media/")  # lexically outside the share
 @example(rel="", lead="/mnt/a/media/")  # the root with a trailing slash
 @example(rel="inner/../y.mp4", lead="/mnt/a/media/")  # outer's, not inner's
-def test_any_path_is_located_where_it_normalises_to_and_never_crashes(
-    rel: str, lead: str
-) -> None:
+def test_any_path_is_located_where_it_normalises_to_and_never_crashes(rel: str, lead: str) -> None:
     a, b, c = hosts()
     path = lead + rel
     scope, key = a.locate(path)
     normal = os.path.normpath(path)
     inside = [
-        name
-        for name, root in A_SHARES.items()
-        if normal == root or normal.startswith(root + "/")
+        name for name, root in A_SHARES.items() if normal == root or normal.startswith(root + "/")
     ]
     if not inside:
         # Outside every share (say /mnt/a/media/../x): this host's own file, never a share's
