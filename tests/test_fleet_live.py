@@ -84,6 +84,20 @@ def test_every_listening_host_is_woken(hosts: FleetHosts) -> None:
         wait_for(waker.woken, 15, what="every host woken")
 
 
+def test_hosts_starting_together_on_a_new_database_create_one_journal(
+    hosts: FleetHosts,
+) -> None:
+    opened: dict[int, JournalStore] = {}
+
+    def start(n: int) -> None:
+        opened[n] = hosts.host("abc"[n])
+
+    in_threads(start, 3)
+    assert len(opened) == 3
+    rec = queued(opened[0], share_path("a", "clip.mp4"))
+    assert opened[2].get(rec.id) is not None
+
+
 def test_a_heartbeat_on_the_database_clock_is_alive_at_once(hosts: FleetHosts) -> None:
     a, b = hosts.host("a"), hosts.host("b")
     a.heartbeat(4242)
