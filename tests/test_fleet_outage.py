@@ -5,6 +5,7 @@ else, and never hang), the same store objects work again once the server is back
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 import pgcluster
 from conftest import wait_for
+from contract.helpers import in_threads
 from fleet_hosts import FleetHosts, claimed, queued, seen, share_path, sighted
 from mavi_uploader.journal import (
     Fleet,
@@ -113,17 +115,16 @@ def test_a_busy_pool_recovers_after_an_outage(
 ) -> None:
     """Connections every worker held before the outage are all dead after it: the first call
     after the restart must not trip over each of them in turn."""
-    from contract.helpers import in_threads  # noqa: PLC0415
-
     a = outage_hosts.host("a", wait=WAIT)
     queued(a, share_path("a", "x.mp4"))
+    together = threading.Barrier(6)
 
-    def busy(n: int) -> None:  # fill the pool: every connection has been used
-        for _ in range(5):
-            a.counts()
+    def busy(n: int) -> None:  # six transactions open at once: six pooled connections
+        with a.batch():
             a.claim(f"w{n}", 60)
+            together.wait(timeout=30)
 
-    in_threads(busy, 8)
+    in_threads(busy, 6)
     with stopped(cluster):
         fails_fast(a.counts, "counts")
     started = time.monotonic()
