@@ -73,6 +73,9 @@ class Fleet:
     # share name -> where this host mounts it; files there are the fleet's, not this host's
     shares: Mapping[str, str] = field(default_factory=dict)
     host_timeout: float = 30.0  # a host silent this long loses its claims to the others
+    # How long one call waits for the database (a connection, a login) before JournalError:
+    # during an outage every call fails after this long instead of hanging (tests: small).
+    wait: float = 10.0
 
 
 class JournalStore(Protocol):

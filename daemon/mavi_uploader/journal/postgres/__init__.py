@@ -25,7 +25,7 @@ def open_fleet_journal(
 ) -> JournalStore:
     """This host's working view of the fleet's journal, created and migrated if need be;
     with migrate_schema=False (a daemon runs) any schema but this build's is refused."""
-    db = Database(fleet.url, max_size=pool_size)
+    db = Database(fleet.url, max_size=pool_size, timeout=fleet.wait)
     try:
         with db.errors(), db.pool.connection() as conn:
             db_clock = DatabaseClock()
@@ -49,7 +49,7 @@ def open_fleet_journal(
 
 def open_fleet_reader(fleet: Fleet) -> JournalStore | None:
     """The whole fleet's journal for reports; None before any daemon created it."""
-    db = Database(fleet.url, max_size=2)
+    db = Database(fleet.url, max_size=2, timeout=fleet.wait)
     try:
         with db.errors(), db.pool.connection() as conn:
             db_clock = DatabaseClock()
@@ -74,7 +74,7 @@ def fleet_slots(journal: JournalStore) -> DatabaseSlots:
 
 def lock_host(fleet: Fleet) -> HostLock:
     """Hold this host's id in the fleet (HostTaken if a live daemon already does)."""
-    lock = HostLock(fleet.url, shown_url(fleet.url), fleet.host_id)
+    lock = HostLock(fleet.url, shown_url(fleet.url), fleet.host_id, timeout=fleet.wait)
     lock.acquire()
     return lock
 

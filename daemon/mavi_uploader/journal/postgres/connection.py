@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -35,23 +35,54 @@ _AWAY = re.compile(
 )
 
 
-_FOREVER = 10 * 365 * 24 * 3600.0
 # The pool logs every failed reconnection attempt (several a second during an outage); the
 # journal's own warnings say it once per thread and half minute.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
-def shown_url(url: str) -> str:
-    """The URL as it may be printed: its password (if any) as ***, its query dropped."""
+# Where a connection string keeps a password: a URL's user info or query, a key=value string.
+_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:(?P<pw>[^/]*)@")
+_PARAM_PASSWORD = re.compile(r"(?:^|[?&\s])password\s*=\s*(?P<pw>'(?:[^'\\]|\\.)*'|[^&\s]+)")
+
+
+def passwords_in(url: str) -> list[str]:
+    """Every password `url` holds, as written and percent-decoded, to scrub from messages
+    (found even where the URL does not parse: libpq quotes such a URL back in its error)."""
+    found: list[str] = []
     try:
         parts = urlsplit(url)
+        if "://" in url and parts.password:
+            found.append(parts.password)
+    except ValueError:
+        pass
+    found += [m.group("pw") for m in _URL_PASSWORD.finditer(url)]
+    found += [m.group("pw").strip("'") for m in _PARAM_PASSWORD.finditer(url)]
+    return sorted({p for raw in found for p in (raw, unquote(raw)) if p}, key=len, reverse=True)
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may be printed: its password (if any) as ***, its query dropped; a
+    key=value connection string with its password as ***."""
+    if "://" not in url:
+        return _PARAM_PASSWORD.sub(lambda m: m.group(0).replace(m.group("pw"), "***"), url)
+    try:
+        parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return "<unparsable URL>"
     netloc = parts.netloc
-    if parts.password is not None:
+    if password is not None:
         user = parts.username or ""
         netloc = f"{user}:***@{netloc.rsplit('@', 1)[1]}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def scrubbed(text: str, url: str, shown: str) -> str:
+    """`text` (a driver's message) without the URL's password: libpq quotes bad URLs back."""
+    text = text.replace(url, shown)
+    for password in passwords_in(url):
+        text = text.replace(password, "***")
+    return text
 
 
 def lock_key(*names: str | bytes) -> int:
@@ -66,15 +97,14 @@ def lock_key(*names: str | bytes) -> int:
 def connect_once(url: str, shown: str, timeout: float) -> Conn:
     """One connection, or JournalError saying what is wrong: JournalSettingError for what
     only the configuration can fix (a bad URL, a refused login, no such database)."""
-    password = urlsplit(url).password if "://" in url else None
-    if password:
-        register_secret(password)
+    for password in passwords_in(url):
+        register_secret(password)  # masked in logs (a traceback quoting the driver's error)
     try:
         return psycopg.connect(
             url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, round(timeout))
         )
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = scrubbed(_first_line(exc), url, shown)
         if _AWAY.search(str(exc)):
             raise JournalError(
                 f"journal_url {shown}: the database server cannot be reached ({reason});"
@@ -102,17 +132,29 @@ class Database:
             min_size=1,
             max_size=max_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
-            check=ConnectionPool.check_connection,
+            check=self._check,
             timeout=timeout,
-            # Never give up reconnecting (the pool's default stops after 5 minutes and then
-            # has no connection to hand out for good): outages are waited out.
-            reconnect_timeout=_FOREVER,
+            # A failed (re)connection is not retried in the background: the pool gives up at
+            # once and grows again when a call next waits for a connection, so the first call
+            # after an outage connects at once instead of waiting out a backoff.
+            reconnect_timeout=0,
             open=False,
             name="mavi-journal",
         )
         self.pool.open(wait=False)
         self._local = threading.local()
         self.round_trips = 0  # statements sent (bench/ reports them per file)
+
+    def _check(self, conn: Conn) -> None:
+        """The pool's check of a connection it hands out. One found dead (the server
+        restarted) means the idle ones are dead too: drop them all now. Otherwise the pool
+        tries them one by one, backing off 1, 2, 4 s between tries, and the first call after
+        a restart times out with the server back."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self.pool.check()  # checks each idle connection once, replaces the dead ones
+            raise
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:

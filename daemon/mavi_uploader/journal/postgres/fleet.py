@@ -179,14 +179,15 @@ class HostLock:
     """Holds this host's id in the fleet for as long as the daemon runs (a session lock on
     a connection of its own; kept through an outage by `keep`)."""
 
-    def __init__(self, url: str, shown: str, host_id: str) -> None:
+    def __init__(self, url: str, shown: str, host_id: str, *, timeout: float = 10.0) -> None:
         self._url, self._shown, self.host_id = url, shown, host_id
+        self._timeout = timeout
         self._key = lock_key("host", host_id)
         self._conn: Conn | None = None
 
     def acquire(self) -> None:
         """HostTaken if another live daemon holds this host id; JournalError if unreachable."""
-        conn = connect_once(self._url, self._shown, timeout=10.0)
+        conn = connect_once(self._url, self._shown, timeout=self._timeout)
         row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (self._key,)).fetchone()
         if row is None or not row["ok"]:
             conn.close()

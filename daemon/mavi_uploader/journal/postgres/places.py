@@ -33,10 +33,15 @@ class Places:
         return [self.own_scope, *(SHARE + name for name in self._roots)]
 
     def locate(self, path: str) -> tuple[str, bytes]:
-        """(scope, key) of a path on this host; keys are bytes, like the paths they keep."""
+        """(scope, key) of a path on this host; keys are bytes, like the paths they keep.
+
+        A share is judged on the normalised path: `/mnt/drop/` is the share's root (key b"",
+        not b"."), and `/mnt/drop/../x` is outside it (else another host would find the
+        file outside its own mount)."""
+        normal = os.path.normpath(path)
         for name, root in self._shares:
-            if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
-                relative = os.path.relpath(path, root) if path != root else ""
+            if normal == root or normal.startswith(root.rstrip(os.sep) + os.sep):
+                relative = os.path.relpath(normal, root) if normal != root else ""
                 return SHARE + name, os.fsencode(relative.replace(os.sep, "/"))
         return self.own_scope, os.fsencode(path)
 

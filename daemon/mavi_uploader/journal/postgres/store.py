@@ -188,8 +188,12 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
 
     def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
         """Take the next due file this host can reach: queued, confirming, or in flight under
-        a lease that expired or a host that went silent. SKIP LOCKED: a row another host is
-        taking right now is passed over, never waited for."""
+        a lease that expired or another host that went silent. SKIP LOCKED: a row another
+        host is taking right now is passed over, never waited for.
+
+        This host's own rows are never taken for a silent host's: it is claiming, so it is
+        alive, and its workers hold them until their leases expire (a late heartbeat here
+        must not hand a file in upload to a second worker)."""
         now = self._clock()
         mine, args = self._mine()
         with self._db.transaction() as conn:
@@ -202,8 +206,8 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
                 f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
                 "     AND COALESCE(next_attempt_at, 0) <= %(now)s)"
                 f" OR (state IN {among(IN_FLIGHT)} AND (lease_expires_at < %(now)s"
-                "     OR (host_id IN (SELECT host_id FROM hosts WHERE last_seen < %(silent)s)"
-                f"         AND {_STEADY}))))"
+                "     OR (host_id IN (SELECT host_id FROM hosts WHERE last_seen < %(silent)s"
+                f"                      AND host_id != %(me)s) AND {_STEADY}))))"
                 " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1 FOR UPDATE SKIP LOCKED",
                 {**args, "now": now, "silent": now - self._host_timeout, "me": self._host()},
             ).fetchone()
