@@ -32,6 +32,11 @@ URL = "postgresql://mavi:Hunter2-pass@db.example:5432/uploads"
 T0 = 1_700_000_000.0
 
 
+class _NoLock:
+    def release(self) -> None:
+        return None
+
+
 @dataclass
 class FakeFleetStore:
     """Stands in for mavi_uploader.journal.postgres: SQLite journals in `where`."""
@@ -39,6 +44,7 @@ class FakeFleetStore:
     where: Path
     opened: list[tuple[Fleet, Callable[[], float] | None, bool]] = field(default_factory=list)
     read: list[Fleet] = field(default_factory=list)
+    locked: list[Fleet] = field(default_factory=list)
     refuse: bool = False
 
     def open_fleet_journal(
@@ -48,6 +54,10 @@ class FakeFleetStore:
         if self.refuse:
             raise JournalError("the fleet's database refuses (test)")
         return Journal.open(self.where)
+
+    def lock_host(self, fleet: Fleet) -> _NoLock:
+        self.locked.append(fleet)
+        return _NoLock()
 
     def open_fleet_reader(self, fleet: Fleet) -> JournalStore | None:
         self.read.append(fleet)
@@ -60,6 +70,7 @@ def fake_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeFleetStor
     module = types.ModuleType("mavi_uploader.journal.postgres")
     module.open_fleet_journal = store.open_fleet_journal  # type: ignore[attr-defined]
     module.open_fleet_reader = store.open_fleet_reader  # type: ignore[attr-defined]
+    module.lock_host = store.lock_host  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "mavi_uploader.journal.postgres", module)
     return store
 
@@ -222,6 +233,7 @@ def test_the_daemon_opens_the_fleets_journal_and_masks_its_password(
             daemon.run()
     finally:
         daemon.signals.close()
+    assert fake_store.locked == [fleet_of(config)]  # the host id first: the crash rule is ours
     assert fake_store.opened == [(fleet_of(config), None, True)]
     assert redact("login Daemon-pass-9c2") == "login <redacted>"  # registered, as the API key
 
