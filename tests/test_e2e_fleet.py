@@ -16,7 +16,8 @@ import json
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,8 @@ def _fleet_of_three(tmp: Path, fake: FakeMavi, url: str) -> Iterator[dict[str, H
 
 
 def _rows(url: str) -> list[FileRecord]:
-    """The whole fleet's rows as `list` sees them; [] while the database is away."""
+    """The whole fleet's rows as `list` on a host without the share sees them (`drop:name`
+    for share files, `c:/path` for host c's own); [] while the database is away."""
     try:
         reader = open_for_reports(Path("/nonexistent"), Fleet(url=url, host_id="observer"))
     except JournalError:
@@ -114,6 +116,19 @@ def _rows(url: str) -> list[FileRecord]:
         return []
     finally:
         reader.close()
+
+
+def _name(rec: FileRecord) -> str:
+    return Path(rec.path.split(":", 1)[1]).name
+
+
+def _waited(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def _uploading_big(url: str, size: int) -> FileRecord | None:
@@ -160,12 +175,14 @@ def test_three_hosts_share_a_drop_through_a_kill_and_a_database_restart(
         expected = {str(p.name) for p in originals} | {copy_b.name}
 
         def finished() -> bool:
-            rows = [r for r in _rows(pg_url) if Path(r.path).name in expected]
+            rows = [r for r in _rows(pg_url) if _name(r) in expected]
             settled = {State.DONE, State.DUPLICATE}
             return len(rows) == len(expected) and all(r.state in settled for r in rows)
 
-        wait_for(finished, 150, interval=0.5, what="every file done or duplicate")
-        rows = {Path(r.path).name: r for r in _rows(pg_url)}
+        if not _waited(finished, 150):
+            shown = [(r.path, r.state.value, r.host_id, r.last_error) for r in _rows(pg_url)]
+            pytest.fail(f"not every file done or duplicate: {shown}")
+        rows = {_name(r): r for r in _rows(pg_url)}
         for host in hosts.values():
             assert host.daemon.proc is not None and host.daemon.proc.poll() is None, host.name
             assert host.daemon.kill(signal.SIGTERM) == 0
