@@ -14,20 +14,16 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from mavi_uploader.config.settings import Config, ConfigError
 from mavi_uploader.config.timers import Timers
-from mavi_uploader.core.decisions import Patience
 from mavi_uploader.core.records import State
 from mavi_uploader.core.reporting import upload_progress
 from mavi_uploader.core.writers import ignore_lease_breaks
-from mavi_uploader.journal import JournalError, make_state_dir, open_journal, shared_rate_slots
+from mavi_uploader.journal import JournalError, make_state_dir, open_journal
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import dropped_lines, get_logger
-from mavi_uploader.mavi.client import MaviClient
-from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import housekeeping
 from mavi_uploader.service.fleet import fleet_of
@@ -35,11 +31,10 @@ from mavi_uploader.service.lock import StateDirLock
 from mavi_uploader.service.membership import Membership
 from mavi_uploader.service.notify import Notifier
 from mavi_uploader.service.once import OnceEnd
+from mavi_uploader.service.parts import Parts, assemble, worker_settings
 from mavi_uploader.service.signals import COLD_STOP_EXIT, SignalFlags
 from mavi_uploader.service.supervisor import Loops, PeriodicJobs, summary
-from mavi_uploader.upload.pause import PauseGate
-from mavi_uploader.upload.worker import Worker, WorkerSettings
-from mavi_uploader.watch.rescans import Rescanner
+from mavi_uploader.upload.worker import Worker
 from mavi_uploader.watch.roots import watch_roots
 from mavi_uploader.watch.settle import Settler
 from mavi_uploader.watch.watcher import Watcher
@@ -50,23 +45,6 @@ _RESTART_ONLY = ("state_dir", "timers")
 EXIT_HOST_TAKEN = 3  # the contract's "already running", as at start
 
 __all__ = ["COLD_STOP_EXIT", "Daemon"]
-
-
-def _worker_settings(cfg: Config) -> WorkerSettings:
-    patience = Patience(max_resends=cfg.max_resends)
-    return WorkerSettings(cfg.dedupe, cfg.after_upload, cfg.done_dir, patience)
-
-
-@dataclass
-class _Parts:
-    journal: Journal
-    limiter: RateLimiter
-    bandwidth: BandwidthLimiter
-    client: MaviClient
-    gate: PauseGate
-    watcher: Watcher
-    settler: Settler
-    rescanner: Rescanner
 
 
 class Daemon:
@@ -132,34 +110,8 @@ class Daemon:
             lock.release()
             self.signals.close()
 
-    def _assemble(self, journal: Journal) -> _Parts:
-        cfg, timers = self.config, self.timers
-        slots = shared_rate_slots(journal)  # in fleet mode the account's limit is the fleet's
-        limiter = RateLimiter(cfg.rate_limit_per_second, stop=self.stop, slots=slots)
-        watcher = Watcher(watch_roots(cfg), journal)
-        return _Parts(
-            journal=journal,
-            limiter=limiter,
-            bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=self.stop),
-            client=MaviClient(
-                cfg.api_base,
-                cfg.api_key,
-                limiter=limiter,
-                timeout=(timers.connect_timeout, timers.read_timeout),
-            ),
-            gate=PauseGate(
-                journal, probe_interval=timers.pause_probe_every, fleet=journal.kind != "sqlite"
-            ),
-            watcher=watcher,
-            # The journal's clock: in a fleet, the database's, which every host shares.
-            settler=Settler(
-                journal,
-                cfg.settle_seconds,
-                clock=journal.now,
-                unreadable_retry=timers.unreadable_retry,
-            ),
-            rescanner=Rescanner(watcher, self.stop, retry_seconds=timers.rescan_retry),
-        )
+    def _assemble(self, journal: Journal) -> Parts:
+        return assemble(self.config, self.timers, journal, self.stop)
 
     def _run_locked(self, journal: Journal) -> int:
         self._membership.start(journal, self.work_ready.set)
@@ -198,7 +150,7 @@ class Daemon:
             self._halt(parts)
             parts.watcher.stop()
 
-    def _halt(self, parts: _Parts | None) -> None:
+    def _halt(self, parts: Parts | None) -> None:
         """Tell every thread to stop, and cut the requests in flight so none waits them out."""
         self.stop.set()
         self.work_ready.set()
@@ -206,9 +158,9 @@ class Daemon:
             parts.client.abort_requests()
             parts.rescanner.wake()
 
-    def _staff_workers(self, parts: _Parts) -> None:
+    def _staff_workers(self, parts: Parts) -> None:
         """Start workers up to `concurrency`; extra ones retire after their current file."""
-        settings = _worker_settings(self.config)
+        settings = worker_settings(self.config)
         with self._workers_lock:
             for worker in self._workers.values():
                 worker.settings = settings
@@ -234,7 +186,7 @@ class Daemon:
                 body = functools.partial(self._work_loop, worker, n, parts.journal)
                 self._loops.spawn(worker.owner, body)
 
-    def _supervise(self, parts: _Parts) -> int:
+    def _supervise(self, parts: Parts) -> int:
         """The main thread's loop: one pass per nap (a signal ends the nap at once)."""
         jobs = self._jobs(parts, time.monotonic())
         once = self._once_end(parts) if self.once else None
@@ -244,13 +196,13 @@ class Daemon:
             if code is not None:
                 return code
 
-    def _once_end(self, parts: _Parts) -> OnceEnd:
+    def _once_end(self, parts: Parts) -> OnceEnd:
         return OnceEnd(
             parts.journal, parts.gate, parts.rescanner, parts.client, self.timers.once_unreachable
         )
 
     def _pass(
-        self, parts: _Parts, jobs: PeriodicJobs, now: float, once: OnceEnd | None
+        self, parts: Parts, jobs: PeriodicJobs, now: float, once: OnceEnd | None
     ) -> int | None:
         """One pass: signals into events, threads that died, the jobs due at `now` and (`once`)
         the end of `run --once`; the exit code once the daemon should end, else None."""
@@ -281,15 +233,16 @@ class Daemon:
             log.warning("journal unavailable; `run --once` waits for it", error=str(exc))
             return None
 
-    def _jobs(self, parts: _Parts, now: float) -> PeriodicJobs:
+    def _jobs(self, parts: Parts, now: float) -> PeriodicJobs:
         """The supervisor's timed jobs. Rescans are only requested: they run on their thread,
         never on this one, which pings the watchdog."""
         timers, jobs = self.timers, PeriodicJobs()
         # Ping at least twice per WatchdogSec, whatever the unit sets it to.
         report_every = min(timers.report_every, self.notifier.watchdog_interval or math.inf)
         jobs.add("report", report_every, functools.partial(self._report, parts), first=now)
-        beat = self._membership.every  # a fleet's heartbeat (never on SQLite)
-        jobs.add("heartbeat", beat, self._membership.beat, first=now + beat)
+        if self._membership.fleet is not None:
+            beat = self._membership.every
+            jobs.add("heartbeat", beat, self._membership.beat, first=now + beat)
         show = self._show_progress
         if show is not None:
             progress = functools.partial(self._progress, parts, show)
@@ -307,16 +260,16 @@ class Daemon:
         jobs.add("rescan", rescan_every, periodic, first=now + rescan_every)
         return jobs
 
-    def _progress(self, parts: _Parts, show: Callable[[list[dict[str, Any]]], None]) -> None:
+    def _progress(self, parts: Parts, show: Callable[[list[dict[str, Any]]], None]) -> None:
         uploading = parts.journal.in_states([State.UPLOADING])
         show([upload_progress(r, time.time()) for r in uploading])
 
-    def _look_for_watch_folders(self, parts: _Parts) -> None:
+    def _look_for_watch_folders(self, parts: Parts) -> None:
         appeared = parts.watcher.ensure_watching()
         if appeared:
             parts.rescanner.request("watch folder appeared", appeared)
 
-    def _after_overflow(self, parts: _Parts) -> None:
+    def _after_overflow(self, parts: Parts) -> None:
         if parts.watcher.overflowed():
             log.warning("kernel dropped file events; rescanning")
             parts.rescanner.request("kernel event queue overflow")
@@ -324,7 +277,7 @@ class Daemon:
     def _tidy(self, journal: Journal) -> None:
         housekeeping.tidy(journal, self.config, self.timers.sweep_grace)
 
-    def _report(self, parts: _Parts) -> None:
+    def _report(self, parts: Parts) -> None:
         """STATUS= for `systemctl status`, and WATCHDOG=1 only while the machinery moves.
 
         The counts query proves the journal answers; the beats prove the settle and watcher
@@ -347,7 +300,7 @@ class Daemon:
             return
         self.notifier.watchdog()
 
-    def _reload(self, parts: _Parts, jobs: PeriodicJobs) -> None:
+    def _reload(self, parts: Parts, jobs: PeriodicJobs) -> None:
         """SIGHUP: re-read the config; keep running on the old one if the new one is bad."""
         parts.gate.reset()  # a paused daemon probes at once: the key may have been fixed
         if self._reload_config is None:
