@@ -92,6 +92,10 @@ class Settler:
                 where = display_path(rec.path)
                 log.info("waiting for its writer", file_id=rec.id, path=where, reason=writer.reason)
                 self._journal.update(rec.id, last_error=writer.reason)
+            if rec.share is not None:
+                # The fleet's other hosts cannot see a writer on this one: their settle rule
+                # must, so the quiet period starts again at every tick that sees it.
+                self._journal.update(rec.id, stable_since=now)
             return 0
         moved = self._journal.transition(
             rec.id,
