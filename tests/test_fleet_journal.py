@@ -346,11 +346,6 @@ def test_a_host_never_takes_its_own_workers_claims_for_a_silent_hosts(
     assert get(b, rec.id).lease_owner == "w1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open question for the design: a silent host's own-folder row keeps its content"
-    " claim (HOLDS) until that host returns, so copies on live hosts stay parked meanwhile",
-)
 def test_a_copy_is_not_parked_for_ever_behind_a_silent_hosts_own_file(
     a: JournalStore, b: JournalStore, clock: Clock
 ) -> None:
@@ -365,6 +360,11 @@ def test_a_copy_is_not_parked_for_ever_behind_a_silent_hosts_own_file(
         copy.id, State.QUEUED, "parked behind its twin", owner="w1", sha256=SHA, lease_owner=None
     )
     assert a.claim("w1", 60) is None  # parked while b is alive
+    a.heartbeat(1)  # a keeps beating; b falls silent
     clock.now += 7200  # b is gone for good; no other host can reach b's own folder
     a.heartbeat(1)
-    assert a.claim("w1", 60) is not None
+    taken = a.claim("w1", 60)
+    assert taken is not None and taken.id == copy.id
+    # b's claim on the content no longer counts: the copy uploads it (one extra upload at
+    # worst if b comes back, never a file left behind).
+    assert a.claim_content(copy.id, SHA, "w1", max_sends=3)[0] is ContentClaim.CLAIMED

@@ -40,11 +40,21 @@ def handles(state: str, last_error: str | None) -> bool:
 
 # A row holding some content for upload: it claimed it (claim_content) and keeps it through
 # retries and re-sends (queued, uploading, confirming) until it finishes or its file changes,
-# so copies wait for it and one content's complete uploads are counted on one row.
-HOLDS = f"(twin.state IN {among(ACTIVE_STATES)} AND twin.content_claimed = 1)"
+# so copies wait for it and one content's complete uploads are counted on one row. `unless`:
+# a store's further condition on `twin` (a fleet: not held by a host gone silent).
+def holds(unless: str = "") -> str:
+    extra = f" AND NOT {unless}" if unless else ""
+    return f"(twin.state IN {among(ACTIVE_STATES)} AND twin.content_claimed = 1{extra})"
+
+
 # A queued copy whose content another row holds is parked: no worker claims it (no event, no
 # timer) until that row leaves flight, when it is due at once.
-PARKED = (
-    "(files.sha256 IS NOT NULL AND EXISTS (SELECT 1 FROM files AS twin"
-    f" WHERE twin.sha256 = files.sha256 AND twin.id != files.id AND {HOLDS}))"
-)
+def parked(unless: str = "") -> str:
+    return (
+        "(files.sha256 IS NOT NULL AND EXISTS (SELECT 1 FROM files AS twin"
+        f" WHERE twin.sha256 = files.sha256 AND twin.id != files.id AND {holds(unless)}))"
+    )
+
+
+HOLDS = holds()
+PARKED = parked()

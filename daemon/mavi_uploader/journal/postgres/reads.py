@@ -8,9 +8,12 @@ from typing import Any
 from mavi_uploader.core.records import Event, FileRecord
 from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD, State
 from mavi_uploader.journal.postgres.connection import Database
+from mavi_uploader.journal.postgres.liveness import HELD_BY_SILENT
 from mavi_uploader.journal.postgres.places import Places
 from mavi_uploader.journal.postgres.rows import to_event, to_record
-from mavi_uploader.journal.sql import PARKED, among, one
+from mavi_uploader.journal.sql import among, one, parked
+
+_PARKED = parked(unless=HELD_BY_SILENT)
 
 
 class FleetReads:
@@ -86,7 +89,7 @@ class FleetReads:
             self._db.rows(
                 f"SELECT 1 FROM files WHERE {mine} AND (state IN"
                 f" {among((State.SETTLING, State.UPLOADING))}"
-                f" OR (state = {one(State.QUEUED)} AND NOT {PARKED})) LIMIT 1",
+                f" OR (state = {one(State.QUEUED)} AND NOT {_PARKED})) LIMIT 1",
                 args,
             )
         )
@@ -105,7 +108,7 @@ class FleetReads:
         mine, args = self._mine()
         row = self._db.row(
             f"SELECT MIN(COALESCE(next_attempt_at, 0)) AS due FROM files WHERE {mine} AND ("
-            f" (state = {one(State.QUEUED)} AND NOT {PARKED})"
+            f" (state = {one(State.QUEUED)} AND NOT {_PARKED})"
             f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL))",
             args,
         )

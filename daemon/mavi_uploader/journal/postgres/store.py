@@ -19,12 +19,13 @@ from mavi_uploader.journal.api import ContentClaim, check_transition
 from mavi_uploader.journal.boundary import wraps_driver_errors
 from mavi_uploader.journal.postgres.connection import Conn, Database, lock_key
 from mavi_uploader.journal.postgres.fleet import WORK_CHANNEL, FleetMembership
+from mavi_uploader.journal.postgres.liveness import HELD_BY_SILENT, SILENT_HOSTS, STEADY
 from mavi_uploader.journal.postgres.places import Places
 from mavi_uploader.journal.postgres.reads import FleetReads
 from mavi_uploader.journal.postgres.rows import to_record
 from mavi_uploader.journal.postgres.sightings import FleetSightings
 from mavi_uploader.journal.postgres.slots import DatabaseSlots
-from mavi_uploader.journal.sql import HOLDS, PARKED, among, one
+from mavi_uploader.journal.sql import among, holds, one, parked
 
 Clock = Callable[[], float]
 
@@ -40,13 +41,7 @@ _WRITABLE = frozenset({
 })
 # fmt: on
 _INTEGER_FLAGS = ("after_upload_due", "content_claimed")
-# A silent host's claims are taken only by a host whose own heartbeats have landed for a whole
-# host_timeout: after an outage every host is equally stale, and none takes the others'
-# uploads before they have had a host_timeout to say they are still alive.
-_STEADY = (
-    "EXISTS (SELECT 1 FROM hosts AS me WHERE me.host_id = %(me)s"
-    " AND me.connected_since <= %(silent)s)"
-)
+_HOLDS, _PARKED = holds(unless=HELD_BY_SILENT), parked(unless=HELD_BY_SILENT)
 
 
 @wraps_driver_errors
@@ -95,10 +90,14 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
             yield
 
     def _mine(self) -> tuple[str, dict[str, Any]]:
-        """SQL restricting work queries to the files this host can reach (a report: all)."""
+        """SQL restricting work queries to the files this host can reach (a report: all),
+        and the parameters of the liveness rules those queries use."""
         if not self._working:
-            return "TRUE", {}
-        return "scope = ANY(%(scopes)s)", {"scopes": self._places.scopes()}
+            return "TRUE", self._liveness()
+        return "scope = ANY(%(scopes)s)", {"scopes": self._places.scopes(), **self._liveness()}
+
+    def _liveness(self) -> dict[str, Any]:
+        return {"silent": self._clock() - self._host_timeout, "me": self._host()}
 
     def _event(self, conn: Conn, file_id: int, old: State | None, new: State, why: str) -> None:
         self._db.run(
@@ -202,14 +201,13 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
                 "SELECT id, state, lease_owner, host_id, lease_expires_at < %(now)s AS expired"
                 f" FROM files WHERE {mine} AND ("
                 f" (state = {one(State.QUEUED)} AND COALESCE(next_attempt_at, 0) <= %(now)s"
-                f"     AND NOT {PARKED})"
+                f"     AND NOT {_PARKED})"
                 f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
                 "     AND COALESCE(next_attempt_at, 0) <= %(now)s)"
                 f" OR (state IN {among(IN_FLIGHT)} AND (lease_expires_at < %(now)s"
-                "     OR (host_id IN (SELECT host_id FROM hosts WHERE last_seen < %(silent)s"
-                f"                      AND host_id != %(me)s) AND {_STEADY}))))"
+                f"     OR (host_id IN {SILENT_HOSTS} AND {STEADY}))))"
                 " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                {**args, "now": now, "silent": now - self._host_timeout, "me": self._host()},
+                {**args, "now": now},
             ).fetchone()
             if row is None:
                 return None
@@ -249,11 +247,11 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
             twin = self._db.run(
                 conn,
                 "SELECT * FROM files AS twin WHERE sha256 = %(sha)s AND id != %(id)s"
-                f" AND (state = {one(State.DONE)} OR {HOLDS}"
+                f" AND (state = {one(State.DONE)} OR {_HOLDS}"
                 f"      OR (state = {one(State.FAILED)} AND sends > %(max)s))"
                 f" ORDER BY state = {one(State.DONE)} DESC, state = {one(State.FAILED)}, id"
                 " LIMIT 1",
-                {"sha": sha256, "id": file_id, "max": max_sends},
+                {"sha": sha256, "id": file_id, "max": max_sends, **self._liveness()},
             ).fetchone()
             if twin is not None:
                 found = {
