@@ -11,6 +11,7 @@ from fakemavi import FakeMavi, Fault
 from mavi_uploader.cli.checks import report, run_checks
 from mavi_uploader.cli.main import main
 from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.journal import Fleet, open_journal
 from mavi_uploader.mavi.client import MaviClient
 
 
@@ -132,3 +133,31 @@ def test_an_api_that_keeps_rate_limiting_is_reported_not_waited_on_forever(
 
     text = report(run_checks(load_config, make_client=impatient))
     assert "keeps answering 'rate limited'" in text and "FAIL" in text
+
+
+# ---- fleet mode: the fleet's journal is checked too -------------------------------------
+
+
+def test_fleet_mode_checks_the_journal_and_says_who_is_in_the_fleet(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    monkeypatch.setenv("MAVI_UPLOADER_JOURNAL_URL", pg_url)
+    monkeypatch.setenv("MAVI_UPLOADER_HOST_ID", "bay-1")
+    code, out = check(capsys)
+    assert code == 0, out
+    assert "the fleet's journal database answers (no daemon has used it yet)" in out
+    journal = open_journal(env.parent / "state", fleet=Fleet(url=pg_url, host_id="bay-2"))
+    journal.heartbeat(4242)
+    journal.close()
+    code, out = check(capsys)
+    assert code == 0, out
+    assert "1 hosts known, 1 alive; this host is 'bay-1'" in out
+
+
+def test_fleet_mode_with_a_database_that_does_not_exist_is_a_config_error(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    monkeypatch.setenv("MAVI_UPLOADER_JOURNAL_URL", pg_url.rsplit("/", 1)[0] + "/nosuchdb")
+    code, out = check(capsys)
+    assert code == 2, out
+    assert "journal_url" in out and "nosuchdb" in out and "fix journal_url" in out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mavi_uploader.config.settings import AfterUpload, Config, ConfigError, WatchConfig
 from mavi_uploader.core.rules import directory_ignored
+from mavi_uploader.journal import Fleet, JournalError, JournalSettingError, open_for_reports
 from mavi_uploader.mavi.client import (
     AuthProblem,
     MaviClient,
@@ -17,6 +18,7 @@ from mavi_uploader.mavi.client import (
     TransientError,
 )
 from mavi_uploader.mavi.ratelimit import RateLimiter
+from mavi_uploader.service.fleet import fleet_of
 
 INOTIFY_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
 # An asset id nobody has: asking for its metadata is harmless and needs a valid key.
@@ -178,9 +180,35 @@ def run_checks(
     inotify = _inotify(config, inotify_limit_file)
     if inotify is not None:
         findings.append(inotify)
+    fleet = fleet_of(config)
+    if fleet is not None:
+        findings.append(_fleet_journal(config, fleet))
     client = (make_client or _default_client)(config)
     findings.append(_api(client))
     return findings
+
+
+def _fleet_journal(config: Config, fleet: Fleet) -> Finding:
+    """Fleet mode: can this host reach the fleet's journal, and who is in it?"""
+    try:
+        journal = open_for_reports(config.state_dir, fleet)
+    except JournalSettingError as exc:
+        return Finding(False, str(exc), "fix journal_url (MAVI_UPLOADER_JOURNAL_URL)", True)
+    except JournalError as exc:
+        return Finding(False, str(exc), "start PostgreSQL there, or check the network to it")
+    if journal is None:
+        return Finding(True, "the fleet's journal database answers (no daemon has used it yet)")
+    try:
+        hosts = journal.hosts()
+    finally:
+        journal.close()
+    alive = [h.host_id for h in hosts if h.alive]
+    taken = " (a live daemon already runs as it)" if fleet.host_id in alive else ""
+    return Finding(
+        True,
+        f"the fleet's journal answers: {len(hosts)} hosts known, {len(alive)} alive;"
+        f" this host is {fleet.host_id!r}{taken}",
+    )
 
 
 def _default_client(config: Config) -> MaviClient:
