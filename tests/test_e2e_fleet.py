@@ -205,3 +205,27 @@ def test_three_hosts_share_a_drop_through_a_kill_and_a_database_restart(
     summary: dict[str, Any] = {e: fake.max_calls_in_window(e) for e in ("sign", "metadata")}
     assert summary == {"sign": 1, "metadata": 1}, summary
     assert fake.refused_over_limit == 0
+
+
+def test_a_second_daemon_with_the_same_host_id_exits_3_and_a_bad_url_exits_2(
+    tmp_path: Path, pg_url: str, fake: FakeMavi
+) -> None:
+    def daemon(name: str, url: str) -> DaemonProcess:
+        (tmp_path / name / "watch").mkdir(parents=True)
+        return DaemonProcess(
+            tmp_path / name, fake, tmp_path / name / "watch", journal_url=url, host_id="bay-1"
+        )
+
+    first = daemon("first", pg_url).start()
+    try:
+        first.wait_ready()
+        twin = daemon("twin", pg_url).start()  # its own state dir: only the host id clashes
+        assert twin.wait_exit(60) == 3
+        assert "another mavi-uploader daemon is running as host_id 'bay-1'" in twin.log_text()
+        assert first.proc is not None and first.proc.poll() is None
+    finally:
+        assert first.kill(signal.SIGTERM) == 0
+    wrong = daemon("wrong", pg_url.rsplit("/", 1)[0] + "/no_such_db").start()
+    assert wrong.wait_exit(60) == 2
+    assert "journal_url" in wrong.log_text() and "no_such_db" in wrong.log_text()
+    assert "Traceback" not in wrong.log_text()
