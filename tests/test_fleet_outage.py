@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import pgcluster
-from conftest import wait_for
+from conftest import Clock, wait_for
 from contract.helpers import in_threads
 from fleet_hosts import FleetHosts, claimed, queued, seen, share_path, sighted
 from mavi_uploader.journal import (
@@ -271,3 +271,35 @@ def test_reports_on_an_empty_database_find_no_journal(pg_url: str, tmp_path: Pat
         assert reader.counts()["settling"] == 0
     finally:
         reader.close()
+
+
+def test_after_an_outage_no_host_takes_another_hosts_upload_before_a_host_timeout(
+    cluster: pgcluster.Cluster, tmp_path: Path
+) -> None:
+    """Every host is equally stale after an outage longer than host_timeout: none may take
+    the others' in-flight files until it has itself been back for a whole host_timeout."""
+    clock = Clock()
+    url = cluster.create_database(f"s{time.monotonic_ns()}")
+    hosts = FleetHosts(url, tmp_path, clock=clock)
+    try:
+        a = hosts.host("a", shares={"drop": "/mnt/a/drop"}, host_timeout=30.0, wait=WAIT)
+        b = hosts.host("b", shares={"drop": "/mnt/b/drop"}, host_timeout=30.0, wait=WAIT)
+        a.heartbeat(1)
+        b.heartbeat(2)
+        clock.now += 60  # both have been beating for longer than host_timeout
+        a.heartbeat(1)
+        b.heartbeat(2)
+        rec = queued(b, share_path("b", "clip.mp4"))
+        assert claimed(b).id == rec.id
+        with stopped(cluster):
+            fails_fast(lambda: a.claim("w1", 60), "a claim during the outage")
+            clock.now += 120  # a long outage: b's last beat is now stale too
+        assert a.claim("w1", 60) is None  # a is back, but not for a host_timeout yet
+        a.heartbeat(1)
+        assert a.claim("w1", 60) is None  # its first beat back starts the count
+        clock.now += 31
+        a.heartbeat(1)  # a has been back a whole host_timeout; b never beat again
+        taken = a.claim("w1", 60)
+        assert taken is not None and taken.id == rec.id
+    finally:
+        hosts.close()

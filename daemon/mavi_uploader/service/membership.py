@@ -43,12 +43,14 @@ class Membership:
         and the job runs again at its next turn; the host id is taken again when it is back."""
         if self._journal is None or self._lock is None:
             return
+        # The beat first: a beat that fails is what tells the journal this host missed one
+        # (so it takes no silent host's work until it has been back a whole host_timeout).
+        self._journal.heartbeat(os.getpid())
         try:
             self._lock.keep()
         except HostTaken as exc:
             self._lost = str(exc)
             raise
-        self._journal.heartbeat(os.getpid())
 
     @property
     def lost(self) -> str | None:

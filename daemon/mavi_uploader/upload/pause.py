@@ -41,6 +41,9 @@ class PauseGate:
         self._reason: str | None = pause.reason if pause else None
         # A pause inherited from a previous run: probe right away (restart lifts it if fixed).
         self._next_probe = clock()
+        # A restart or SIGHUP (the key may have been fixed) probes at once, without waiting
+        # for the fleet's next probe slot.
+        self._urgent = True
         self._next_refresh = clock() + refresh_every
 
     @property
@@ -57,12 +60,14 @@ class PauseGate:
             if self._fleet and now >= self._next_refresh:
                 self._refresh(now)
             if self._reason is None:
+                self._urgent = False  # a pause that comes later waits for the fleet's slot
                 return True
             if now < self._next_probe:
                 return False
             self._next_probe = now + self._probe_interval
+            urgent, self._urgent = self._urgent, False
         # The fleet's slot, outside our lock: a journal round trip must not hold up others.
-        return not self._fleet or self._fleet_probe()
+        return not self._fleet or urgent or self._fleet_probe()
 
     def _refresh(self, now: float) -> None:
         """Another host may have paused or resumed the fleet (called under our lock)."""
@@ -92,6 +97,9 @@ class PauseGate:
             self._reason = reason
             self._next_probe = self._clock() + self._probe_interval
         self._journal.set_pause(reason)
+        if self._fleet:
+            # The refusal counts as the fleet's probe: the next is due an interval from now.
+            self._journal.take_pause_probe(self._probe_interval)
         if first:
             log.error("uploads paused", reason=reason, probe_every_s=self._probe_interval)
 
@@ -108,3 +116,4 @@ class PauseGate:
         """SIGHUP / new key: probe at once instead of waiting for the interval."""
         with self._lock:
             self._next_probe = self._clock()
+            self._urgent = True

@@ -39,6 +39,7 @@ class FleetMembership:
     _places: Places
     _clock: Callable[[], float]
     _host_timeout: float
+    _beat_missed: bool
 
     def _start_membership(self) -> None:
         self._listening = threading.Event()

@@ -15,7 +15,7 @@ from psycopg.rows import DictRow
 
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
-from mavi_uploader.journal.api import ContentClaim, check_transition
+from mavi_uploader.journal.api import ContentClaim, JournalError, check_transition
 from mavi_uploader.journal.boundary import wraps_driver_errors
 from mavi_uploader.journal.postgres.connection import Conn, Database, lock_key
 from mavi_uploader.journal.postgres.fleet import WORK_CHANNEL, FleetMembership
@@ -71,8 +71,16 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
     def db_path(self) -> str:
         return self._db.shown
 
-    def _driver_errors(self) -> contextlib.AbstractContextManager[None]:
-        return self._db.errors()
+    @contextlib.contextmanager
+    def _driver_errors(self) -> Iterator[None]:
+        try:
+            with self._db.errors():
+                yield
+        except JournalError:
+            # Any failure may be an outage: this host counts as out of touch (no silent
+            # host's work for it) until a heartbeat lands again and a host_timeout passes.
+            self._beat_missed = True
+            raise
 
     def now(self) -> float:
         """The database's clock (or the one a test injected)."""
@@ -97,7 +105,11 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
         return "scope = ANY(%(scopes)s)", {"scopes": self._places.scopes(), **self._liveness()}
 
     def _liveness(self) -> dict[str, Any]:
-        return {"silent": self._clock() - self._host_timeout, "me": self._host()}
+        return {
+            "silent": self._clock() - self._host_timeout,
+            "me": self._host(),
+            "beating": not self._beat_missed,
+        }
 
     def _event(self, conn: Conn, file_id: int, old: State | None, new: State, why: str) -> None:
         self._db.run(
