@@ -1,0 +1,48 @@
+"""Review: a share file's owed after_upload, postponed on the host that sees its writer, is
+carried out by another host's sweep, which cannot see that writer: the file is deleted (or
+moved) while a process still has it open for writing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import Clock, write_video
+from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.core.records import Observation, State
+from mavi_uploader.core.writers import Writer
+from mavi_uploader.journal import Fleet, open_journal
+from mavi_uploader.upload.aftercare import Aftercare
+from journal_paths import drive
+from test_settle import FakeProbe
+
+
+def test_a_share_file_postponed_for_its_writer_on_one_host_is_not_deleted_by_another(
+    tmp_path: Path, pg_url: str
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    os.symlink(nas, tmp_path / "b-mount")
+    clock = Clock()
+    a = open_journal(tmp_path / "a", fleet=Fleet(pg_url, "a", {"drop": str(nas)}), clock=clock)
+    b_mount = str(tmp_path / "b-mount")
+    b = open_journal(tmp_path / "b", fleet=Fleet(pg_url, "b", {"drop": b_mount}), clock=clock)
+    try:
+        clip = write_video(nas / "clip.mp4", 1000)
+        st = clip.stat()
+        (rec,) = a.sight([Observation(str(clip), str(nas), st.st_size, st.st_mtime_ns)])
+        done = drive(a, rec.id, State.DONE, asset_id="asset-1", after_upload_due=1)
+        def writer_on_a(_file: str | int) -> Writer:  # every file a's probe looks at is held
+            return Writer("held open for writing by pid 7 (cam)", 7)
+
+        # Host a finishes it: its writer probe postpones the delete (still owed).
+        assert Aftercare(a, AfterUpload.DELETE, None, writer_on_a).apply(done) is False
+        assert clip.exists()
+        # Host b, same config, runs its periodic sweep a minute later; it sees no writer.
+        clock.now += 120.0
+        Aftercare(b, AfterUpload.DELETE, None, FakeProbe()).sweep(60.0)
+        assert clip.exists(), "host b deleted a share file a process on host a has open for writing"
+    finally:
+        a.close()
+        b.close()
