@@ -9,13 +9,21 @@ import os
 from pathlib import Path
 
 from conftest import Clock, write_video
+from journal_paths import drive
 from mavi_uploader.config.settings import AfterUpload
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.core.writers import Writer
 from mavi_uploader.journal import Fleet, open_journal
 from mavi_uploader.upload.aftercare import Aftercare
-from journal_paths import drive
 from test_settle import FakeProbe
+
+
+class HeldProbe(FakeProbe):
+    """Host a's probe: whatever it looks at (path or open file) is held by a writer."""
+
+    def __call__(self, file: str | int) -> Writer | None:
+        self.asked.append(file)
+        return Writer("held open for writing by pid 7 (cam)", 7)
 
 
 def test_a_share_file_postponed_for_its_writer_on_one_host_is_not_deleted_by_another(
@@ -33,8 +41,7 @@ def test_a_share_file_postponed_for_its_writer_on_one_host_is_not_deleted_by_ano
         st = clip.stat()
         (rec,) = a.sight([Observation(str(clip), str(nas), st.st_size, st.st_mtime_ns)])
         done = drive(a, rec.id, State.DONE, asset_id="asset-1", after_upload_due=1)
-        def writer_on_a(_file: str | int) -> Writer:  # every file a's probe looks at is held
-            return Writer("held open for writing by pid 7 (cam)", 7)
+        writer_on_a = HeldProbe()  # a process on host a holds the clip open for writing
 
         # Host a finishes it: its writer probe postpones the delete (still owed).
         assert Aftercare(a, AfterUpload.DELETE, None, writer_on_a).apply(done) is False

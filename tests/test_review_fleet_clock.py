@@ -8,14 +8,15 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import write_video
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.journal import Fleet, open_journal
-from mavi_uploader.journal.postgres import connection
 
 
 def test_a_host_whose_clock_steps_forward_takes_no_live_hosts_upload(
-    tmp_path: Path, pg_url: str, monkeypatch
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     nas = tmp_path / "nas"
     nas.mkdir()
@@ -31,13 +32,7 @@ def test_a_host_whose_clock_steps_forward_takes_no_live_hosts_upload(
         assert held is not None and held.state is State.UPLOADING
         # Host a's wall clock is stepped forward an hour (the database's is not).
         real = time.time
-
-        class Stepped:
-            @staticmethod
-            def time() -> float:
-                return real() + 3600.0
-
-        monkeypatch.setattr(connection, "time", Stepped)
+        monkeypatch.setattr(time, "time", lambda: real() + 3600.0)
         taken = a.claim("a-worker", 900.0)
         assert taken is None, f"host a took b's live upload: {a.history(held.id)[-1].reason}"
     finally:

@@ -61,9 +61,7 @@ class Blackhole:
                 s.close()
 
 
-def test_a_call_during_a_partition_gives_up_within_fleet_wait(
-    tmp_path: Path, pg_url: str
-) -> None:
+def test_a_call_during_a_partition_gives_up_within_fleet_wait(tmp_path: Path, pg_url: str) -> None:
     parts = urlsplit(pg_url)
     hole = Blackhole(parts.hostname or "127.0.0.1", parts.port or 5432)
     url = f"postgresql://{parts.username}@127.0.0.1:{hole.port}{parts.path}"
@@ -82,7 +80,9 @@ def test_a_call_during_a_partition_gives_up_within_fleet_wait(
         caller = threading.Thread(target=call, daemon=True)
         caller.start()
         caller.join(timeout=20.0)
-        assert not caller.is_alive(), "journal.counts() still waiting 20 s into a partition (wait=2)"
+        assert not caller.is_alive(), (
+            "journal.counts() still waiting 20 s into a partition (wait=2)"
+        )
         assert isinstance(outcome[0], JournalError)
     finally:
         hole.cut.clear()

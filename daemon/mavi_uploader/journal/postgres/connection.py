@@ -209,20 +209,28 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _steady_now() -> float:
+    """A clock no one sets: it counts through a suspend (BOOTTIME) and never steps."""
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.monotonic()  # pragma: no cover - not Linux
+
+
 class DatabaseClock:
-    """The database's clock, read without a round trip: this host's clock plus the offset
-    measured against the server's at `sync` (each heartbeat), so leases, slots and ages
-    agree across hosts whose clocks disagree."""
+    """The database's clock, read without a round trip: a steady local clock plus the offset
+    measured against the server's at `sync` (each heartbeat). Leases, slots and ages agree
+    across hosts whose wall clocks disagree, and a wall clock stepped by NTP or by hand
+    between two heartbeats changes nothing."""
 
     def __init__(self) -> None:
-        self._offset = 0.0
+        self._offset = time.time() - _steady_now()  # until the first sync
 
     def sync(self, conn: Conn) -> None:
-        before = time.time()
+        before = _steady_now()
         row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS now").fetchone()
-        after = time.time()
+        after = _steady_now()
         if row is not None:
             self._offset = float(row["now"]) - (before + after) / 2
 
     def __call__(self) -> float:
-        return time.time() + self._offset
+        return _steady_now() + self._offset

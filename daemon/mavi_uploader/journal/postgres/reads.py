@@ -8,7 +8,7 @@ from typing import Any
 from mavi_uploader.core.records import Event, FileRecord
 from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD, State
 from mavi_uploader.journal.postgres.connection import Database
-from mavi_uploader.journal.postgres.liveness import HELD_BY_SILENT
+from mavi_uploader.journal.postgres.liveness import HELD_BY_SILENT, SILENT_HOSTS, STEADY
 from mavi_uploader.journal.postgres.places import Places
 from mavi_uploader.journal.postgres.rows import to_event, to_record
 from mavi_uploader.journal.sql import among, one, parked
@@ -70,11 +70,14 @@ class FleetReads:
         )
 
     def after_upload_owed(self, finished_before: float) -> list[FileRecord]:
-        """Finished files this host can reach whose move/delete is still owed."""
+        """Finished files this host can reach whose move/delete is still owed, and that it
+        finished itself: a host that postponed a disposal because a writer had the file open
+        (a writer only it can see) keeps it, unless it has gone silent."""
         mine, args = self._mine()
         return self._records(
             f"SELECT * FROM files WHERE {mine} AND after_upload_due = 1"
-            " AND updated_at <= %(before)s ORDER BY id",
+            " AND updated_at <= %(before)s"
+            f" AND (host_id = %(me)s OR (host_id IN {SILENT_HOSTS} AND {STEADY})) ORDER BY id",
             {**args, "before": finished_before},
         )
 
