@@ -76,6 +76,13 @@ class Settler:
             # Still being written: start the quiet period again.
             self._journal.update(rec.id, size=st.st_size, mtime_ns=st.st_mtime_ns, stable_since=now)
             return 0
+        # A share file is probed at every tick: the fleet's other hosts cannot see a writer
+        # on this one, so the quiet period is restarted as long as this host sees it (their
+        # ticks then find it too young). Other files only once they held still: most ticks
+        # probe nothing.
+        shared = rec.share is not None
+        if shared and self._wait_for_writer(rec, now):
+            return 0
         if now - (rec.stable_since or now) < self.settle_seconds:
             return 0
         try:
@@ -83,19 +90,9 @@ class Settler:
         except OSError as exc:
             self._defer(rec, now, f"cannot read the file: {exc.strerror} (check permissions)")
             return 0
-        # Asked only now, of files that held still: most ticks probe nothing.
-        writer = self._probe(rec.path)
-        if writer is not None:
-            # A camera paused with its file open: not finished, however long it is still.
-            # stable_since stays; the next ticks ask again, and only a change is journaled.
-            if rec.last_error != writer.reason:
-                where = display_path(rec.path)
-                log.info("waiting for its writer", file_id=rec.id, path=where, reason=writer.reason)
-                self._journal.update(rec.id, last_error=writer.reason)
-            if rec.share is not None:
-                # The fleet's other hosts cannot see a writer on this one: their settle rule
-                # must, so the quiet period starts again at every tick that sees it.
-                self._journal.update(rec.id, stable_since=now)
+        if not shared and self._wait_for_writer(rec, now):
+            return 0
+        if shared and not self._still_quiet(rec):
             return 0
         moved = self._journal.transition(
             rec.id,
@@ -109,6 +106,28 @@ class Settler:
             return 0
         log.info("transition", file_id=rec.id, path=display_path(rec.path), state="queued")
         return 1
+
+    def _wait_for_writer(self, rec: FileRecord, now: float) -> bool:
+        """Is some process holding the file open for writing? Then it waits (a camera paused
+        with its file open is not finished, however long it is still); only a change of
+        writer is journaled, and on a share the quiet period starts again."""
+        writer = self._probe(rec.path)
+        if writer is None:
+            return False
+        if rec.last_error != writer.reason:
+            where = display_path(rec.path)
+            log.info("waiting for its writer", file_id=rec.id, path=where, reason=writer.reason)
+        if rec.share is not None:
+            self._journal.update(rec.id, last_error=writer.reason, stable_since=now)
+        elif rec.last_error != writer.reason:
+            self._journal.update(rec.id, last_error=writer.reason)
+        return True
+
+    def _still_quiet(self, rec: FileRecord) -> bool:
+        """A share file's row as this tick read it may be stale: another host may have seen
+        its writer since. Read it again just before queueing."""
+        fresh = self._journal.get(rec.id)
+        return fresh is not None and fresh.stable_since == rec.stable_since
 
     def _defer(self, rec: FileRecord, now: float, why: str) -> None:
         if rec.last_error != why:
