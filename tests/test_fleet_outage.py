@@ -27,6 +27,7 @@ from mavi_uploader.journal import (
     open_for_reports,
     open_journal,
 )
+from mavi_uploader.upload.ledger import Ledger
 
 # How long a call may wait for the database before JournalError (Fleet.wait): small here so
 # outage tests are quick; the bound below leaves room for a loaded 2-core machine.
@@ -303,3 +304,27 @@ def test_after_an_outage_no_host_takes_another_hosts_upload_before_a_host_timeou
         assert taken is not None and taken.id == rec.id
     finally:
         hosts.close()
+
+
+def test_a_worker_out_of_touch_with_the_journal_stops_sending_before_its_claim_lapses(
+    cluster: pgcluster.Cluster, outage_hosts: FleetHosts
+) -> None:
+    """Cut off from the fleet's journal, an upload stops (its progress note says the row is
+    no longer ours) well before host_timeout, when another host may take the file: the bytes
+    it would send after that would be a second upload."""
+    a = outage_hosts.host("a", host_timeout=6.0, wait=WAIT)
+    rec = queued(a, share_path("a", "clip.mp4"))
+    held = claimed(a, "w1")
+    assert held.id == rec.id
+    ledger = Ledger(a, "w1")
+    assert ledger.note(held, bytes_sent=1) and not _out_of_touch(ledger)
+    with stopped(cluster):
+        started = time.monotonic()
+        wait_for(lambda: not ledger.note(held, bytes_sent=2), 30, what="the fence")
+        assert _out_of_touch(ledger)
+        assert time.monotonic() - started < 6.0  # before the others could take the file
+    assert ledger.note(held, bytes_sent=3) and not _out_of_touch(ledger)  # back in touch
+
+
+def _out_of_touch(ledger: Ledger) -> bool:
+    return ledger.out_of_touch

@@ -82,6 +82,9 @@ class JournalStore(Protocol):
     """File rows, their transitions (each with an event) and the daemon's shared flags."""
 
     kind: str  # "sqlite" | "postgresql", as `status --json` reports it
+    # How long this host's claims outlive it losing touch with the journal: a fleet's other
+    # hosts take them after host_timeout; None: never (a single host's own journal).
+    claims_lapse_after: float | None
 
     # ---- the watcher and commands --------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any
 
 from mavi_uploader.core.outcomes import Outcome
@@ -36,6 +37,12 @@ class Ledger:
         self.owner = owner
         self._stop = stop or threading.Event()
         self._patient = journal.kind != "sqlite"  # a local journal's errors are not outages
+        lapse = journal.claims_lapse_after
+        # Out of touch this long, a worker stops sending: its claim may be another host's by
+        # then, and bytes sent after that would be a second upload of the file.
+        self._fence = lapse * 2 / 3 if lapse is not None else None
+        self._last_touch = time.monotonic()
+        self.out_of_touch = False
 
     def apply(self, rec: FileRecord, outcome: Outcome) -> FileRecord | None:
         """Write `outcome` for `rec` (one transaction, with its event if it moves the row);
@@ -45,7 +52,7 @@ class Ledger:
         delay = _FIRST_WAIT
         while True:
             try:
-                return self._apply(rec, outcome)
+                written = self._apply(rec, outcome)
             except JournalError as exc:
                 log.warning(
                     "journal unavailable; will write the outcome when it is back",
@@ -56,6 +63,9 @@ class Ledger:
                 if self._stop.wait(delay):
                     raise  # the crash rule picks the file up at the next start
                 delay = min(_LAST_WAIT, delay * 2)
+                continue
+            self._last_touch = time.monotonic()
+            return written
 
     def _apply(self, rec: FileRecord, outcome: Outcome) -> FileRecord | None:
         fields = dict(outcome.fields)
@@ -86,11 +96,25 @@ class Ledger:
         False when the row is no longer ours (our lease expired and another worker took it).
         """
         try:
-            return self.journal.update(rec.id, owner=self.owner, **fields)
+            ours = self.journal.update(rec.id, owner=self.owner, **fields)
         except JournalError as exc:
             if not self._patient:
                 raise
+            silent_for = time.monotonic() - self._last_touch
+            if self._fence is not None and silent_for >= self._fence:
+                log.warning(
+                    "out of touch with the journal; stopping this upload (another host may"
+                    " take the file)",
+                    file_id=rec.id,
+                    silent_s=round(silent_for, 1),
+                    error=str(exc),
+                )
+                self.out_of_touch = True
+                return False
             log.warning(
                 "journal unavailable; progress not recorded", file_id=rec.id, error=str(exc)
             )
             return True  # as far as we know the row is ours: carry on
+        self._last_touch = time.monotonic()
+        self.out_of_touch = False
+        return ours

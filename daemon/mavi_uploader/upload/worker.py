@@ -131,8 +131,10 @@ class Worker:
         except Stopped:
             self._release(record, "daemon stopping; will resume")
         except LeaseLost:
-            # The row is someone else's now: touching it would undo their work.
+            # The row is someone else's now: touching it would undo their work. Out of touch
+            # with a fleet's journal, it may still be ours: handed back (if so) once it answers.
             log.warning("lease lost; leaving the file to its new worker", file_id=record.id)
+            self._stranded = record if self._ledger.out_of_touch else None
         except AuthProblem as exc:
             self._gate.trip(exc.reason)
             self._release(record, f"paused: {exc.reason}")

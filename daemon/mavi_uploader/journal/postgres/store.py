@@ -62,6 +62,7 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
         self._places = places
         self._clock = clock
         self._host_timeout = host_timeout
+        self.claims_lapse_after: float | None = host_timeout
         self._working = working
         # The account's rate slots, shared by the fleet's hosts (connects on first use).
         self.rate_slots = DatabaseSlots(db.url)

@@ -51,6 +51,7 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
     `JournalStore` (mavi_uploader.journal.api)."""
 
     kind = "sqlite"
+    claims_lapse_after: float | None = None
 
     def __init__(
         self,
