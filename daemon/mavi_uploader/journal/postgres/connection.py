@@ -94,6 +94,18 @@ def lock_key(*names: str | bytes) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
+# A server cut off by the network (packets dropped, no reset) is noticed by TCP in seconds,
+# not after the system's default of about 15 minutes: keepalive probes on an idle connection,
+# and a cap on how long sent bytes may go unacknowledged.
+DEAD_PEER: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,  # milliseconds
+}
+
+
 def connect_once(url: str, shown: str, timeout: float) -> Conn:
     """One connection, or JournalError saying what is wrong: JournalSettingError for what
     only the configuration can fix (a bad URL, a refused login, no such database)."""
@@ -101,7 +113,11 @@ def connect_once(url: str, shown: str, timeout: float) -> Conn:
         register_secret(password)  # masked in logs (a traceback quoting the driver's error)
     try:
         return psycopg.connect(
-            url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, round(timeout))
+            url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=max(1, round(timeout)),
+            **DEAD_PEER,
         )
     except psycopg.Error as exc:
         reason = scrubbed(_first_line(exc), url, shown)
@@ -131,7 +147,7 @@ class Database:
             connection_class=psycopg.Connection[DictRow],
             min_size=1,
             max_size=max_size,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"autocommit": True, "row_factory": dict_row, **DEAD_PEER},
             check=self._check,
             timeout=timeout,
             # A failed (re)connection is not retried in the background: the pool gives up at
