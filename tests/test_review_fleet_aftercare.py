@@ -40,7 +40,10 @@ def test_a_share_file_postponed_for_its_writer_on_one_host_is_not_deleted_by_ano
         clip = write_video(nas / "clip.mp4", 1000)
         st = clip.stat()
         (rec,) = a.sight([Observation(str(clip), str(nas), st.st_size, st.st_mtime_ns)])
+        drive(a, rec.id, State.QUEUED)
+        assert a.claim("a-worker", 600) is not None  # host a uploads it: the row is a's
         done = drive(a, rec.id, State.DONE, asset_id="asset-1", after_upload_due=1)
+        assert done.host_id == "a"
         writer_on_a = HeldProbe()  # a process on host a holds the clip open for writing
 
         # Host a finishes it: its writer probe postpones the delete (still owed).

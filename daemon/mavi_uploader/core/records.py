@@ -28,6 +28,21 @@ def blob_to_path(blob: bytes) -> str:
     return os.fsdecode(blob)
 
 
+# Hosts of a fleet see a share file's mtime at their filesystem's precision (ext4 on the NAS:
+# nanoseconds; an SMB client: 100 ns units): on a share, versions are told apart to the
+# microsecond, which every one of them carries.
+SHARED_MTIME_NS = 1000
+
+
+def same_version(
+    known: tuple[int | None, int | None], seen: tuple[int, int], *, shared: bool
+) -> bool:
+    """Do (size, mtime_ns) `seen` describe the version `known`?"""
+    if not shared or known[1] is None:
+        return known == seen
+    return known[0] == seen[0] and known[1] // SHARED_MTIME_NS == seen[1] // SHARED_MTIME_NS
+
+
 def display_path(path: str) -> str:
     """A printable form of a path; undecodable bytes become \\xNN escapes."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
@@ -81,7 +96,9 @@ class FileRecord:
 
     def describes(self, st: os.stat_result) -> bool:
         """Is `st` the version of the file this row was made for (same size and mtime)?"""
-        return (st.st_size, st.st_mtime_ns) == (self.size, self.mtime_ns)
+        return same_version(
+            (self.size, self.mtime_ns), (st.st_size, st.st_mtime_ns), shared=self.share is not None
+        )
 
 
 @dataclass(frozen=True)

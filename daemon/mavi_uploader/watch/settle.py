@@ -72,7 +72,7 @@ class Settler:
         except OSError as exc:
             self._defer(rec, now, f"cannot stat the file: {exc.strerror}")
             return 0
-        if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns):
+        if not rec.describes(st):
             # Still being written: start the quiet period again.
             self._journal.update(rec.id, size=st.st_size, mtime_ns=st.st_mtime_ns, stable_since=now)
             return 0

@@ -5,18 +5,25 @@ file lands on one row)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from mavi_uploader.core.records import FileRecord, Observation
+from mavi_uploader.core.records import FileRecord, Observation, same_version
 from mavi_uploader.core.states import ACTIVE_STATES, NEW_VERSION, State
 from mavi_uploader.journal.api import check_transition
 from mavi_uploader.journal.postgres.connection import Conn, Database
-from mavi_uploader.journal.postgres.places import Places
+from mavi_uploader.journal.postgres.places import Places, share_of
 from mavi_uploader.journal.postgres.rows import to_record
 from mavi_uploader.journal.sql import handles
 
 _ACTIVE = {s.value for s in ACTIVE_STATES}
+
+
+def _same(row: Mapping[str, Any], obs: Observation, scope: str) -> bool:
+    """Is the sighting the row's version? (On a share, hosts see mtimes at their own
+    precision: core/records.same_version.)"""
+    known = (row["size"], row["mtime_ns"])
+    return same_version(known, (obs.size, obs.mtime_ns), shared=share_of(scope) is not None)
 
 
 class FleetSightings:
@@ -70,7 +77,7 @@ class FleetSightings:
         self, conn: Conn, obs: Observation, scope: str, key: bytes, now: float
     ) -> FileRecord | None:
         row = self._latest(conn, scope, key)
-        same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
+        same = row is not None and _same(row, obs, scope)
         if row is not None and row["state"] in _ACTIVE:
             if row["state"] == State.QUEUED.value and not same:
                 fields = {"size": obs.size, "mtime_ns": obs.mtime_ns, "stable_since": now}
@@ -137,7 +144,7 @@ class FleetSightings:
         scope, key = self._places.locate(obs.path)
         with self._db.transaction() as conn:
             row = self._latest(conn, scope, key)
-            same = row is not None and (row["size"], row["mtime_ns"]) == (obs.size, obs.mtime_ns)
+            same = row is not None and _same(row, obs, scope)
             if row is not None and same and handles(row["state"], row["last_error"]):
                 return to_record(row, self._places)
             if row is not None and row["state"] in _ACTIVE:
