@@ -77,8 +77,8 @@ class FleetReads:
         return self._records(
             f"SELECT * FROM files WHERE {mine} AND after_upload_due = 1"
             " AND updated_at <= %(before)s"
-            f" AND (host_id IS NULL OR host_id = %(me)s OR (host_id IN {SILENT_HOSTS} AND {STEADY}))"
-            " ORDER BY id",
+            " AND (host_id IS NULL OR host_id = %(me)s"
+            f"      OR (host_id IN {SILENT_HOSTS} AND {STEADY})) ORDER BY id",
             {**args, "before": finished_before},
         )
 
