@@ -174,13 +174,15 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
             return self._move(conn, file_id, expect, new, why, fields, owner)
 
     def update(self, file_id: int, *, owner: str | None = None, **fields: Any) -> bool:
-        """Change bookkeeping columns without a state change (no event)."""
+        """Change bookkeeping columns without a state change (no event). One statement,
+        atomic on its own: no BEGIN/COMMIT round trips around it (inside a `batch` it joins
+        the batch's transaction)."""
         unknown = set(fields) - _WRITABLE
         if unknown:
             raise ValueError(f"not writable: {sorted(unknown)}")
         where, guard = self._guard(file_id, owner)
         sets, values = _assignments({**fields, "updated_at": self._clock()})
-        with self._db.transaction() as conn:
+        with self._db.connection() as conn:
             cur = self._db.run(conn, f"UPDATE files SET {sets} WHERE {where}", {**values, **guard})
             return cur.rowcount == 1
 
