@@ -76,6 +76,37 @@ CEILING = 1.0 / 1.1  # files/s at 1 request/s per endpoint, with the limiter's 1
 LIMITED_ENDPOINTS = ("sign", "metadata")
 
 
+# ---- CPU -----------------------------------------------------------------------------------
+
+
+def postgres_pids(cluster: pgcluster.Cluster) -> list[int]:
+    """The cluster's server processes: the postmaster and its children (backends...)."""
+    try:
+        postmaster = int((cluster.home / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    pids = [postmaster]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat[stat.rindex(")") + 2 :].split()[1]) == postmaster:
+                    pids.append(int(entry))
+    return pids
+
+
+def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each group's live processes (pid -> seconds, per group)."""
+    out: dict[str, float] = {}
+    for group, members in pids.items():
+        total = 0.0
+        for pid in members:
+            with contextlib.suppress(OSError):
+                total += common.cpu_seconds(pid)
+        out[group] = total
+    return out
+
+
 # ---- 1. journal level ------------------------------------------------------------------------
 
 
@@ -94,6 +125,7 @@ class JournalRun:
     per_host: dict[str, int]
     statements: int  # counted by the store (PostgreSQL) or the trace callback (SQLite)
     call_seconds: dict[str, float]  # time spent in each kind of journal call, all threads
+    cpu: dict[str, float]  # CPU seconds during the run: this process, the database server
     turns: int | None = None  # client turns through the proxy (counted runs only)
     server: dict[str, int] = field(default_factory=dict)  # pg_stat_statements calls
 
@@ -292,6 +324,7 @@ class Crew:
 def journal_run(
     case: Case, args: argparse.Namespace, where: Path, url: str | None, *,
     proxy: common.TurnCounter | None = None, admin_url: str | None = None,
+    cluster: pgcluster.Cluster | None = None,
 ) -> JournalRun:  # fmt: skip
     """One run of a case on a fresh journal (`url`: a fresh database; through `proxy` when
     counting round trips, pg_stat_statements read at `admin_url`)."""
@@ -305,13 +338,19 @@ def journal_run(
     if admin_url is not None:
         reset_server_statements(admin_url)
     turns0, statements0 = (proxy.turns if proxy else 0), statements()
+    groups = {"Python": [os.getpid()]}
+    if cluster is not None and case.kind == "postgresql":
+        groups["PostgreSQL"] = postgres_pids(cluster)
+    cpu0 = cpu_of(groups)
     seconds = crew.run()
+    cpu1 = cpu_of(groups)
     run = JournalRun(
         seconds,
         sum(crew.per_host.values()),
         dict(crew.per_host),
         statements() - statements0,
         dict(crew.timed.seconds),
+        {k: cpu1[k] - cpu0[k] for k in cpu1},
     )
     if proxy is not None:
         run.turns = proxy.turns - turns0
@@ -344,12 +383,13 @@ def journal_level(args: argparse.Namespace, work: Path, cluster: pgcluster.Clust
         for case in cases:
             n = next(serial)
             url = cluster.create_database(f"j{n}") if case.kind == "postgresql" else None
-            run = journal_run(case, args, work / f"journal-{n}", url)
+            run = journal_run(case, args, work / f"journal-{n}", url, cluster=cluster)
             runs[case.label].append(run)
             info(
                 f"journal run {repeat} {case.label}: {run.files / run.seconds:.0f} files/s"
                 f" ({run.seconds:.2f} s), {run.statements / run.files:.2f} statements/file,"
-                f" per host {dict(sorted(run.per_host.items()))}"
+                f" per host {dict(sorted(run.per_host.items()))}, CPU ms/file "
+                + ", ".join(f"{k} {1000 * v / run.files:.2f}" for k, v in run.cpu.items())
             )
     # The round trips: one more run of each PostgreSQL case through the counting proxy.
     counted: dict[str, JournalRun] = {}
@@ -378,9 +418,12 @@ def journal_level(args: argparse.Namespace, work: Path, cluster: pgcluster.Clust
             for name, spent in sorted(last.call_seconds.items())
         )
         info(f"{case.label}: ms per call (mean, all threads): {calls}")
+        cpu = {k: median([r.cpu[k] for r in runs[case.label]]) for k in last.cpu}
+        cpu_text = ", ".join(f"{k} {1000 * v / last.files:.2f}" for k, v in cpu.items())
         text = f"journal {case.label}: {rate:.0f} files/s {spread(rates, '{:.0f}')}"
         if case.kind == "sqlite":
             text += f", {statements:.2f} statements/file incl. BEGIN/COMMIT (in process)"
+            text += f"; CPU ms/file {cpu_text}"
             result("fleet", text + " (baseline)")
             continue
         found = counted[case.label]
@@ -390,7 +433,7 @@ def journal_level(args: argparse.Namespace, work: Path, cluster: pgcluster.Clust
             f" (SQLite {base:.0f}/s, ratio {rate / base:.2f}); per file: {statements:.2f}"
             f" statements sent by the store, {server / found.files:.2f} executed by the server"
             f" (with BEGIN/COMMIT), {found.turns / found.files:.2f} round trips"
-            f" (SQLite: {base_statements:.2f} statements, 0 round trips)"
+            f" (SQLite: {base_statements:.2f} statements, 0 round trips); CPU ms/file {cpu_text}"
         )
         result("fleet", text)
         if case.hosts > 1:
@@ -417,34 +460,6 @@ class E2E:
     refused: int
     states: dict[str, int]
     cpu: dict[str, float]  # CPU seconds from the rename to the last done, by process group
-
-
-def postgres_pids(cluster: pgcluster.Cluster) -> list[int]:
-    """The cluster's server processes: the postmaster and its children (backends...)."""
-    try:
-        postmaster = int((cluster.home / "data" / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return []
-    pids = [postmaster]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat[stat.rindex(")") + 2 :].split()[1]) == postmaster:
-                    pids.append(int(entry))
-    return pids
-
-
-def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
-    """CPU seconds so far of each group's live processes (pid -> seconds, per group)."""
-    out: dict[str, float] = {}
-    for group, members in pids.items():
-        total = 0.0
-        for pid in members:
-            with contextlib.suppress(OSError):
-                total += common.cpu_seconds(pid)
-        out[group] = total
-    return out
 
 
 class DoneCounter:
