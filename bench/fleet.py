@@ -248,7 +248,7 @@ def server_statements(admin_url: str) -> dict[str, int]:
         rows = conn.execute(
             "SELECT query, calls FROM pg_stat_statements"
             " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND query NOT LIKE '%pg_stat_statements%'"
+            " AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%/* bench */%'"
         ).fetchall()
     found: Counter[str] = Counter()
     for query, calls in rows:
@@ -460,6 +460,7 @@ class E2E:
     refused: int
     states: dict[str, int]
     cpu: dict[str, float]  # CPU seconds from the rename to the last done, by process group
+    server: dict[str, int]  # pg_stat_statements calls in that time (fleet runs)
 
 
 class DoneCounter:
@@ -471,6 +472,7 @@ class DoneCounter:
         self._pg: psycopg.Connection[Any] | None = None
 
     def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        sql = f"/* bench */ {sql}"  # not counted among the daemons' statements
         if self._url is not None:
             if self._pg is None:
                 self._pg = psycopg.connect(self._url, autocommit=True)
@@ -527,6 +529,9 @@ def e2e_run(
     sums = make_files(staging, files, args.size, max(1, min(20, files // 50)))
     extra = ("--enforce-limit-per-second", f"{limit:g}") if limit else ()
     url = cluster.create_database(name) if fleet else None
+    if url is not None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     with common.FakeServer(rundir, *extra) as fake:
         daemons = []
         for n in range(hosts):
@@ -555,6 +560,8 @@ def e2e_run(
             groups = {"daemons": [d.pid for d in daemons], "fake MAVI": [fake.proc.pid]}
             if fleet:
                 groups["PostgreSQL"] = postgres_pids(cluster)
+            if url is not None:
+                reset_server_statements(url)
             cpu0 = cpu_of(groups)
             started = time.monotonic()
             os.rename(staging, share / "batch")
@@ -565,6 +572,7 @@ def e2e_run(
             if fleet:  # backends started meanwhile (each counted from its start)
                 groups["PostgreSQL"] = postgres_pids(cluster)
             cpu1 = cpu_of(groups)
+            server = server_statements(url) if url is not None else {}
             per_host, states = counter.per_host(), counter.states()
         finally:
             counter.close()
@@ -582,6 +590,7 @@ def e2e_run(
         int(dump.get("refused_over_limit", 0)),
         states,
         {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1},
+        server,
     )
 
 
@@ -656,6 +665,14 @@ def end_to_end(args: argparse.Namespace, work: Path, cluster: pgcluster.Cluster)
         cpu = {k: median([r.cpu[k] for r in runs[key]]) * 1000 / files for k in runs[key][0].cpu}
         text += "; CPU ms/file " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
         result("fleet", text, whole)
+    for key, _hosts, fleet in cases:
+        if not fleet:
+            continue
+        total = median([sum(r.server.values()) / files for r in runs[key]])
+        info(f"{labels[key]}: {total:.1f} statements executed per file, the most run (last run):")
+        last = runs[key][-1]
+        for query, executed in sorted(last.server.items(), key=lambda kv: -kv[1])[:12]:
+            info(f"  {executed / files:6.2f}  {query[:110]}")
     return ok
 
 
