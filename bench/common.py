@@ -13,13 +13,16 @@ import os
 import platform
 import random
 import resource
+import select
 import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -150,6 +153,47 @@ def wait4(proc: subprocess.Popen[Any]) -> tuple[int, resource.struct_rusage]:
 
 def rusage_cpu(usage: resource.struct_rusage | Any) -> float:
     return float(usage.ru_utime + usage.ru_stime)
+
+
+# ---- round trips ----------------------------------------------------------------------
+
+
+class TurnCounter:
+    """A TCP proxy to the server that counts the client's turns: each time the client sends
+    after the server last spoke (or first), it starts a round trip."""
+
+    def __init__(self, port: int) -> None:
+        self._target = ("127.0.0.1", port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.turns = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self._listener.accept()
+            server = socket.create_connection(self._target)
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        last = "server"
+        with client, server:
+            while True:
+                readable, _, _ = select.select([client, server], [], [])
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    if sock is client:
+                        if last == "server":
+                            with self._lock:
+                                self.turns += 1
+                        last = "client"
+                        server.sendall(data)
+                    else:
+                        last = "server"
+                        client.sendall(data)
 
 
 # ---- files and disk -----------------------------------------------------------------------

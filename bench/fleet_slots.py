@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import multiprocessing
-import select
-import socket
 import sys
 import threading
 import time
@@ -40,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import common
-from common import info, median, result, spread
+from common import TurnCounter, info, median, result, spread
 
 sys.path.insert(0, str(common.TESTS))
 import pgcluster
@@ -127,44 +125,6 @@ def hosts_run(
 
 
 # ---- counting round trips ----------------------------------------------------------------
-
-
-class TurnCounter:
-    """A TCP proxy to the server that counts the client's turns: each time the client sends
-    after the server last spoke (or first), it starts a round trip."""
-
-    def __init__(self, port: int) -> None:
-        self._target = ("127.0.0.1", port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.turns = 0
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            client, _ = self._listener.accept()
-            server = socket.create_connection(self._target)
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-
-    def _pump(self, client: socket.socket, server: socket.socket) -> None:
-        last = "server"
-        with client, server:
-            while True:
-                readable, _, _ = select.select([client, server], [], [])
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    if sock is client:
-                        if last == "server":
-                            with self._lock:
-                                self.turns += 1
-                        last = "client"
-                        server.sendall(data)
-                    else:
-                        last = "server"
-                        client.sendall(data)
 
 
 def round_trips(url: str, port: int, calls: int = 500) -> dict[str, float]:

@@ -461,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metadata-script", default="SUCCESS", help="e.g. WAITING,SUCCESS")
     parser.add_argument("--random-fault-rate", type=float, default=0.0)
     parser.add_argument("--dump", help="write the records as JSON to this file on exit")
+    parser.add_argument(
+        "--enforce-limit-per-second", type=float, default=None,
+        help="refuse, as MAVI does, requests to an endpoint above this account limit",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     fake = FakeMavi(
         args.key, code_style=args.code_style, store_bodies=not args.no_store_bodies,
@@ -469,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     fake.set_url_ttl(args.url_ttl)
     fake.set_metadata_script(args.metadata_script.split(","))
     fake.set_random_faults(args.random_fault_rate)
+    fake.enforce_limit_per_second = args.enforce_limit_per_second
     done = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -497,6 +502,7 @@ def _dump(fake: FakeMavi) -> dict[str, Any]:
             "completed": [strip(u) for u in fake.completed],
             "assets": [asdict(a) for a in fake.assets.values()],
             "calls": [asdict(c) for c in fake.calls],
+            "refused_over_limit": fake.refused_over_limit,
         }
 
 

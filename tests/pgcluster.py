@@ -16,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,11 +61,13 @@ def _free_port() -> int:
 
 @dataclass
 class Cluster:
-    """A running cluster: `url()` gives a URL for a database in it."""
+    """A running cluster: `url()` gives a URL for a database in it; `options` are more server
+    settings (`-c name=value`, e.g. `-c log_statement=all` for bench/), after the defaults."""
 
     bindir: Path
     home: Path
     port: int
+    options: tuple[str, ...] = ()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -83,6 +85,7 @@ class Cluster:
     def start(self) -> None:
         log = self.home / "server.log"
         options = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = " ".join((options, *self.options))
         data = str(self.home / "data")
         self._run("pg_ctl", "-D", data, "-l", str(log), "-o", options, "-w", "start")
 
@@ -98,7 +101,7 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[Cluster]:
+def running_cluster(options: Sequence[str] = ()) -> Iterator[Cluster]:
     bindir = server_bindir()
     assert bindir is not None
     home = Path(tempfile.mkdtemp(prefix="mavi-pg-"))
@@ -106,7 +109,7 @@ def running_cluster() -> Iterator[Cluster]:
         if os.geteuid() == 0:
             entry = pwd.getpwnam("postgres")
             os.chown(home, entry.pw_uid, entry.pw_gid)
-        cluster = Cluster(bindir, home, _free_port())
+        cluster = Cluster(bindir, home, _free_port(), tuple(options))
         cluster._run(
             "initdb", "-D", str(home / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8"
         )

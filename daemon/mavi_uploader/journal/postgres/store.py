@@ -137,7 +137,12 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
         why: str,
         fields: dict[str, Any],
         owner: str | None = None,
+        *,
+        claimed: State | None = None,
     ) -> FileRecord | None:
+        """Lock the row (if the guard matches), check the move, rewrite it, add its event.
+        `claimed`: a claim already locked the row in this transaction and read its state;
+        the move then also makes this host the row's host, in the same UPDATE."""
         unknown = set(fields) - _WRITABLE
         if unknown:
             raise ValueError(f"not writable by a transition: {sorted(unknown)}")
@@ -146,14 +151,21 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
             olds = [old] if isinstance(old, State) else list(old)
             where += " AND state = ANY(%(olds)s)"
             guard["olds"] = [s.value for s in olds]
-        before = self._db.run(
-            conn, f"SELECT state FROM files WHERE {where} FOR UPDATE", guard
-        ).fetchone()
-        if before is None:
-            return None  # the guard did not match: someone else moved the row first
-        from_state = State(before["state"])
+        extra: dict[str, Any] = {}
+        if claimed is not None:
+            from_state = claimed
+            extra["host_id"] = self._host()
+        else:
+            before = self._db.run(
+                conn, f"SELECT state FROM files WHERE {where} FOR UPDATE", guard
+            ).fetchone()
+            if before is None:
+                return None  # the guard did not match: someone else moved the row first
+            from_state = State(before["state"])
         check_transition(file_id, from_state, new)  # the one place a state is rewritten
-        sets, values = _assignments({**fields, "state": new.value, "updated_at": self._clock()})
+        sets, values = _assignments(
+            {**fields, **extra, "state": new.value, "updated_at": self._clock()}
+        )
         row = self._db.run(
             conn, f"UPDATE files SET {sets} WHERE {where} RETURNING *", {**values, **guard}
         ).fetchone()
@@ -186,13 +198,15 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
             return self._move(conn, file_id, expect, new, why, fields, owner)
 
     def update(self, file_id: int, *, owner: str | None = None, **fields: Any) -> bool:
-        """Change bookkeeping columns without a state change (no event)."""
+        """Change bookkeeping columns without a state change (no event). One statement,
+        atomic on its own: no BEGIN/COMMIT round trips around it (inside a `batch` it joins
+        the batch's transaction)."""
         unknown = set(fields) - _WRITABLE
         if unknown:
             raise ValueError(f"not writable: {sorted(unknown)}")
         where, guard = self._guard(file_id, owner)
         sets, values = _assignments({**fields, "updated_at": self._clock()})
-        with self._db.transaction() as conn:
+        with self._db.connection() as conn:
             cur = self._db.run(conn, f"UPDATE files SET {sets} WHERE {where}", {**values, **guard})
             return cur.rowcount == 1
 
@@ -228,10 +242,7 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
             new = State.UPLOADING if old is State.QUEUED else old
             why = self._claim_reason(row, owner)
             fields = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
-            self._db.run(
-                conn, "UPDATE files SET host_id = %s WHERE id = %s", (self._host(), row["id"])
-            )
-            record = self._move(conn, row["id"], old, new, why, fields)
+            record = self._move(conn, row["id"], old, new, why, fields, claimed=old)
             assert record is not None  # locked by the SELECT above
             return record
 
