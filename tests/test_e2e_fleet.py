@@ -26,7 +26,7 @@ import pytest
 
 from conftest import DaemonProcess, sha256_of, wait_for, write_video
 from fakemavi import FakeMavi
-from mavi_uploader.core.records import FileRecord, State
+from mavi_uploader.core.records import Event, FileRecord, State
 from mavi_uploader.journal import Fleet, JournalError, open_for_reports
 from pgcluster import Cluster
 
@@ -118,6 +118,15 @@ def _rows(url: str) -> list[FileRecord]:
         reader.close()
 
 
+def _history(url: str, file_id: int) -> list[Event]:
+    reader = open_for_reports(Path("/nonexistent"), Fleet(url=url, host_id="observer"))
+    assert reader is not None
+    try:
+        return reader.history(file_id)
+    finally:
+        reader.close()
+
+
 def _name(rec: FileRecord) -> str:
     return Path(rec.path.split(":", 1)[1]).name
 
@@ -170,7 +179,20 @@ def test_three_hosts_share_a_drop_through_a_kill_and_a_database_restart(
             what="the live hosts to notice the outage",
         )
         pg_cluster.start()
-        victim.daemon.start()  # its service manager restarts it: it finishes what is its own
+
+        def big_done_by_another() -> bool:
+            rows = [r for r in _rows(pg_url) if _name(r) == big.name]
+            return bool(rows) and rows[0].state is State.DONE and rows[0].host_id != victim.name
+
+        # The others take the dead host's upload over (once it has been silent, and they back
+        # in touch, for host_timeout), reusing its asset...
+        wait_for(big_done_by_another, 90, interval=0.2, what="the big file taken over")
+        victim.daemon.start()  # ...and its service manager restarts it: it finishes its own
+        wait_for(
+            lambda: victim.daemon.log_text().count('"event": "ready"') == 2,
+            60,
+            what="the restarted host ready (its signal handlers in place)",
+        )
 
         expected = {str(p.name) for p in originals} | {copy_b.name}
 
@@ -187,6 +209,8 @@ def test_three_hosts_share_a_drop_through_a_kill_and_a_database_restart(
             assert host.daemon.proc is not None and host.daemon.proc.poll() is None, host.name
             assert host.daemon.kill(signal.SIGTERM) == 0
 
+    takeover = [e.reason for e in _history(pg_url, rows[big.name].id)]
+    assert any(f"host {victim.name} went silent" in why for why in takeover), takeover
     # Every file uploaded whole, once (plus at most one extra for the kill).
     received = fake.received_sha256s()
     for path in originals:
