@@ -29,6 +29,7 @@ from mavi_uploader.watch.roots import WatchRoot
 
 log = get_logger(__name__)
 BATCH_SIZE = 500
+_SAY_AGAIN_AFTER = 30.0  # seconds between two "cannot journal" lines of one outage
 _WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 # errno -> the sysctl to raise when inotify runs out of it.
 _INOTIFY_LIMITS = {
@@ -107,6 +108,7 @@ class Watcher:
         self._forced_polling: set[str] = set()  # inotify ran out: poll these instead
         self._alarm = _OverflowAlarm()
         self._unjournaled: dict[tuple[WatchRoot, str], bool] = {}
+        self._quiet_until = 0.0  # a failing journal is logged again after this (monotonic)
         self._links = LinkNotices()
 
     def start(self) -> None:
@@ -275,8 +277,12 @@ class Watcher:
         try:
             return self._journal_batch(batch) if batch else 0
         except JournalError as exc:
-            # Disk full, or the journal briefly unwritable: keep the paths for the next pump.
-            log.error("cannot journal new files; will retry", error=str(exc), files=len(batch))
+            # Disk full, or the journal briefly unwritable (a fleet's server restarting):
+            # keep the paths for the next pump; said now and then, not at every pump.
+            now = time.monotonic()
+            if now >= self._quiet_until:
+                self._quiet_until = now + _SAY_AGAIN_AFTER
+                log.error("cannot journal new files; will retry", error=str(exc), files=len(batch))
             self._unjournaled.update(pending)
             time.sleep(min(timeout, 1.0))
             return 0
