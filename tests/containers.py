@@ -215,6 +215,15 @@ def indx(entries: int) -> bytes:
     return chunk("indx", head + bytes(16 * 4))
 
 
+def avi_header_list(index: str = "idx1", entries: int = 1) -> bytes:
+    """The header list (hdrl): avih and one stream list, whose super index is an `indx` with
+    `entries` entries in use when `index` is "indx", else JUNK holding its place."""
+    junk = chunk("JUNK", bytes(len(indx(0)) - 8))
+    super_index = indx(entries) if index == "indx" else junk
+    strl = riff_list("strl", chunk("strh", bytes(56)), chunk("strf", bytes(40)), super_index)
+    return riff_list("hdrl", chunk("avih", bytes(56)), strl)
+
+
 def avi(
     *,
     index: str = "idx1",
@@ -223,11 +232,11 @@ def avi(
     frame: bytes = b"\x04" * 101,
 ) -> bytes:
     """RIFF 'AVI ' with hdrl, movi and `idx1` (index="idx1"), or an OpenDML `indx` in the
-    stream list ("indx"; `avix` more RIFF 'AVIX' chunks follow), or neither ("none": what
-    ffmpeg leaves before its trailer, its indx place held by JUNK)."""
-    super_index = indx(avix + 1) if index == "indx" else chunk("JUNK", bytes(len(indx(0)) - 8))
-    strl = riff_list("strl", chunk("strh", bytes(56)), chunk("strf", bytes(40)), super_index)
-    hdrl = riff_list("hdrl", chunk("avih", bytes(56)), strl)
+    stream list ("indx"; `avix` more RIFF 'AVIX' chunks follow), an indx with no entries in
+    use ("empty indx"), or neither ("none": what ffmpeg leaves before its trailer, the place
+    of its indx held by JUNK)."""
+    entries = 0 if index == "empty indx" else avix + 1
+    hdrl = avi_header_list("indx" if index.endswith("indx") else index, entries)
     movi = riff_list("movi", *(chunk("00dc", frame) for _ in range(frames)))
     idx = chunk("idx1", bytes(16 * frames)) if index == "idx1" else b""
     out = chunk("RIFF", b"AVI " + hdrl + movi + idx)

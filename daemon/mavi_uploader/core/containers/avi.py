@@ -46,7 +46,8 @@ def check(window: Window, label: str) -> Verdict:
         if end == window.size + 1:
             end = window.size  # an odd last chunk without its pad byte
         if end > window.size:
-            raise Broken(f"{label} RIFF size says {end} bytes, the file has {window.size}")
+            says = offset + 8 + length
+            raise Broken(f"{label} RIFF size says {says} bytes, the file has {window.size}")
         offset = end
     else:
         if offset != window.size:

@@ -106,9 +106,7 @@ def check(window: Window, label: str) -> Verdict:
     """Complete, or raises Broken with the reason (`label` names the type: MP4, MOV...)."""
     boxes = _top_level(window, label)
     if boxes is None:
-        return not_applicable(
-            f"{label} has more than {MAX_BOXES} top-level boxes: too many to check"
-        )
+        return not_applicable(f"{label} has more than {MAX_BOXES} top-level boxes to check")
     moov = next((b for b in boxes if b.kind == "moov"), None)
     if moov is None:
         raise Broken(f"{label} has no moov box yet")

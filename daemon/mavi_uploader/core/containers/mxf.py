@@ -94,7 +94,7 @@ def check(window: Window, label: str, run_in: int) -> Verdict:
     rip = _rip(window, header)
     if rip is None:
         raise Broken(_why_no_rip(window, header, label, run_in))
-    rip_start, entries = rip
+    rip_start, count, entries = rip
     first, last = entries[0], entries[-1]
     if first != 0:
         raise Broken(f"{label} Random Index Pack does not start at the header partition")
@@ -118,13 +118,14 @@ def check(window: Window, label: str, run_in: int) -> Verdict:
             if partition_at(window, run_in + offset) is None:
                 raise Broken(f"{label} Random Index Pack points at byte {run_in + offset}, "
                              "where there is no partition")  # fmt: skip
-    partitions = f"{len(entries)} partitions" if len(entries) <= MAX_CHECKED_ENTRIES else "RIP"
-    return complete(f"{label} is complete: footer partition and Random Index Pack ({partitions})")
+    return complete(
+        f"{label} is complete: footer partition and Random Index Pack ({count} partitions)"
+    )
 
 
-def _rip(window: Window, header: Partition) -> tuple[int, list[int]] | None:
-    """The RIP at the end of the file: where it starts and the partition offsets it gives
-    (all of them, or the first and last when there are many); None when there is none."""
+def _rip(window: Window, header: Partition) -> tuple[int, int, list[int]] | None:
+    """The RIP at the end of the file: where it starts, how many partitions it lists and
+    their offsets (all, or the first and last when there are many); None if there is none."""
     tail = window.exactly(window.size - 4, 4)
     if tail is None:
         return None
@@ -143,10 +144,10 @@ def _rip(window: Window, header: Partition) -> tuple[int, list[int]] | None:
     if pairs <= MAX_CHECKED_ENTRIES:
         table = window.read(body, pairs * 12)
         offsets = [struct.unpack(">Q", table[i * 12 + 4 : i * 12 + 12])[0] for i in range(pairs)]
-        return start, offsets
+        return start, pairs, offsets
     first = window.read(body, 12)
     last = window.read(window.size - 16, 12)
-    return start, [struct.unpack(">Q", p[4:12])[0] for p in (first, last)]
+    return start, pairs, [struct.unpack(">Q", p[4:12])[0] for p in (first, last)]
 
 
 def _why_no_rip(window: Window, header: Partition, label: str, run_in: int) -> str:
