@@ -51,8 +51,11 @@ def test_every_state_can_be_reached_and_every_active_state_can_finish() -> None:
 
 def test_final_states_only_stay_put_or_are_retried() -> None:
     for state in FINAL_STATES:
-        assert ALLOWED[state] <= {state, S.QUEUED}, state
-    assert ALLOWED[S.FAILED] == {S.QUEUED}  # `retry`, and nothing else
+        assert ALLOWED[state] <= {state, S.QUEUED, S.SETTLING}, state
+    # `retry`, and nothing else: queued, or settling for a file failed as incomplete (its
+    # container is checked again)
+    assert ALLOWED[S.FAILED] == {S.QUEUED, S.SETTLING}
+    assert {s for s in FINAL_STATES if S.SETTLING in ALLOWED[s]} == {S.FAILED}
     assert ALLOWED[S.VANISHED] == ALLOWED[S.SKIPPED] == frozenset()
 
 

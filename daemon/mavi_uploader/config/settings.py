@@ -44,7 +44,8 @@ _TOP_KEYS = (
     "api_base", "api_key_file", "concurrency", "settle_seconds", "rate_limit_per_second",
     "bandwidth_limit", "dedupe", "after_upload", "done_dir", "extensions", "state_dir",
     "rescan_interval_seconds", "keep_done_days", "max_resends", "once_confirm_timeout_seconds",
-    "journal_url", "host_id", "host_timeout_seconds", "watch",
+    "journal_url", "host_id", "host_timeout_seconds", "verify_container",
+    "incomplete_grace_seconds", "watch",
 )
 # fmt: on
 # Accepted but left out of the README's reference and of hints: the daemon's timers, for tests.
@@ -101,6 +102,8 @@ class Config:
     journal_url: str | None = field(default=None, repr=False)  # may hold a password
     host_id: str = field(default_factory=socket.gethostname)
     host_timeout_seconds: float = 30.0
+    verify_container: bool = True  # queue MP4/MOV/MXF/MKV/AVI only once the container is whole
+    incomplete_grace_seconds: float = 900.0  # still incomplete after holding still this long
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -260,6 +263,8 @@ class _Loader(Table):
             journal_url=self.journal_url,
             host_id=fleet.read_host_id(self, self.env, flags.host_id, in_fleet),
             host_timeout_seconds=fleet.read_host_timeout(self),
+            verify_container=self.get("verify_container", True, of(bool), "true or false"),
+            incomplete_grace_seconds=self.num("incomplete_grace_seconds", 900.0, "seconds >= 0"),
         )
         if need_key and not api_key:
             where = f" (config file {self.config_file})" if self.config_file else ""

@@ -43,8 +43,9 @@ HANDLED_STATES: tuple[State, ...] = (S.DONE, S.DUPLICATE, S.FAILED, S.SKIPPED)
 ALLOWED: Mapping[State | None, frozenset[State]] = MappingProxyType({
     # sight (settling), enqueue (queued), enqueue of a path no rule accepts (skipped)
     None: frozenset({S.SETTLING, S.QUEUED, S.SKIPPED}),
-    # the settle tick (queued, vanished); enqueue (queued)
-    S.SETTLING: frozenset({S.QUEUED, S.VANISHED}),
+    # the settle tick (queued, vanished; failed: its container still incomplete after the
+    # grace); enqueue (queued)
+    S.SETTLING: frozenset({S.QUEUED, S.VANISHED, S.FAILED}),
     # claim (uploading); sighted with another size or mtime (settling)
     S.QUEUED: frozenset({S.UPLOADING, S.SETTLING}),
     # the worker: signed or resumed, or its lease reclaimed (uploading); retry later,
@@ -61,8 +62,8 @@ ALLOWED: Mapping[State | None, frozenset[State]] = MappingProxyType({
     # after_upload carried out or postponed (an event, no state change)
     S.DONE: frozenset({S.DONE}),
     S.DUPLICATE: frozenset({S.DUPLICATE}),
-    # `retry`
-    S.FAILED: frozenset({S.QUEUED}),
+    # `retry` (queued; settling: a file failed as incomplete is checked again)
+    S.FAILED: frozenset({S.QUEUED, S.SETTLING}),
     S.VANISHED: frozenset(),
     S.SKIPPED: frozenset(),
 })

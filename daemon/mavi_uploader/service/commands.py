@@ -115,7 +115,18 @@ def forget(journal: Journal, config: Config, records: list[FileRecord]) -> list[
 
 
 def retry(journal: Journal, file_id: int) -> FileRecord | None:
-    """A failed file back to queued with a clean slate; None if it is not failed."""
+    """A failed file back to queued with a clean slate (one failed as incomplete back to
+    settling: its container is checked again); None if it is not failed."""
+    current = journal.get(file_id)
+    if current is not None and (current.last_error or "").startswith("incomplete:"):
+        return journal.transition(
+            file_id,
+            State.SETTLING,
+            "retry requested: its container is checked again",
+            expect=State.FAILED,
+            stable_since=journal.now(),
+            next_attempt_at=None,
+        )
     return journal.transition(
         file_id,
         State.QUEUED,

@@ -58,7 +58,12 @@ def assemble(cfg: Config, timers: Timers, journal: JournalStore, stop: threading
         watcher=watcher,
         # The journal's clock: in a fleet, the database's, which every host shares.
         settler=Settler(
-            journal, cfg.settle_seconds, clock=journal.now, unreadable_retry=timers.unreadable_retry
+            journal,
+            cfg.settle_seconds,
+            clock=journal.now,
+            unreadable_retry=timers.unreadable_retry,
+            verify=cfg.verify_container,
+            grace=cfg.incomplete_grace_seconds,
         ),
         rescanner=Rescanner(watcher, stop, retry_seconds=timers.rescan_retry),
     )

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 
 from mavi_uploader.config.timers import Timers
+from mavi_uploader.core import container
+from mavi_uploader.core.container import Verdict
 from mavi_uploader.core.records import FileRecord, State, display_path
 from mavi_uploader.core.writers import Probe, WriterProbe
 from mavi_uploader.journal import JournalStore
@@ -15,6 +17,8 @@ from mavi_uploader.log import get_logger
 
 log = get_logger(__name__)
 BATCH = 500
+_TOO_SHORT_TO_TELL = 16  # bytes
+ContainerCheck = Callable[[str, int, "str | None"], Verdict]
 
 
 def can_read(path: str) -> None:
@@ -36,7 +40,12 @@ class Settler:
         check_readable: Callable[[str], None] = can_read,
         probe: Probe | None = None,
         unreadable_retry: float = Timers.unreadable_retry,
+        verify: bool = True,
+        grace: float = 900.0,
+        check_container: ContainerCheck = container.check,
     ) -> None:
+        self.verify, self.grace = verify, grace  # verify_container, incomplete_grace_seconds
+        self._check_container = check_container
         self._journal = journal
         self._unreadable_retry = unreadable_retry
         self.settle_seconds = settle_seconds
@@ -92,6 +101,8 @@ class Settler:
             return 0
         if not shared and self._wait_for_writer(rec, now):
             return 0
+        if self._incomplete(rec, st.st_size, now):
+            return 0
         if shared and not self._still_quiet(rec):
             return 0
         moved = self._journal.transition(
@@ -121,6 +132,37 @@ class Settler:
             self._journal.update(rec.id, last_error=writer.reason, stable_since=now)
         elif rec.last_error != writer.reason:
             self._journal.update(rec.id, last_error=writer.reason)
+        return True
+
+    def _incomplete(self, rec: FileRecord, size: int, now: float) -> bool:
+        """Is the file's container still incomplete (a camera that will append its `moov`)?
+        It waits, saying why; still incomplete `grace` seconds after it held still, it fails
+        (never uploaded: `retry` checks it again, `enqueue --no-verify` sends it as it is)."""
+        # Too short to hold any container's signature: no video, and no camera stops there
+        # (an empty file is the worker's to skip).
+        if not self.verify or size < _TOO_SHORT_TO_TELL:
+            return False
+        try:
+            verdict = self._check_container(rec.path, size, None)
+        except OSError as exc:
+            self._defer(rec, now, f"cannot read the file: {exc.strerror} (check permissions)")
+            return True
+        if not verdict.incomplete:
+            return False
+        why = f"incomplete: {verdict.reason}"
+        still_for = now - (rec.stable_since or now)
+        if still_for >= self.settle_seconds + self.grace:
+            self._journal.transition(
+                rec.id,
+                State.FAILED,
+                f"{why} (still after {still_for:.0f}s; never uploaded)",
+                expect=State.SETTLING,
+                last_error=why,
+            )
+            log.warning("incomplete file failed", file_id=rec.id, path=display_path(rec.path))
+        elif rec.last_error != why:
+            log.info("waiting for its container", file_id=rec.id, reason=why)
+            self._journal.update(rec.id, last_error=why)
         return True
 
     def _still_quiet(self, rec: FileRecord) -> bool:

@@ -31,6 +31,10 @@ MAX_CHILDREN = 256  # children of one box walked (a moov's tracks, a stbl's tabl
 MAX_TRACKS = 64
 # First box of a file we recognise as this family whatever its name says.
 MAGIC_TYPES = frozenset({b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"styp"})
+# Other boxes ISO BMFF and QuickTime allow at the top level.
+TOP_LEVEL_TYPES = frozenset(
+    {b"uuid", b"moof", b"mfra", b"sidx", b"ssix", b"prft", b"meta", b"emsg", b"junk", b"PICT"}
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,9 @@ def looks_like_box(head: bytes, *, strict: bool) -> bool:
         return False
     if strict:
         return head[4:8] in MAGIC_TYPES
-    return _printable(head[4:8])
+    # A file named MP4 may open with any top-level box, but one of a known type: four random
+    # printable bytes (2% of random files) must not make a file "MP4" that is not.
+    return head[4:8] in MAGIC_TYPES | TOP_LEVEL_TYPES
 
 
 def _printable(kind: bytes) -> bool:
