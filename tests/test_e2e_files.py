@@ -155,6 +155,12 @@ def file_deleted_while_settling_vanishes(tmp: Path, stack: contextlib.ExitStack)
     wait_logged(daemon, event="transition", path=str(gone), state="settling")
     gone.unlink()
     wait_logged(daemon, event="transition", path=str(gone), state="vanished")
+    # The settle tick logs each move inside its batch, a moment before the batch commits.
+    wait_for(
+        lambda: any(r["state"] == "vanished" for r in daemon.files() if r["path"] == str(gone)),
+        30,
+        what="the vanished row committed",
+    )
     return Run(fake, daemon, seen={"gone": gone}).read_reports()
 
 
