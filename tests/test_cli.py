@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import API_KEY, wait_for, write_video
+from containers import mp4
 from journal_paths import drive
 from mavi_uploader.cli import waiting
 from mavi_uploader.cli.main import main
@@ -313,3 +314,24 @@ def test_a_report_whose_reader_went_away_ends_quietly(
         os.close(write_end)
     assert result.stderr == ""  # no traceback, no "Exception ignored"
     assert result.returncode == 1  # a runtime failure (contract exit codes: 0 1 2 3)
+
+
+def test_enqueue_leaves_an_incomplete_container_to_settle_unless_no_verify(
+    setup: dict[str, Path], capsys: Any
+) -> None:
+    whole = mp4()
+    cut = setup["watch"] / "camera.mp4"
+    cut.write_bytes(whole[: whole.index(b"moov") - 4])  # ftyp + mdat: the moov is still owed
+    code, out, err = run(capsys, "enqueue", str(cut))
+    assert code == 1 and out == ""
+    assert "incomplete: MP4 has no moov box yet" in err and "--no-verify" in err
+    journal = Journal.open(setup["state"])
+    (row,) = journal.by_path(str(cut))
+    assert row.state is State.SETTLING  # the settle tick has it: it waits, then the grace
+    journal.close()
+    code, out, _ = run(capsys, "enqueue", "--no-verify", str(cut))
+    assert code == 0 and out.startswith(f"queued #{row.id} ")
+    finished = setup["watch"] / "export.mp4"
+    finished.write_bytes(whole)
+    code, out, _ = run(capsys, "enqueue", str(finished))
+    assert code == 0 and out.startswith("queued #")

@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument(
         "--wait", action="store_true", help="follow the files (progress bars) until done"
     )
+    enqueue.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="send a file as it is, even if its container is not whole",
+    )
 
     sub.add_parser(
         "check", parents=[common], help="validate config, folders, key and API; print fixes"
@@ -293,9 +298,17 @@ def _enqueue(args: argparse.Namespace, config: Config) -> int:
     journal = commands.open_for_command(config)
     refused = 0
     queued: dict[int, State] = {}  # file id -> the state printed for it
-    for result in commands.enqueue(journal, config, args.paths):
+    for result in commands.enqueue(journal, config, args.paths, verify=not args.no_verify):
         rec = result.record
-        if rec is None:
+        if result.waiting is not None:
+            where = f"#{rec.id} " if rec is not None else ""
+            print(
+                f"settling {where}{display_path(result.path)}: {result.waiting}; it waits until"
+                " it is whole (enqueue --no-verify sends it as it is)",
+                file=sys.stderr,
+            )
+            refused += 1
+        elif rec is None:
             print(f"{display_path(result.path)}: {result.refused}", file=sys.stderr)
             refused += 1
         elif result.refused is not None:

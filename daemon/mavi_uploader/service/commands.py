@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 
 from mavi_uploader.config.settings import Config
-from mavi_uploader.core import rules
+from mavi_uploader.core import container, rules
 from mavi_uploader.core.records import FileRecord, Observation, State
 from mavi_uploader.core.rules import relative_parts
 from mavi_uploader.journal import JournalStore as Journal
@@ -49,10 +49,15 @@ class Enqueued:
     path: str
     record: FileRecord | None
     refused: str | None = None
+    waiting: str | None = None  # left to settle: its container is not whole yet
 
 
-def enqueue(journal: Journal, config: Config, raw_paths: list[str]) -> list[Enqueued]:
-    """Queue files now (no settle wait) under the rules of their watch folder."""
+def enqueue(
+    journal: Journal, config: Config, raw_paths: list[str], *, verify: bool = True
+) -> list[Enqueued]:
+    """Queue files now (no settle wait) under the rules of their watch folder. With `verify`
+    (and verify_container) a file whose container is not whole is left to settle instead,
+    with the reason; `verify=False` (`--no-verify`) sends it as it is."""
     roots = watch_roots(config)
     results: list[Enqueued] = []
     for raw in raw_paths:
@@ -71,8 +76,23 @@ def enqueue(journal: Journal, config: Config, raw_paths: list[str]) -> list[Enqu
             seen = Observation(path, root.root if root else "", st.st_size, st.st_mtime_ns)
             results.append(Enqueued(path, journal.record_rejection(seen, why), why))
             continue
+        incomplete = _incomplete(path, st.st_size) if verify and config.verify_container else None
+        if incomplete is not None:
+            journal.sight([obs])  # the settle tick has it: it waits, then fails after the grace
+            latest = journal.by_path(path)
+            results.append(Enqueued(path, latest[-1] if latest else None, waiting=incomplete))
+            continue
         results.append(Enqueued(path, journal.enqueue(obs, "enqueued by hand")))
     return results
+
+
+def _incomplete(path: str, size: int) -> str | None:
+    """`incomplete: why` when the file's container is not whole yet, else None."""
+    try:
+        verdict = container.check(path, size)
+    except OSError:
+        return None  # unreadable: the worker says so, as for any file
+    return f"incomplete: {verdict.reason}" if verdict.incomplete else None
 
 
 def _watch_root_of(path: str, roots: list[WatchRoot]) -> WatchRoot | None:
