@@ -10,7 +10,8 @@ from conftest import API_KEY
 from fakemavi import FakeMavi, Fault
 from mavi_uploader.cli.checks import report, run_checks
 from mavi_uploader.cli.main import main
-from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import load_config
 from mavi_uploader.journal import Fleet, open_journal
 from mavi_uploader.mavi.client import MaviClient
 

@@ -10,14 +10,11 @@ from typing import Any
 import pytest
 
 from mavi_uploader.config import settings as cfg
+from mavi_uploader.config.model import DEFAULT_IGNORE, AfterUpload, Config, WatchConfig
 from mavi_uploader.config.settings import (
     DEFAULT_API_BASE,
     DEFAULT_EXTENSIONS,
-    DEFAULT_IGNORE,
-    AfterUpload,
-    Config,
     ConfigError,
-    WatchConfig,
     load_config,
 )
 from mavi_uploader.units import parse_bandwidth

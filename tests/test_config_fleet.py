@@ -10,7 +10,8 @@ import pytest
 
 from mavi_uploader.config import fleet
 from mavi_uploader.config import settings as cfg
-from mavi_uploader.config.settings import Config, ConfigError, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import ConfigError, load_config
 
 KEY = "mk-test-Sup3rSecretKeyValue-9f8e7d"
 ENV = {"MAVI_API_KEY": KEY}

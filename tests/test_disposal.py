@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import held_by, held_open, sha256_of, write_video
-from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.config.model import AfterUpload
 from mavi_uploader.core.records import FileRecord, State
 from mavi_uploader.upload.aftercare import DisposalError, dispose
 from mavi_uploader.upload.safemove import Replaced, move_pinned

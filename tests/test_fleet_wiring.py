@@ -20,7 +20,8 @@ from structlog.testing import capture_logs
 from conftest import API_KEY, write_video
 from journal_paths import drive
 from mavi_uploader.cli.main import main
-from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import load_config
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.journal import Fleet, JournalError, JournalStore, open_for_reports, open_journal
 from mavi_uploader.journal.sqlite.store import Journal

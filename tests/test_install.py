@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from mavi_uploader.cli.main import main
-from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import load_config
 from mavi_uploader.service import install
 from mavi_uploader.service.install import InstallError, InstallPlan, plan_install, plan_uninstall
 from mavi_uploader.service.install_apply import apply, describe

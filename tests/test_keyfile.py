@@ -23,7 +23,8 @@ from fakemavi import FakeMavi
 from mavi_uploader.cli.checks import report, run_checks
 from mavi_uploader.cli.main import main
 from mavi_uploader.config import keyfile
-from mavi_uploader.config.settings import Config, ConfigError, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import ConfigError, load_config
 from mavi_uploader.mavi.client import MaviClient
 
 BOM = b"\xef\xbb\xbf"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import API_KEY
-from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import load_config
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.service.daemon import Daemon

@@ -17,7 +17,8 @@ import pgcluster
 from conftest import DaemonProcess, write_video
 from fakemavi import FakeMavi
 from mavi_uploader.config import settings as config_module
-from mavi_uploader.config.settings import WatchConfig, load_config
+from mavi_uploader.config.model import WatchConfig
+from mavi_uploader.config.settings import load_config
 from mavi_uploader.units import parse_bandwidth
 
 if sys.version_info >= (3, 11):

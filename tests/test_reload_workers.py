@@ -10,7 +10,8 @@ import pytest
 
 from conftest import API_KEY, wait_for
 from fakemavi import FakeMavi
-from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import load_config
 from mavi_uploader.service.daemon import Daemon
 from mavi_uploader.upload.worker import Worker
 

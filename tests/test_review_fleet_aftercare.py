@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import Clock, write_video
 from journal_paths import drive
-from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.config.model import AfterUpload
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.core.writers import Writer
 from mavi_uploader.journal import Fleet, open_journal

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mavi_uploader.config.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from mavi_uploader.config.model import DEFAULT_IGNORE
+from mavi_uploader.config.settings import DEFAULT_EXTENSIONS
 from mavi_uploader.core import rules
 
 ROOT = "/w"

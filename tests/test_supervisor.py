@@ -21,7 +21,8 @@ import pytest
 
 from conftest import API_KEY, wait_for, write_video
 from fakemavi import FakeMavi
-from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import load_config
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.service import signals as signals_module
 from mavi_uploader.service.daemon import Daemon

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from conftest import API_KEY
-from mavi_uploader.config.settings import Config, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import load_config
 from mavi_uploader.config.timers import TIMER_NAMES
 from mavi_uploader.journal import make_state_dir, open_journal
 from mavi_uploader.service import housekeeping

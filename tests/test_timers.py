@@ -12,7 +12,8 @@ import pytest
 from conftest import Clock
 from fakemavi import FakeMavi, Fault
 from mavi_uploader.config import settings
-from mavi_uploader.config.settings import Config, ConfigError, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import ConfigError, load_config
 from mavi_uploader.config.timers import TIMER_NAMES, Timers
 from mavi_uploader.core.records import State
 from mavi_uploader.journal.sqlite.store import Journal

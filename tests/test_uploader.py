@@ -13,7 +13,7 @@ import pytest
 
 from conftest import API_KEY, held_by, held_open, sha256_of, write_video
 from fakemavi import FakeMavi, Fault
-from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.config.model import AfterUpload
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.core.retry import MAX_SERVER_FAILURES

@@ -20,7 +20,8 @@ from watchdog.events import (
 
 from conftest import wait_for, write_video
 from journal_paths import drive
-from mavi_uploader.config.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from mavi_uploader.config.model import DEFAULT_IGNORE
+from mavi_uploader.config.settings import DEFAULT_EXTENSIONS
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.watch import watcher as watcher_module

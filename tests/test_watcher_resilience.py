@@ -18,7 +18,8 @@ from watchdog.observers.polling import PollingObserver
 
 from conftest import DaemonProcess, logged, wait_for, write_video
 from fakemavi import FakeMavi
-from mavi_uploader.config.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from mavi_uploader.config.model import DEFAULT_IGNORE
+from mavi_uploader.config.settings import DEFAULT_EXTENSIONS
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.log import configure_logging
 from mavi_uploader.watch import watcher as watcher_module

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mavi_uploader.config.settings import AfterUpload, Config, ConfigError, WatchConfig
+from mavi_uploader.config.model import AfterUpload, Config, WatchConfig
+from mavi_uploader.config.settings import ConfigError
 from mavi_uploader.core.rules import directory_ignored
 from mavi_uploader.journal import Fleet, JournalError, JournalSettingError, open_for_reports
 from mavi_uploader.mavi.client import (

@@ -19,7 +19,8 @@ from mavi_uploader.cli.views import (
     status_text,
 )
 from mavi_uploader.cli.waiting import follow
-from mavi_uploader.config.settings import Config, ConfigError, load_config
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import ConfigError, load_config
 from mavi_uploader.core.records import State, display_path
 from mavi_uploader.journal import HostTaken, JournalError, JournalSettingError, open_for_reports
 from mavi_uploader.log import configure_logging, get_logger, silence_fd

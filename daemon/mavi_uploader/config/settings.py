@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import enum
 import os
-import socket
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +15,7 @@ import platformdirs
 from mavi_uploader.config import fleet
 from mavi_uploader.config.fleet import ENV_HOST_ID, ENV_JOURNAL_URL
 from mavi_uploader.config.keyfile import KeyProblem, clean_key, read_key_file
+from mavi_uploader.config.model import DEFAULT_IGNORE, AfterUpload, Config, WatchConfig
 from mavi_uploader.config.timers import Timers, load_timers
 from mavi_uploader.config.tomltable import ConfigError, Table, int_in, of, positive, show, str_list
 from mavi_uploader.units import BANDWIDTH_HINT, parse_bandwidth
@@ -33,7 +32,6 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "mp4", "mov", "m4v", "mkv", "avi", "webm", "flv", "wmv", "mpg", "mpeg", "mts", "m2ts", "mxf",
     "3gp",
 )
-DEFAULT_IGNORE: tuple[str, ...] = ("*.part", "*.tmp", "*.crdownload", "*~", ".*")
 
 ENV_API_KEY = "MAVI_API_KEY"
 ENV_API_BASE = "MAVI_API_BASE"
@@ -54,62 +52,6 @@ _WATCH_KEYS = ("path", "recursive", "ignore", "poll", "poll_interval_seconds", "
 _AFTER = ("keep", "move", "delete")
 # Keys people guess that must not exist, with what to do instead.
 _NOT_KEYS = {"api_key": f"put the key in a file and set api_key_file, or set {ENV_API_KEY}"}
-
-
-class AfterUpload(str, enum.Enum):
-    KEEP = "keep"
-    MOVE = "move"
-    DELETE = "delete"
-
-
-@dataclass(frozen=True)
-class WatchConfig:
-    path: Path  # absolute, ~ expanded; need not exist (the watcher copes)
-    recursive: bool = True
-    ignore: tuple[str, ...] = DEFAULT_IGNORE
-    poll: bool = False  # polling observer: network shares send no inotify/FSEvents events
-    poll_interval_seconds: float = 10.0
-    share: str | None = None  # fleet mode: the share's name, the same on every host that mounts it
-    # Where the path was set, for messages: "FILE: [[watch]] #N path" or "--watch".
-    origin: str = field(default="[[watch]] path", compare=False)
-
-
-@dataclass(frozen=True)
-class Config:
-    """Validated settings; rate_limit_per_second and bandwidth_limit (bytes/s) 0 = unlimited."""
-
-    api_base: str
-    api_key: str = field(repr=False)
-    concurrency: int
-    settle_seconds: float
-    rate_limit_per_second: float
-    bandwidth_limit: int
-    dedupe: bool
-    after_upload: AfterUpload
-    done_dir: Path | None
-    extensions: frozenset[str]
-    watches: tuple[WatchConfig, ...]
-    state_dir: Path
-    config_file: Path | None
-    rescan_interval_seconds: float = 3600.0
-    keep_done_days: float = 90.0  # journal rows of finished files older than this are pruned
-    max_resends: int = 3  # complete uploads of one file after the first, then `failed`
-    once_confirm_timeout_seconds: float = 900.0  # run --once: how long to wait for SUCCESS
-    warnings: tuple[str, ...] = ()
-    api_key_file: Path | None = None  # as configured; only read when MAVI_API_KEY is unset
-    timers: Timers = field(default_factory=Timers)  # the hidden [timers] table
-    # Fleet mode (a shared PostgreSQL journal) when journal_url is set; None: SQLite in state_dir.
-    journal_url: str | None = field(default=None, repr=False)  # may hold a password
-    host_id: str = field(default_factory=socket.gethostname)
-    host_timeout_seconds: float = 30.0
-    verify_container: bool = True  # queue MP4/MOV/MXF/MKV/AVI only once the container is whole
-    incomplete_grace_seconds: float = 900.0  # still incomplete after holding still this long
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What no output may show: the API key and the journal URL's password."""
-        url_secrets = fleet.url_secrets(self.journal_url) if self.journal_url else []
-        return tuple(s for s in (self.api_key, *url_secrets) if s)
 
 
 def default_config_path() -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mavi_uploader.config.settings import Config
+from mavi_uploader.config.model import Config
 from mavi_uploader.core import container, rules
 from mavi_uploader.core.records import FileRecord, Observation, State
 from mavi_uploader.core.rules import relative_parts

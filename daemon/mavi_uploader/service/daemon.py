@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mavi_uploader.config.settings import Config, ConfigError
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.settings import ConfigError
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import State
 from mavi_uploader.core.reporting import upload_progress

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mavi_uploader.config.settings import Config
+from mavi_uploader.config.model import Config
 from mavi_uploader.journal import Fleet
 
 

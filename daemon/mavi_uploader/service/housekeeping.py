@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from mavi_uploader.config.settings import Config
+from mavi_uploader.config.model import Config
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger

@@ -17,7 +17,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
 from mavi_uploader.config import settings
-from mavi_uploader.config.settings import APP_NAME, AfterUpload, Config
+from mavi_uploader.config.model import AfterUpload, Config
+from mavi_uploader.config.settings import APP_NAME
 
 SERVICE = "mavi-uploader.service"
 LABEL = "ai.memories.mavi-uploader"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from mavi_uploader.config.settings import Config
+from mavi_uploader.config.model import Config
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.decisions import Patience
 from mavi_uploader.journal import JournalStore, shared_rate_slots

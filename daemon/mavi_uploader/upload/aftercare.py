@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.config.model import AfterUpload
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import FileRecord, display_path
 from mavi_uploader.core.writers import Probe, WriterProbe

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mavi_uploader.config.settings import AfterUpload
+from mavi_uploader.config.model import AfterUpload
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core import outcomes
 from mavi_uploader.core.decisions import Patience, Verdict

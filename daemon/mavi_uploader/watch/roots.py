@@ -7,7 +7,7 @@ import stat
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
-from mavi_uploader.config.settings import Config, WatchConfig
+from mavi_uploader.config.model import Config, WatchConfig
 from mavi_uploader.core import rules
 from mavi_uploader.core.records import Observation, display_path
 from mavi_uploader.log import get_logger
