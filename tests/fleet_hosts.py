@@ -6,7 +6,9 @@ folder at the same absolute path /data (two different folders: one per machine).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from journal_paths import drive
@@ -92,3 +94,22 @@ def get(host: JournalStore, file_id: int) -> FileRecord:
     rec = host.get(file_id)
     assert rec is not None
     return rec
+
+
+@contextlib.contextmanager
+def two_hosts_on_a_share(
+    tmp_path: Path, url: str, clock: Callable[[], float]
+) -> Iterator[tuple[Path, JournalStore, JournalStore]]:
+    """(the share's folder, host a, host b): a mounts the share where it is, b through a
+    symlink elsewhere, so each sees its own path for the same file; closed afterwards."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    os.symlink(nas, tmp_path / "b-mount")
+    a = open_journal(tmp_path / "a", fleet=Fleet(url, "a", {"drop": str(nas)}), clock=clock)
+    b_mount = str(tmp_path / "b-mount")
+    b = open_journal(tmp_path / "b", fleet=Fleet(url, "b", {"drop": b_mount}), clock=clock)
+    try:
+        yield nas, a, b
+    finally:
+        a.close()
+        b.close()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from conftest import Clock, write_video
+from fleet_hosts import two_hosts_on_a_share
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.core.writers import Writer
-from mavi_uploader.journal import Fleet, open_journal
 from mavi_uploader.watch.settle import Settler
 from test_settle import FakeProbe
 
@@ -18,14 +17,8 @@ SETTLE = 5.0
 def test_a_writer_seen_on_one_host_keeps_a_share_file_settling_on_every_host(
     tmp_path: Path, pg_url: str
 ) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
-    os.symlink(nas, tmp_path / "b-mount")  # host b mounts the share elsewhere
     clock = Clock()
-    a = open_journal(tmp_path / "a", fleet=Fleet(pg_url, "a", {"drop": str(nas)}), clock=clock)
-    b_mount = str(tmp_path / "b-mount")
-    b = open_journal(tmp_path / "b", fleet=Fleet(pg_url, "b", {"drop": b_mount}), clock=clock)
-    try:
+    with two_hosts_on_a_share(tmp_path, pg_url, clock) as (nas, a, b):
         clip = write_video(nas / "clip.mp4", 1000)
         st = clip.stat()
         (rec,) = a.sight([Observation(str(clip), str(nas), st.st_size, st.st_mtime_ns)])
@@ -46,6 +39,3 @@ def test_a_writer_seen_on_one_host_keeps_a_share_file_settling_on_every_host(
         done = b.get(rec.id)
         assert done is not None and done.state is State.QUEUED
         assert done.path == str(tmp_path / "b-mount" / "clip.mp4")
-    finally:
-        a.close()
-        b.close()

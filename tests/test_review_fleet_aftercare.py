@@ -5,15 +5,14 @@ moved) while a process still has it open for writing.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from conftest import Clock, write_video
+from fleet_hosts import two_hosts_on_a_share
 from journal_paths import drive
 from mavi_uploader.config.model import AfterUpload
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.core.writers import Writer
-from mavi_uploader.journal import Fleet, open_journal
 from mavi_uploader.upload.aftercare import Aftercare
 from test_settle import FakeProbe
 
@@ -29,14 +28,8 @@ class HeldProbe(FakeProbe):
 def test_a_share_file_postponed_for_its_writer_on_one_host_is_not_deleted_by_another(
     tmp_path: Path, pg_url: str
 ) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
-    os.symlink(nas, tmp_path / "b-mount")
     clock = Clock()
-    a = open_journal(tmp_path / "a", fleet=Fleet(pg_url, "a", {"drop": str(nas)}), clock=clock)
-    b_mount = str(tmp_path / "b-mount")
-    b = open_journal(tmp_path / "b", fleet=Fleet(pg_url, "b", {"drop": b_mount}), clock=clock)
-    try:
+    with two_hosts_on_a_share(tmp_path, pg_url, clock) as (nas, a, b):
         clip = write_video(nas / "clip.mp4", 1000)
         st = clip.stat()
         (rec,) = a.sight([Observation(str(clip), str(nas), st.st_size, st.st_mtime_ns)])
@@ -53,6 +46,3 @@ def test_a_share_file_postponed_for_its_writer_on_one_host_is_not_deleted_by_ano
         clock.now += 120.0
         Aftercare(b, AfterUpload.DELETE, None, FakeProbe()).sweep(60.0)
         assert clip.exists(), "host b deleted a share file a process on host a has open for writing"
-    finally:
-        a.close()
-        b.close()

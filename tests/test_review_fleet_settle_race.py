@@ -8,13 +8,12 @@ and queue a file still open for writing on the first host.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from conftest import Clock, write_video
+from fleet_hosts import two_hosts_on_a_share
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.core.writers import Writer
-from mavi_uploader.journal import Fleet, open_journal
 from mavi_uploader.watch.settle import Settler
 from test_settle import FakeProbe
 
@@ -24,14 +23,8 @@ SETTLE = 5.0
 def test_the_writer_host_holds_others_back_whatever_order_the_ticks_come_in(
     tmp_path: Path, pg_url: str
 ) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
-    os.symlink(nas, tmp_path / "b-mount")
     clock = Clock()
-    a = open_journal(tmp_path / "a", fleet=Fleet(pg_url, "a", {"drop": str(nas)}), clock=clock)
-    b_mount = str(tmp_path / "b-mount")
-    b = open_journal(tmp_path / "b", fleet=Fleet(pg_url, "b", {"drop": b_mount}), clock=clock)
-    try:
+    with two_hosts_on_a_share(tmp_path, pg_url, clock) as (nas, a, b):
         clip = write_video(nas / "clip.mts", 1000)
         st = clip.stat()
         (rec,) = a.sight([Observation(str(clip), str(nas), st.st_size, st.st_mtime_ns)])
@@ -56,6 +49,3 @@ def test_the_writer_host_holds_others_back_whatever_order_the_ticks_come_in(
             assert row.state is State.SETTLING, (
                 f"host b queued the file at t+{at - t0:.2f}s while host a sees its writer"
             )
-    finally:
-        a.close()
-        b.close()
