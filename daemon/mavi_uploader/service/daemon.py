@@ -112,7 +112,7 @@ class Daemon:
             self.signals.close()
 
     def _assemble(self, journal: Journal) -> Parts:
-        return assemble(self.config, self.timers, journal, self.stop)
+        return assemble(self.config, self.timers, journal, self.stop, self.work_ready.set)
 
     def _run_locked(self, journal: Journal) -> int:
         self._membership.start(journal, self.work_ready.set)
@@ -328,6 +328,8 @@ class Daemon:
         parts.limiter.set_rate(new.rate_limit_per_second)
         parts.bandwidth.set_rate(new.bandwidth_limit)
         parts.settler.settle_seconds = new.settle_seconds
+        parts.settler.verify = new.verify_container
+        parts.settler.grace = new.incomplete_grace_seconds
         jobs.set_every("rescan", new.rescan_interval_seconds or math.inf)  # from its next turn
         self.config = new
         self._staff_workers(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mavi_uploader.config.model import Config
@@ -36,12 +37,33 @@ class Parts:
     rescanner: Rescanner
 
 
-def assemble(cfg: Config, timers: Timers, journal: JournalStore, stop: threading.Event) -> Parts:
+def assemble(
+    cfg: Config,
+    timers: Timers,
+    journal: JournalStore,
+    stop: threading.Event,
+    on_queued: Callable[[], None] = lambda: None,
+) -> Parts:
     """Everything but the workers (the daemon staffs those) around `journal`. In a fleet,
-    the account's rate limit, the pause and the clock are the fleet's, through the journal."""
+    the account's rate limit, the pause and the clock are the fleet's, through the journal.
+    `on_queued` wakes the workers when the watcher's fast path queues a file."""
     slots = shared_rate_slots(journal)  # None on SQLite: this process's own slots
     limiter = RateLimiter(cfg.rate_limit_per_second, stop=stop, slots=slots)
-    watcher = Watcher(watch_roots(cfg), journal)
+    # The journal's clock: in a fleet, the database's, which every host shares.
+    settler = Settler(
+        journal,
+        cfg.settle_seconds,
+        clock=journal.now,
+        unreadable_retry=timers.unreadable_retry,
+        verify=cfg.verify_container,
+        grace=cfg.incomplete_grace_seconds,
+    )
+
+    def settle_closed(paths: list[str]) -> None:
+        if settler.settle_closed(paths):
+            on_queued()
+
+    watcher = Watcher(watch_roots(cfg), journal, on_closed=settle_closed)
     return Parts(
         journal=journal,
         limiter=limiter,
@@ -56,14 +78,6 @@ def assemble(cfg: Config, timers: Timers, journal: JournalStore, stop: threading
             journal, probe_interval=timers.pause_probe_every, fleet=journal.kind != "sqlite"
         ),
         watcher=watcher,
-        # The journal's clock: in a fleet, the database's, which every host shares.
-        settler=Settler(
-            journal,
-            cfg.settle_seconds,
-            clock=journal.now,
-            unreadable_retry=timers.unreadable_retry,
-            verify=cfg.verify_container,
-            grace=cfg.incomplete_grace_seconds,
-        ),
+        settler=settler,
         rescanner=Rescanner(watcher, stop, retry_seconds=timers.rescan_retry),
     )

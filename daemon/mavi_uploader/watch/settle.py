@@ -1,11 +1,12 @@
-"""The settle tick: a file whose size and mtime held still for settle_seconds, and that no
-process holds open for writing, is queued."""
+"""When a seen file is whole: the settle tick (size and mtime held still for settle_seconds,
+no process holds it open for writing, its container complete) and the fast path (its writer
+closed it, nobody else holds it open for writing, its container complete: queued at once)."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core import container
@@ -68,6 +69,59 @@ class Settler:
             with self._journal.batch(), self._probe.batch():
                 queued += sum(self._settle_one(rec, now) for rec in due[start : start + BATCH])
         return queued
+
+    def settle_closed(self, paths: Sequence[str]) -> int:
+        """The fast path: files their writer just closed (inotify's IN_CLOSE_WRITE), queued at
+        once when no process holds them open for writing and their container is complete;
+        returns how many. Anything else is left to the tick, which says why it waits.
+
+        Not for share files: a writer on another host closes nothing we can see, and our
+        close event says nothing of it. Not for types without a container check (MTS,
+        MPG...): a close alone does not prove a recording ended (segmenting writers close
+        and reopen), so they keep the settle rule."""
+        if not self.verify:
+            return 0
+        queued = 0
+        now = self._clock()
+        with self._journal.batch(), self._probe.batch():
+            for path in paths:
+                latest = self._journal.by_path(path)[-1:]
+                if latest and latest[0].state is State.SETTLING and latest[0].share is None:
+                    queued += self._settle_closed_one(latest[0], now)
+        return queued
+
+    def _settle_closed_one(self, rec: FileRecord, now: float) -> int:
+        try:
+            before = self._stat(rec.path)
+            if self._probe(rec.path) is not None:
+                return 0
+            self._check_readable(rec.path)
+            verdict = self._check_container(rec.path, before.st_size, None)
+            after = self._stat(rec.path)
+        except OSError:
+            return 0  # the tick looks again, and journals why
+        if not verdict.complete or (after.st_size, after.st_mtime_ns) != (
+            before.st_size,
+            before.st_mtime_ns,
+        ):
+            return 0  # written to while we looked: a writer is back; the tick decides
+        moved = self._journal.transition(
+            rec.id,
+            State.QUEUED,
+            f"closed by its writer, not open for writing elsewhere; {verdict.reason}",
+            expect=State.SETTLING,
+            next_attempt_at=None,
+            last_error=None,
+            size=after.st_size,
+            mtime_ns=after.st_mtime_ns,
+            stable_since=now,
+        )
+        if moved is None:
+            return 0
+        log.info(
+            "transition", file_id=rec.id, path=display_path(rec.path), state="queued", fast=True
+        )
+        return 1
 
     def _settle_one(self, rec: FileRecord, now: float) -> int:
         try:

@@ -14,6 +14,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -64,8 +65,23 @@ def _quietly_stop(observer: BaseObserver) -> None:
         log.debug("observer stop failed", error=str(exc))
 
 
+class _Seen(NamedTuple):
+    """What an event says of a path: a folder (walk it), or a file its writer just closed."""
+
+    is_dir: bool = False
+    closed: bool = False
+
+    def __or__(self, other: object) -> _Seen:
+        if not isinstance(other, _Seen):
+            return NotImplemented
+        return _Seen(self.is_dir or other.is_dir, self.closed or other.closed)
+
+
+_Inbox = queue.SimpleQueue[tuple[WatchRoot, str, _Seen]]
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, root: WatchRoot, inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]]):
+    def __init__(self, root: WatchRoot, inbox: _Inbox):
         self._root = root
         self._inbox = inbox
 
@@ -78,7 +94,9 @@ class _Handler(FileSystemEventHandler):
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         # Directory events matter too: a folder moved in brings files that raise no events.
-        self._inbox.put((self._root, path, event.is_directory))
+        # "closed" is inotify's IN_CLOSE_WRITE (polling observers never send it).
+        seen = _Seen(event.is_directory, event.event_type == "closed")
+        self._inbox.put((self._root, path, seen))
 
 
 class _OverflowAlarm(logging.Handler):
@@ -98,16 +116,24 @@ class _OverflowAlarm(logging.Handler):
 class Watcher:
     """Observers for every watch root plus the start-up and periodic rescans."""
 
-    def __init__(self, roots: Sequence[WatchRoot], journal: JournalStore) -> None:
+    def __init__(
+        self,
+        roots: Sequence[WatchRoot],
+        journal: JournalStore,
+        on_closed: Callable[[list[str]], object] | None = None,
+    ) -> None:
+        """`on_closed` gets, once journaled, the files whose writer closed them (the fast
+        path: watch/settle.py `Settler.settle_closed`)."""
         self._roots = list(roots)
         self._journal = journal
-        self._inbox: queue.SimpleQueue[tuple[WatchRoot, str, bool]] = queue.SimpleQueue()
+        self._on_closed = on_closed
+        self._inbox: _Inbox = queue.SimpleQueue()
         self._observers: dict[str, tuple[BaseObserver, tuple[int, int]]] = {}
         self._missing: set[str] = set()  # warned about once, watched as soon as they appear
         self._unlistable: set[str] = set()  # folders we may not read: looked at again later
         self._forced_polling: set[str] = set()  # inotify ran out: poll these instead
         self._alarm = _OverflowAlarm()
-        self._unjournaled: dict[tuple[WatchRoot, str], bool] = {}
+        self._unjournaled: dict[tuple[WatchRoot, str], _Seen] = {}
         self._quiet_until = 0.0  # a failing journal is logged again after this (monotonic)
         self._links = LinkNotices()
 
@@ -254,28 +280,34 @@ class Watcher:
         """Journal the events that arrived (waiting up to `timeout` for the first one)."""
         pending, self._unjournaled = self._unjournaled, {}
         try:
-            first = self._inbox.get(timeout=timeout)
-            pending[(first[0], first[1])] = pending.get((first[0], first[1]), False) or first[2]
+            root, path, seen = self._inbox.get(timeout=timeout)
+            pending[(root, path)] = pending.get((root, path), _Seen()) | seen
         except queue.Empty:
             if not pending:
                 return 0
         deadline = time.monotonic() + 0.05  # gather a burst into one transaction
         while len(pending) < BATCH_SIZE and time.monotonic() < deadline:
             try:
-                root, path, is_dir = self._inbox.get_nowait()
+                root, path, seen = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            pending[(root, path)] = pending.get((root, path), False) or is_dir
+            pending[(root, path)] = pending.get((root, path), _Seen()) | seen
         batch: list[Observation] = []
-        for (root, path), is_dir in pending.items():
-            if is_dir:
+        closed: list[str] = []
+        for (root, path), seen in pending.items():
+            if seen.is_dir:
                 batch.extend(self._observe_tree(root, path))
                 continue
             obs = root.observe(path, on_refused_link=self._links.refused)
             if obs is not None:
                 batch.append(obs)
+                if seen.closed:
+                    closed.append(obs.path)
         try:
-            return self._journal_batch(batch) if batch else 0
+            count = self._journal_batch(batch) if batch else 0
+            if closed and self._on_closed is not None:
+                self._on_closed(closed)
+            return count
         except JournalError as exc:
             # Disk full, or the journal briefly unwritable (a fleet's server restarting):
             # keep the paths for the next pump; said now and then, not at every pump.
