@@ -69,6 +69,7 @@ def test_status_json_without_any_journal(setup: dict[str, Path], capsys: Any) ->
         "counts": dict.fromkeys(STATES, 0),
         "uploads": [],
         "confirming": [],
+        "settling": [],
         "recent_errors": [],
     }
 
@@ -86,6 +87,27 @@ def test_status_shows_counts_and_pause(setup: dict[str, Path], capsys: Any) -> N
     code, text, _ = run(capsys, "status")
     assert code == 0 and "402 Payment Required" in text and "not running" in text
     assert "journal    sqlite" in text and "hosts:" not in text
+
+
+def test_status_and_list_say_why_a_settling_file_is_not_queued(
+    setup: dict[str, Path], capsys: Any
+) -> None:
+    writer = "held open for writing by pid 7 (ffmpeg)"
+    held = journal_with(setup, State.SETTLING, last_error=writer)
+    cut = journal_with(
+        setup, State.SETTLING, name="b.mov", last_error="incomplete: MP4 has no moov box yet"
+    )
+    journal_with(setup, State.SETTLING, name="c.mp4")  # merely settling: nothing to say
+    doc = json.loads(run(capsys, "status", "--json")[1])
+    assert [(s["id"], s["waiting_for"]) for s in doc["settling"]] == [
+        (held, writer),
+        (cut, "incomplete: MP4 has no moov box yet"),
+    ]
+    text = run(capsys, "status")[1]
+    assert f"not queued yet:\n#{held} " in text and text.count(writer) == 1  # not an error
+    assert "recent errors" not in text
+    listed = run(capsys, "list", "--state", "settling")[1]
+    assert writer in listed and "incomplete: MP4 has no moov box yet" in listed
 
 
 def test_list_and_history(setup: dict[str, Path], capsys: Any) -> None:

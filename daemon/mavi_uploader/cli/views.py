@@ -14,6 +14,7 @@ from mavi_uploader.redaction import redact
 from mavi_uploader.service.lock import LockHolder
 
 CONFIRMING_SHOWN = 20  # `status` lists this many files waiting for MAVI
+SETTLING_SHOWN = 20  # ...and this many files held back from the queue, with the reason
 
 
 def status_document(
@@ -26,6 +27,7 @@ def status_document(
     now = time.time()
     uploading = journal.in_states([State.UPLOADING]) if journal else []
     confirming = journal.in_states([State.CONFIRMING]) if journal else []
+    held_back = [r for r in journal.in_states([State.SETTLING]) if r.last_error] if journal else []
     errors = journal.recent_errors() if journal else []
     doc: dict[str, Any] = {
         "state_dir": str(state_dir),
@@ -44,6 +46,16 @@ def status_document(
                 "says": mavi_says(r),
             }
             for r in confirming[:CONFIRMING_SHOWN]
+        ],
+        # Settling files the settle tick holds back, and why: a writer, an incomplete container.
+        "settling": [
+            {
+                "id": r.id,
+                "path": display_path(r.path),
+                "waiting_for": redact(r.last_error or ""),
+                "since": iso(r.stable_since),
+            }
+            for r in held_back[:SETTLING_SHOWN]
         ],
         "recent_errors": [
             {
@@ -103,11 +115,14 @@ def status_text(doc: dict[str, Any]) -> str:
     if waiting:
         lines += ["", "waiting for MAVI to confirm:"]
         lines += [f"#{c['id']} {c['path']}: {c['says']}" for c in waiting]
-    if doc["recent_errors"]:
+    if doc.get("settling"):
+        lines += ["", "not queued yet:"]
+        lines += [f"#{s['id']} {s['path']}: {s['waiting_for']}" for s in doc["settling"]]
+    shown = {s["id"] for s in doc.get("settling", [])}
+    errors = [e for e in doc["recent_errors"] if e["id"] not in shown]
+    if errors:
         lines += ["", "recent errors:"]
-        lines += [
-            f"#{e['id']} {e['path']} [{e['state']}]: {e['error']}" for e in doc["recent_errors"]
-        ]
+        lines += [f"#{e['id']} {e['path']} [{e['state']}]: {e['error']}" for e in errors]
     return "\n".join(lines)
 
 
