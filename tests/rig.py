@@ -32,9 +32,9 @@ class Rig:
     client: MaviClient
     watch: Path
 
-    def worker(self, **settings: Any) -> Worker:
+    def worker(self, name: str = "w1", **settings: Any) -> Worker:
         return Worker(
-            "w1", self.journal, self.client, self.gate, WorkerSettings(**settings), self.stop,
+            name, self.journal, self.client, self.gate, WorkerSettings(**settings), self.stop,
             clock=self.clock, rng=random.Random(0),
         )  # fmt: skip
 

@@ -144,6 +144,10 @@ def test_a_finished_file_keeps_no_signed_url(rig: Rig) -> None:
 def test_copies_are_uploaded_once_when_the_younger_one_hashes_first(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A file of the same size already uploaded: any new file of that size is hashed first.
+    known = rig.queue("known.mp4", 300_000, seed=9)
+    rig.worker().run_once()
+    assert rig.get(known).state is State.DONE
     rig.fake.set_metadata_script(["WAITING", "SUCCESS"], times=1)  # the first stays in flight
     older = rig.queue("a.mp4", 300_000)
     copy_path = rig.watch / "copy.mp4"
@@ -180,7 +184,7 @@ def test_copies_are_uploaded_once_when_the_younger_one_hashes_first(
     second.run_once()
     duplicate = rig.get(older)
     assert duplicate.state is State.DUPLICATE and duplicate.duplicate_of == younger.id
-    assert [u.sha256 for u in rig.fake.completed] == [sha256_of(copy_path)]
+    assert [u.sha256 for u in rig.fake.completed][1:] == [sha256_of(copy_path)]
 
 
 def test_what_mavi_reports_is_kept_with_the_time_it_began(rig: Rig) -> None:

@@ -408,8 +408,14 @@ def payment_required_pauses_everything(tmp: Path, stack: contextlib.ExitStack) -
 
     # Probes go on while paused (each one answered 402), one per PROBE_EVERY at most.
     wait_for(lambda: len(api_calls()) >= 4, timeout=30, what="three probes after the pause")
-    while_paused = daemon.files()
     calls = api_calls()
+
+    def all_waiting() -> list[dict[str, Any]] | None:
+        # A probe holds its row `uploading` for the moment of its call: look between probes.
+        rows = daemon.files()
+        return rows if {row["state"] for row in rows} <= {"settling", "queued"} else None
+
+    while_paused = wait_for(all_waiting, timeout=30, what="every file waiting between probes")
     fake.api_status_override = None
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGHUP)

@@ -195,7 +195,7 @@ def test_the_insert_path_refuses_a_state_a_new_row_may_not_start_in(journal: Jou
 
 def test_every_method_of_the_interface_wraps_driver_errors() -> None:
     members = [name for name in vars(JournalStore) if not name.startswith("_")]
-    assert len(members) == 32
+    assert len(members) == 33
     for name in members:
         assert hasattr(getattr(Journal, name), "__wrapped__"), name
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contract.helpers import current, drive, queued
 from mavi_uploader.core.states import NEW_VERSION, State
-from mavi_uploader.journal import ContentClaim, JournalStore
+from mavi_uploader.journal import ContentClaim, JournalStore, SizeClaim
 
 
 def test_content_is_claimed_once_whichever_copy_hashes_first(store: JournalStore) -> None:
@@ -98,3 +98,61 @@ def test_a_copy_waiting_for_its_twin_is_parked_until_the_twin_leaves_flight(
     store.transition(twin, State.DONE, "confirmed")
     woken = store.claim("w2", 60)
     assert woken is not None and woken.id == copy
+
+
+# ---- the size claim: a file no other file's size matches is hashed from what it sends ------
+
+
+def test_a_size_no_other_file_has_is_claimed_and_holds_every_content_of_that_size(
+    store: JournalStore,
+) -> None:
+    streamer, copy = queued(store, "/w/a.mp4", size=500), queued(store, "/w/b.mp4", size=500)
+    assert store.claim("w1", 60) is not None
+    assert store.claim_size(streamer, 500, "w1") is SizeClaim.CLAIMED
+    held = current(store, streamer)
+    assert held.content_claimed and held.sha256 is None
+    assert store.claim("w2", 60) is not None  # the copy
+    assert store.claim_size(copy, 500, "w2") is SizeClaim.TAKEN  # so it hashes first
+    claim, twin = store.claim_content(copy, "ab" * 32, "w2", max_sends=3)
+    assert claim is ContentClaim.IN_FLIGHT and twin is not None and twin.id == streamer
+
+
+def test_a_size_claim_gives_way_to_any_file_that_might_be_a_copy(store: JournalStore) -> None:
+    done, hashing, mine = (queued(store, f"/w/{n}.mp4", size=700) for n in "abc")
+    drive(store, done, State.DONE, "confirmed", sha256="00" * 32)
+    assert store.claim("w1", 60) is not None  # `hashing`: uploading, its hash not known yet
+    assert store.claim("w2", 60) is not None  # mine
+    assert store.claim_size(mine, 700, "w2") is SizeClaim.TAKEN  # `done` has that size
+    store.update(done, size=1)  # (as if it were another size)
+    assert store.claim_size(mine, 700, "w2") is SizeClaim.TAKEN  # `hashing` has it too
+    assert store.claim_size(mine, 701, "w2") is SizeClaim.CLAIMED  # nobody has that size
+    assert store.claim_size(hashing, 999, "w2") is SizeClaim.LOST  # not w2's row
+    assert current(store, hashing).content_claimed is False
+
+
+def test_other_content_of_the_same_size_waits_only_until_the_streamer_knows_its_hash(
+    store: JournalStore,
+) -> None:
+    streamer, other = queued(store, "/w/a.mp4", size=500), queued(store, "/w/b.mp4", size=500)
+    assert store.claim("w1", 60) is not None
+    assert store.claim_size(streamer, 500, "w1") is SizeClaim.CLAIMED
+    assert store.claim("w2", 60) is not None
+    assert store.claim_content(other, "cd" * 32, "w2", max_sends=3)[0] is ContentClaim.IN_FLIGHT
+    store.transition(other, State.QUEUED, "waiting for #1", owner="w2", lease_owner=None,
+                     sha256="cd" * 32)  # fmt: skip
+    assert store.claim("w2", 60) is None  # parked behind the size claim
+    # The streamer's send ends: its hash is known and it is another content.
+    store.transition(streamer, State.CONFIRMING, "storage took it", owner="w1",
+                     lease_owner=None, next_attempt_at=9e9, sha256="ab" * 32)  # fmt: skip
+    woken = store.claim("w2", 60)
+    assert woken is not None and woken.id == other
+    assert store.claim_content(other, "cd" * 32, "w2", max_sends=3)[0] is ContentClaim.CLAIMED
+
+
+def test_a_finished_row_without_a_hash_is_no_twin_of_anything(store: JournalStore) -> None:
+    # Never taken for a copy of whatever has its size (rows of older versions, a stop).
+    old, mine = queued(store, "/w/a.mp4", size=500), queued(store, "/w/b.mp4", size=500)
+    drive(store, old, State.DONE, "confirmed")
+    assert current(store, old).sha256 is None
+    assert store.claim("w1", 60) is not None
+    assert store.claim_content(mine, "ab" * 32, "w1", max_sends=3) == (ContentClaim.CLAIMED, None)

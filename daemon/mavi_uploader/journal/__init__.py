@@ -18,6 +18,7 @@ from mavi_uploader.journal.api import (
     JournalError,
     JournalSettingError,
     JournalStore,
+    SizeClaim,
     check_transition,
 )
 from mavi_uploader.journal.sqlite.store import Journal as SQLiteJournal
@@ -97,6 +98,7 @@ __all__ = [
     "JournalError",
     "JournalSettingError",
     "JournalStore",
+    "SizeClaim",
     "check_transition",
     "lock_host",
     "make_state_dir",

@@ -64,6 +64,14 @@ class ContentClaim(enum.Enum):
     LOST = "lost"  # the row is no longer ours (lease taken)
 
 
+class SizeClaim(enum.Enum):
+    """What `claim_size` found."""
+
+    CLAIMED = "claimed"  # no other file of this size: send it, hashing what is sent
+    TAKEN = "taken"  # another file of this size might be a copy: hash it first, then dedupe
+    LOST = "lost"  # the row is no longer ours (lease taken)
+
+
 @dataclass(frozen=True)
 class Fleet:
     """Where a fleet's shared journal is and who this host is in it (fleet mode)."""
@@ -137,7 +145,13 @@ class JournalStore(Protocol):
     def claim_content(
         self, file_id: int, sha256: str, owner: str, *, max_sends: int
     ) -> tuple[ContentClaim, FileRecord | None]:
-        """Dedupe: the first row to claim some content uploads it."""
+        """Dedupe: the first row to claim some content uploads it (a row claiming its size,
+        with no hash yet, holds every content of that size)."""
+        ...
+
+    def claim_size(self, file_id: int, size: int, owner: str) -> SizeClaim:
+        """Dedupe without hashing first: the row claims every content of its `size` unless
+        another file of that size might be a copy (then it is hashed first, as before)."""
         ...
 
     def recover_after_crash(self) -> int:

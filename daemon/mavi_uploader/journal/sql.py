@@ -47,14 +47,35 @@ def holds(unless: str = "") -> str:
     return f"(twin.state IN {among(ACTIVE_STATES)} AND twin.content_claimed = 1{extra})"
 
 
+# A row sending a file whose hash is not known yet (hashed from the chunks it sends, so the
+# file is read once) holds every content of its size until its hash is known: a copy can only
+# be the same size. So `twin` may have the content of hash `sha256` and size `size` if it has
+# that hash, or holds content with no hash yet and has that size (never a finished row
+# without a hash: it would be taken for a copy of anything its size).
+def same_content(sha256: str, size: str, unless: str = "") -> str:
+    return (
+        f"(twin.sha256 = {sha256}"
+        f" OR (twin.sha256 IS NULL AND twin.size = {size} AND {holds(unless)}))"
+    )
+
+
 # A queued copy whose content another row holds is parked: no worker claims it (no event, no
 # timer) until that row leaves flight, when it is due at once.
 def parked(unless: str = "") -> str:
     return (
         "(files.sha256 IS NOT NULL AND EXISTS (SELECT 1 FROM files AS twin"
-        f" WHERE twin.sha256 = files.sha256 AND twin.id != files.id AND {holds(unless)}))"
+        f" WHERE {same_content('files.sha256', 'files.size', unless)} AND twin.id != files.id"
+        f" AND {holds(unless)}))"
     )
+
+
+# Might another row share the content of a file of this size (`twin.size` already matched)?
+# A row with a hash (done, duplicate, failed or queued after hashing), one holding content,
+# or one being hashed or sent now. Then the file is hashed before it is sent, as dedupe needs.
+def size_taken(unless: str = "") -> str:
+    return f"(twin.sha256 IS NOT NULL OR twin.state = {one(State.UPLOADING)} OR {holds(unless)})"
 
 
 HOLDS = holds()
 PARKED = parked()
+SIZE_TAKEN = size_taken()

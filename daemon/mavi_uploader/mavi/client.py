@@ -37,6 +37,7 @@ from mavi_uploader.mavi.responses import (
     interpret_storage_response,
     request_failed,
 )
+from mavi_uploader.mavi.sent_digest import SentDigest
 from mavi_uploader.mavi.silence import Silence
 from mavi_uploader.mavi.transport import InFlight
 from mavi_uploader.redaction import url_without_query
@@ -184,9 +185,13 @@ class MaviClient:
         filename: str,
         on_chunk: Callable[[int], None] | None = None,
         chunk_size: int = CHUNK_SIZE,
-    ) -> None:
+        *,
+        hash_sent: bool = False,
+    ) -> str | None:
         """Stream `size` bytes of `source` (a path, or a file open for reading: it is read
-        from the start and left open) as multipart field `file` to the signed URL.
+        from the start and left open) as multipart field `file` to the signed URL. With
+        `hash_sent`, returns the sha256 (hex) of the file's bytes as the accepted attempt
+        sent them: the file is read once.
 
         Raises OSError if the file cannot be read, FileShrank if it shrinks mid-upload.
         """
@@ -196,10 +201,17 @@ class MaviClient:
             if on_chunk is not None:
                 on_chunk(n)
 
-        def call() -> None:
-            with _opened(source) as fileobj:
+        def call() -> str | None:
+            # A digest per attempt: a rate-limited attempt is sent again from the start.
+            digest = SentDigest() if hash_sent else contextlib.nullcontext()
+            with _opened(source) as fileobj, digest as sent:
                 body = MultipartFileBody(
-                    fileobj, size, filename, on_chunk=chunk_sent, chunk_size=chunk_size
+                    fileobj,
+                    size,
+                    filename,
+                    on_chunk=chunk_sent,
+                    on_bytes=sent.update if sent is not None else None,
+                    chunk_size=chunk_size,
                 )
                 try:
                     # No Authorization header: the signature in the URL is the credential.
@@ -217,10 +229,12 @@ class MaviClient:
                         # network, so it counts towards giving up (never retried for ever).
                         raise TransientError(f"{exc.reason} after the whole body") from None
                     raise
-            interpret_storage_response(response)
+                interpret_storage_response(response)
+                return sent.hexdigest() if sent is not None else None
 
         try:
-            self._polite("storage", call)
+            sent_sha256: str | None = self._polite("storage", call)
+            return sent_sha256
         except FileReadFailed as exc:
             raise exc.error from None
 

@@ -37,7 +37,8 @@ def _quote(value: str) -> str:
 class MultipartFileBody:
     """File-like body: preamble, exactly `size` bytes of the file, epilogue.
 
-    `on_chunk(n)` runs after each file chunk is read (may raise to abort the upload).
+    `on_chunk(n)` runs after each file chunk is read (may raise to abort the upload);
+    `on_bytes(chunk)` gets the chunk itself first (the sha256 of what is sent).
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class MultipartFileBody:
         field: str = "file",
         content_type: str = "application/octet-stream",
         on_chunk: Callable[[int], None] | None = None,
+        on_bytes: Callable[[bytes], None] | None = None,
         chunk_size: int = CHUNK_SIZE,
     ) -> None:
         self.boundary = f"mavi-{uuid.uuid4().hex}"
@@ -63,6 +65,7 @@ class MultipartFileBody:
         self._size = size
         self._remaining = size
         self._on_chunk = on_chunk
+        self._on_bytes = on_bytes
         self._chunk_size = chunk_size
         self._stage = 0  # 0 head, 1 file, 2 tail, 3 done
 
@@ -95,6 +98,8 @@ class MultipartFileBody:
                         f"file ended {self._remaining} bytes early: it shrank during the upload"
                     )
                 self._remaining -= len(chunk)
+                if self._on_bytes is not None:
+                    self._on_bytes(chunk)
                 if self._on_chunk is not None:
                     self._on_chunk(len(chunk))
                 return chunk

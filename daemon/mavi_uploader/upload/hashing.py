@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK_SIZE = 1024 * 1024
 
 
-def sha256_file(path: Path, on_chunk: Callable[[int], None] | None = None) -> str:
+@contextlib.contextmanager
+def _opened(source: Path | BinaryIO) -> Iterator[BinaryIO]:
+    if isinstance(source, Path):
+        with open(source, "rb") as fileobj:
+            yield fileobj
+    else:
+        source.seek(0)  # a file held open by the worker: all of it, from the start
+        yield source
+
+
+def sha256_file(source: Path | BinaryIO, on_chunk: Callable[[int], None] | None = None) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fileobj:
+    with _opened(source) as fileobj:
         while chunk := fileobj.read(CHUNK_SIZE):
             digest.update(chunk)
             if on_chunk is not None:

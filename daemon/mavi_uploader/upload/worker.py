@@ -7,6 +7,7 @@ the IO shell (files, the writer probe, MAVI): each step returns the next record,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import socket
@@ -27,7 +28,7 @@ from mavi_uploader.core.records import FileRecord, Observation, State, display_p
 from mavi_uploader.core.retry import Backoffs
 from mavi_uploader.core.signed_urls import UrlRejections, UrlVerdict, url_reusable
 from mavi_uploader.core.writers import Probe, WriterProbe
-from mavi_uploader.journal import ContentClaim
+from mavi_uploader.journal import ContentClaim, SizeClaim
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import (
@@ -44,6 +45,7 @@ from mavi_uploader.upload.confirmation import Confirmer
 from mavi_uploader.upload.hashing import sha256_file
 from mavi_uploader.upload.ledger import Ledger
 from mavi_uploader.upload.pause import PauseGate
+from mavi_uploader.upload.progress import LeaseLost, Pacing
 
 log = get_logger(__name__)
 
@@ -56,10 +58,6 @@ class FileChanged(Exception):
 
 class WriterActive(FileChanged):
     """A process holds the file open for writing: it may not be finished (a paused camera)."""
-
-
-class LeaseLost(Exception):
-    """Another worker took our file (our lease ran out, e.g. the machine slept): stop at once."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class Worker:
         confirm_first: float = Timers.confirm_first,
     ) -> None:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
-        self._lease_seconds, self._progress_every = lease_seconds, progress_every
+        self._lease_seconds = lease_seconds
         self._probe = probe or WriterProbe()
         self._on_claim = on_claim
         self._bandwidth = bandwidth or BandwidthLimiter(0)
@@ -104,6 +102,9 @@ class Worker:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
         self._backoffs = Backoffs.starting_at(retry_first, confirm_first)
         self._ledger = Ledger(journal, self.owner, stop)
+        self._pacing = Pacing(
+            self._ledger, stop, self._bandwidth, clock, lease_seconds, progress_every
+        )
         self._confirmer = Confirmer(
             client, gate, clock=clock, rng=self._rng, backoffs=self._backoffs
         )
@@ -178,14 +179,28 @@ class Worker:
         self._conclude(rec, outcome)
 
     def _prepare(self, rec: FileRecord) -> Outcome | None:
-        """Check and hash the file, then dedupe: None when it is ours to send, else what
-        becomes of it."""
+        """Check the file, and dedupe: None when it is ours to send, else what becomes of
+        it. It is hashed first only if another file of its size might be a copy; else its
+        hash comes from the chunks sent, and the file is read once."""
         self._check_unchanged(rec)
         if rec.size == 0:
             return outcomes.empty_file()
-        sha = rec.sha256 or sha256_file(Path(rec.path), self._progress_hook(rec, False))
+        if rec.sha256 is None and self._hash_as_sent(rec):
+            return None
+        sha = rec.sha256 or sha256_file(Path(rec.path), self._pacing.hook(rec, False))
         self._check_unchanged(rec)
         return self._dedupe(rec, sha)
+
+    def _hash_as_sent(self, rec: FileRecord) -> bool:
+        """Without dedupe, always; with it, when no other file has its size: the row then
+        holds every content of that size until its hash is known (copies wait for it)."""
+        if not self.settings.dedupe:
+            return True
+        assert rec.size is not None
+        claim = self._journal.claim_size(rec.id, rec.size, self.owner)
+        if claim is SizeClaim.LOST:
+            raise LeaseLost
+        return claim is SizeClaim.CLAIMED
 
     def _check_unchanged(
         self, rec: FileRecord, held: BinaryIO | None = None, why: str = CHANGED_SINCE_QUEUED
@@ -224,32 +239,37 @@ class Worker:
         # file we hashed even if it is renamed or deleted mid-upload (its bytes all went out).
         with open(rec.path, "rb") as held:
             self._check_unchanged(rec, held)
-            sent = self._transfer(rec, held)
-            if sent is None:
+            transferred = self._transfer(rec, held)
+            if transferred is None:
                 return
+            sent, sha = transferred
             self._check_unchanged(sent, held, "file changed during its upload; sending again")
-        self._accept(sent, f"storage accepted {sent.size} bytes", bytes_sent=sent.size)
+        hashed = {"sha256": sha} if sent.sha256 is None else {}
+        why = f"storage accepted {sent.size} bytes"
+        self._accept(sent, why, bytes_sent=sent.size, **hashed)
 
-    def _transfer(self, rec: FileRecord, held: BinaryIO) -> FileRecord | None:
-        """Sign if need be and send the bytes; the row after a complete upload, or None when
-        there was nothing to send (MAVI's answer about the journaled asset settled it)."""
+    def _transfer(self, rec: FileRecord, held: BinaryIO) -> tuple[FileRecord, str | None] | None:
+        """Sign if need be and send the bytes: the row after a complete upload and, for a file
+        not hashed before, the sha256 of what was sent. None when there was nothing to send
+        (MAVI's answer about the journaled asset settled it)."""
         rejections = UrlRejections()
         while True:
             if rec.asset_id is not None:
-                resumed = self._resume(rec, rec.asset_id)
+                resumed = self._resume(rec, rec.asset_id, held)
                 if resumed is None:
                     return None
                 rec = resumed
             rec = self._ready_to_send(rec, held)
             assert rec.size is not None and rec.signed_url is not None
             try:
-                self._client.upload(
+                sha = self._client.upload(
                     rec.signed_url,
                     held,
                     rec.size,
                     upload_name(rec.name),
-                    self._progress_hook(rec, True),
+                    self._pacing.hook(rec, True),
                     chunk_size=self._bandwidth.chunk_size,
+                    hash_sent=rec.sha256 is None,
                 )
             except SignedUrlRejected as exc:
                 rejections = rejections.after(expired=exc.expired)
@@ -260,9 +280,9 @@ class Worker:
                 log.warning("signing again", file_id=rec.id, reason=exc.reason)
                 rec = self._advance(rec, outcomes.forget_asset(f"signing again: {exc.reason}"))
                 continue
-            return rec
+            return rec, sha
 
-    def _resume(self, rec: FileRecord, asset_id: str) -> FileRecord | None:
+    def _resume(self, rec: FileRecord, asset_id: str, held: BinaryIO) -> FileRecord | None:
         """A journaled asset (a stop, a retry): its bytes may have landed even if its URL is
         too old to reuse, so MAVI is asked before anything is sent again. The row to send
         from, or None when the answer settled the file (done, confirming, failed)."""
@@ -274,6 +294,11 @@ class Worker:
             return self._advance(rec, outcomes.send_to_same_asset(judgement.reason))
         if judgement.verdict is Verdict.SEND_AGAIN:
             return self._advance(rec, outcomes.forget_asset(judgement.reason))
+        if rec.sha256 is None:  # sent by a run that stopped before the hash was known
+            sha = sha256_file(held, self._pacing.hook(rec, False))
+            if not self._ledger.note(rec, sha256=sha):
+                raise LeaseLost
+            rec = dataclasses.replace(rec, sha256=sha)
         if judgement.verdict is Verdict.CONFIRM:
             self._accept(rec, judgement.reason)
         else:
@@ -298,33 +323,6 @@ class Worker:
         if not self._ledger.note(rec, upload_started_at=started, progress_at=started, bytes_sent=0):
             raise LeaseLost
         return rec
-
-    def _progress_hook(self, rec: FileRecord, record_bytes: bool) -> Callable[[int], None]:
-        """Per-chunk hook: honour stop, renew the lease and publish progress now and then,
-        and at the last chunk: a small file is all sent long before the first 2 s are up, and
-        `status` must not show it at 0% while storage takes its time to answer."""
-        sent = 0
-        last = self._clock()
-
-        def hook(n: int) -> None:
-            nonlocal sent, last
-            if self._stop.is_set():
-                raise Stopped
-            if record_bytes:
-                self._bandwidth.consume(n)
-            sent += n
-            now = self._clock()
-            finished = record_bytes and sent >= (rec.size or 0)
-            if now - last >= self._progress_every or finished:
-                last = now
-                fields: dict[str, object] = {"lease_expires_at": now + self._lease_seconds}
-                if record_bytes:
-                    fields["bytes_sent"] = sent
-                    fields["progress_at"] = now
-                if not self._ledger.note(rec, **fields):
-                    raise LeaseLost
-
-        return hook
 
     # ---- confirmation and the ends of an attempt ---------------------------------------
 

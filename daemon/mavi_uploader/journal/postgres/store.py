@@ -15,9 +15,10 @@ from psycopg.rows import DictRow
 
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
-from mavi_uploader.journal.api import ContentClaim, JournalError, check_transition
+from mavi_uploader.journal.api import JournalError, check_transition
 from mavi_uploader.journal.boundary import wraps_driver_errors
 from mavi_uploader.journal.postgres.connection import Conn, Database, lock_key
+from mavi_uploader.journal.postgres.dedupe import FleetDedupe
 from mavi_uploader.journal.postgres.fleet import WORK_CHANNEL, FleetMembership
 from mavi_uploader.journal.postgres.liveness import HELD_BY_SILENT, SILENT_HOSTS, STEADY
 from mavi_uploader.journal.postgres.places import Places
@@ -45,7 +46,7 @@ _HOLDS, _PARKED = holds(unless=HELD_BY_SILENT), parked(unless=HELD_BY_SILENT)
 
 
 @wraps_driver_errors
-class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
+class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
     """One host's view of the fleet's journal: `JournalStore` (mavi_uploader.journal.api).
 
     `working`: this host's daemon and commands, whose work queries (claims, settling, owed
@@ -260,36 +261,6 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
                 f" {self._host_timeout:g}s); {holder}'s claim taken by {owner}"
             )
         return f"lease of {holder} expired; reclaimed by {owner}"
-
-    def claim_content(
-        self, file_id: int, sha256: str, owner: str, *, max_sends: int
-    ) -> tuple[ContentClaim, FileRecord | None]:
-        """Dedupe across the fleet: one transaction per content, serialised by an advisory
-        lock on the sha256 (two hosts hashing copies at once: the first claims it)."""
-        with self._db.transaction() as conn:
-            self._db.run(conn, "SELECT pg_advisory_xact_lock(%s)", (lock_key("content", sha256),))
-            twin = self._db.run(
-                conn,
-                "SELECT * FROM files AS twin WHERE sha256 = %(sha)s AND id != %(id)s"
-                f" AND (state = {one(State.DONE)} OR {_HOLDS}"
-                f"      OR (state = {one(State.FAILED)} AND sends > %(max)s))"
-                f" ORDER BY state = {one(State.DONE)} DESC, state = {one(State.FAILED)}, id"
-                " LIMIT 1",
-                {"sha": sha256, "id": file_id, "max": max_sends, **self._liveness()},
-            ).fetchone()
-            if twin is not None:
-                found = {
-                    State.DONE.value: ContentClaim.UPLOADED,
-                    State.FAILED.value: ContentClaim.SPENT,
-                }.get(twin["state"], ContentClaim.IN_FLIGHT)
-                return found, to_record(twin, self._places)
-            cur = self._db.run(
-                conn,
-                "UPDATE files SET sha256 = %s, content_claimed = 1, updated_at = %s"
-                " WHERE id = %s AND lease_owner = %s AND host_id = %s",
-                (sha256, self._clock(), file_id, owner, self._host()),
-            )
-            return (ContentClaim.CLAIMED if cur.rowcount == 1 else ContentClaim.LOST), None
 
     def recover_after_crash(self) -> int:
         """Crash rule, at start while this host's id is held (no other daemon of this host
