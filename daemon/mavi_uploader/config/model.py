@@ -22,6 +22,15 @@ class AfterUpload(str, enum.Enum):
     DELETE = "delete"
 
 
+class UploadOrder(str, enum.Enum):
+    """Which due file a free worker takes next; the journal applies it when a worker claims
+    (journal/sql.py `claim_order` says exactly how, retries and starvation included)."""
+
+    FIFO = "fifo"  # first seen, first sent
+    NEWEST = "newest"  # the most recently modified file (mtime) first
+    SMALLEST = "smallest"  # the smallest file first
+
+
 @dataclass(frozen=True)
 class WatchConfig:
     path: Path  # absolute, ~ expanded; need not exist (the watcher copes)
@@ -64,6 +73,7 @@ class Config:
     host_timeout_seconds: float = 30.0
     verify_container: bool = True  # queue MP4/MOV/MXF/MKV/AVI only once the container is whole
     incomplete_grace_seconds: float = 900.0  # still incomplete after holding still this long
+    upload_order: UploadOrder = UploadOrder.FIFO  # which due file a free worker takes next
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -15,7 +15,13 @@ import platformdirs
 from mavi_uploader.config import fleet
 from mavi_uploader.config.fleet import ENV_HOST_ID, ENV_JOURNAL_URL
 from mavi_uploader.config.keyfile import KeyProblem, clean_key, read_key_file
-from mavi_uploader.config.model import DEFAULT_IGNORE, AfterUpload, Config, WatchConfig
+from mavi_uploader.config.model import (
+    DEFAULT_IGNORE,
+    AfterUpload,
+    Config,
+    UploadOrder,
+    WatchConfig,
+)
 from mavi_uploader.config.timers import Timers, load_timers
 from mavi_uploader.config.tomltable import ConfigError, Table, int_in, of, positive, show, str_list
 from mavi_uploader.units import BANDWIDTH_HINT, parse_bandwidth
@@ -43,13 +49,15 @@ _TOP_KEYS = (
     "bandwidth_limit", "dedupe", "after_upload", "done_dir", "extensions", "state_dir",
     "rescan_interval_seconds", "keep_done_days", "max_resends", "once_confirm_timeout_seconds",
     "journal_url", "host_id", "host_timeout_seconds", "verify_container",
-    "incomplete_grace_seconds", "watch",
+    "incomplete_grace_seconds", "upload_order", "watch",
 )
 # fmt: on
 # Accepted but left out of the README's reference and of hints: the daemon's timers, for tests.
 _HIDDEN_KEYS = ("timers",)
 _WATCH_KEYS = ("path", "recursive", "ignore", "poll", "poll_interval_seconds", "share")
 _AFTER = ("keep", "move", "delete")
+_ORDERS = tuple(order.value for order in UploadOrder)
+_ORDERS_HINT = '"fifo", "newest" or "smallest"'
 # Keys people guess that must not exist, with what to do instead.
 _NOT_KEYS = {"api_key": f"put the key in a file and set api_key_file, or set {ENV_API_KEY}"}
 
@@ -207,6 +215,9 @@ class _Loader(Table):
             host_timeout_seconds=fleet.read_host_timeout(self),
             verify_container=self.get("verify_container", True, of(bool), "true or false"),
             incomplete_grace_seconds=self.num("incomplete_grace_seconds", 900.0, "seconds >= 0"),
+            upload_order=UploadOrder(
+                self.get("upload_order", "fifo", lambda v: v in _ORDERS, _ORDERS_HINT)
+            ),
         )
         if need_key and not api_key:
             where = f" (config file {self.config_file})" if self.config_file else ""

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mavi_uploader.config.model import UploadOrder
 from mavi_uploader.core.records import Event, FileRecord, HostInfo, Observation, Pause
 from mavi_uploader.core.states import State, is_allowed
 
@@ -138,8 +139,11 @@ class JournalStore(Protocol):
 
     # ---- workers ---------------------------------------------------------------------
 
-    def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
-        """Atomically take the next due file under a lease (never the same row twice)."""
+    def claim(
+        self, owner: str, lease_seconds: float, *, order: UploadOrder = UploadOrder.FIFO
+    ) -> FileRecord | None:
+        """Atomically take the next due file under a lease (never the same row twice); of
+        several due, the first in `order` (journal/sql.py `claim_order` defines it)."""
         ...
 
     def claim_content(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mavi_uploader.config.model import UploadOrder
 from mavi_uploader.core.records import EMPTY_FILE
 from mavi_uploader.core.states import ACTIVE_STATES, HANDLED_STATES, State
 
@@ -79,3 +80,52 @@ def size_taken(unless: str = "") -> str:
 HOLDS = holds()
 PARKED = parked()
 SIZE_TAKEN = size_taken()
+
+
+# ---- the order of claims (config `upload_order`) --------------------------------------------
+#
+# A claim takes one due row: a queued file (next_attempt_at unset or past, not parked), an
+# upload or confirmation whose lease expired, or a confirmation poll that is due. A row not
+# yet due is never a candidate, whatever the order. Among the candidates:
+#
+# 1. Uploads before confirmation polls (and confirmations whose lease expired), those in the
+#    order they came due (next_attempt_at). Before upload_order, a poll already came after
+#    every upload never deferred, but before a retry that came due later than it: now a due
+#    retry is an upload like any other.
+# 2. Uploads (first attempts and due retries alike, so a retried small file does not wait
+#    behind a large one under `smallest`) in the configured order:
+#    - fifo: first seen, first sent (id).
+#    - newest: the most recently modified file (mtime) first, ties first seen first. mtime,
+#      not the time it was queued: an export just rendered is the newest file, while copies
+#      that keep their mtime (Finder, cp -p, rsync -a, camera offload tools) bring old
+#      material that should not overtake it, and a restart's rescan queues files in directory
+#      order, which says nothing about which is new.
+#    - smallest: the smallest file first, ties first seen first.
+# 3. Under newest and smallest, an upload due for ORDER_PATIENCE or longer goes ahead of the
+#    others (such rows first seen, first sent): a steady stream of small (or new) files would
+#    otherwise hold a large (or old) one back for ever. Due since: its next_attempt_at, else
+#    when it was last queued (updated_at: nothing rewrites a queued row but the move that
+#    queued it, which also clears next_attempt_at). fifo needs no such rule: a row is only
+#    ever overtaken by rows seen before it.
+ORDER_PATIENCE = 3600.0
+
+_POLL = f"state = {one(State.CONFIRMING)}"
+_ORDER_KEYS = {
+    UploadOrder.FIFO: "",
+    UploadOrder.NEWEST: "-COALESCE(mtime_ns, 0)",
+    UploadOrder.SMALLEST: "COALESCE(size, 0)",
+}
+
+
+def claim_order(order: UploadOrder, overdue_before: str) -> str:
+    """The ORDER BY of a claim under `order`; `overdue_before` is the statement's placeholder
+    for the journal's now minus ORDER_PATIENCE."""
+    terms = [_POLL, f"CASE WHEN {_POLL} THEN COALESCE(next_attempt_at, 0) ELSE 0 END"]
+    key = _ORDER_KEYS[order]
+    if key:
+        overdue = f"COALESCE(next_attempt_at, updated_at) <= {overdue_before}"
+        terms += [
+            f"CASE WHEN {overdue} THEN 0 ELSE 1 END",
+            f"CASE WHEN {overdue} THEN 0 ELSE {key} END",
+        ]
+    return "ORDER BY " + ", ".join([*terms, "id"])

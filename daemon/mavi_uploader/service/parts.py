@@ -22,7 +22,7 @@ from mavi_uploader.watch.watcher import Watcher
 
 def worker_settings(cfg: Config) -> WorkerSettings:
     patience = Patience(max_resends=cfg.max_resends)
-    return WorkerSettings(cfg.dedupe, cfg.after_upload, cfg.done_dir, patience)
+    return WorkerSettings(cfg.dedupe, cfg.after_upload, cfg.done_dir, patience, cfg.upload_order)
 
 
 @dataclass

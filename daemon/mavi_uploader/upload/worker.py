@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mavi_uploader.config.model import AfterUpload
+from mavi_uploader.config.model import AfterUpload, UploadOrder
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core import outcomes
 from mavi_uploader.core.decisions import Patience, Verdict
@@ -66,6 +66,7 @@ class WorkerSettings:
     after_upload: AfterUpload = AfterUpload.KEEP
     done_dir: Path | None = None
     patience: Patience = field(default_factory=Patience)
+    order: UploadOrder = UploadOrder.FIFO  # which due file a claim takes (the journal's SQL)
 
 
 class Worker:
@@ -118,7 +119,7 @@ class Worker:
             self._release(stranded, "handed back after a journal write failure")
         if not self._gate.admit():
             return False
-        record = self._journal.claim(self.owner, self._lease_seconds)
+        record = self._journal.claim(self.owner, self._lease_seconds, order=self.settings.order)
         if record is None:
             return False
         if self._on_claim is not None:
@@ -345,8 +346,7 @@ class Worker:
             st = os.stat(rec.path)
         except FileNotFoundError:
             return outcomes.settle_again(why, None, now=self._clock())
-        now = self._clock()
-        return outcomes.settle_again(why, (st.st_size, st.st_mtime_ns), now=now, **fields)
+        return outcomes.settle_again(why, (st.st_size, st.st_mtime_ns), now=self._clock(), **fields)
 
     def _retry(self, rec: FileRecord, why: str, *, counts: bool = True) -> Outcome:
         """A failed step's outcome, on the row as the journal has it (it may be confirming

@@ -13,6 +13,7 @@ from typing import Any
 
 from psycopg.rows import DictRow
 
+from mavi_uploader.config.model import UploadOrder
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
 from mavi_uploader.journal.api import JournalError, check_transition
@@ -26,7 +27,7 @@ from mavi_uploader.journal.postgres.reads import FleetReads
 from mavi_uploader.journal.postgres.rows import to_record
 from mavi_uploader.journal.postgres.sightings import FleetSightings
 from mavi_uploader.journal.postgres.slots import DatabaseSlots
-from mavi_uploader.journal.sql import among, holds, one, parked
+from mavi_uploader.journal.sql import ORDER_PATIENCE, among, claim_order, holds, one, parked
 
 Clock = Callable[[], float]
 
@@ -213,10 +214,12 @@ class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
 
     # ---- workers ---------------------------------------------------------------------
 
-    def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
-        """Take the next due file this host can reach: queued, confirming, or in flight under
-        a lease that expired or another host that went silent. SKIP LOCKED: a row another
-        host is taking right now is passed over, never waited for.
+    def claim(
+        self, owner: str, lease_seconds: float, *, order: UploadOrder = UploadOrder.FIFO
+    ) -> FileRecord | None:
+        """Take the next due file this host can reach, in `order` (sql.claim_order): queued,
+        confirming, or in flight under a lease that expired or another host that went silent.
+        SKIP LOCKED: a row another host is taking right now is passed over, never waited for.
 
         This host's own rows are never taken for a silent host's: it is claiming, so it is
         alive, and its workers hold them until their leases expire (a late heartbeat here
@@ -234,8 +237,8 @@ class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
                 "     AND COALESCE(next_attempt_at, 0) <= %(now)s)"
                 f" OR (state IN {among(IN_FLIGHT)} AND (lease_expires_at < %(now)s"
                 f"     OR (host_id IN {SILENT_HOSTS} AND {STEADY}))))"
-                " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                {**args, "now": now},
+                f" {claim_order(order, '%(overdue)s')} LIMIT 1 FOR UPDATE SKIP LOCKED",
+                {**args, "now": now, "overdue": now - ORDER_PATIENCE},
             ).fetchone()
             if row is None:
                 return None

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from mavi_uploader.config.model import UploadOrder
 from mavi_uploader.core.records import FileRecord, HostInfo
 from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
 from mavi_uploader.journal.api import JournalError, check_transition
 from mavi_uploader.journal.boundary import wraps_driver_errors
-from mavi_uploader.journal.sql import PARKED, among, one
+from mavi_uploader.journal.sql import ORDER_PATIENCE, PARKED, among, claim_order, one
 from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
 from mavi_uploader.journal.sqlite.reads import JournalReads, to_record
 from mavi_uploader.journal.sqlite.retention import JournalRetention
@@ -217,9 +218,12 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
 
     # ---- workers ---------------------------------------------------------------------
 
-    def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
-        """Atomically take the next due file: queued (-> uploading), confirming, or an
-        in-flight one whose lease expired (its worker died or hung without renewing)."""
+    def claim(
+        self, owner: str, lease_seconds: float, *, order: UploadOrder = UploadOrder.FIFO
+    ) -> FileRecord | None:
+        """Atomically take the next due file, in `order` (sql.claim_order): queued
+        (-> uploading), confirming, or an in-flight one whose lease expired (its worker died
+        or hung without renewing)."""
         now = self._clock()
         with self._tx() as conn:
             row = conn.execute(
@@ -229,8 +233,8 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
                 f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
                 "     AND COALESCE(next_attempt_at, 0) <= :now)"
                 f" OR (state IN {among(IN_FLIGHT)} AND lease_expires_at < :now)"
-                " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1",
-                {"now": now},
+                f" {claim_order(order, ':overdue')} LIMIT 1",
+                {"now": now, "overdue": now - ORDER_PATIENCE},
             ).fetchone()
             if row is None:
                 return None
