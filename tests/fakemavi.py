@@ -98,6 +98,7 @@ class FakeMavi:
         self._random_rate = 0.0
         self._random_endpoints: tuple[str, ...] = ()
         self._script = ["SUCCESS"]
+        self.processing_seconds = 0.0  # UPLOADING for this long after each complete upload
         self._script_times: int | None = None
         self._ttl = DEFAULT_TTL
         self._stopping = threading.Event()
@@ -277,7 +278,13 @@ class FakeMavi:
                 return None
             asset.metadata_gets += 1
             status = asset.upload_status
-            if asset.script:
+            landed = self.uploads.get(asset_id)
+            processing = landed is not None and (
+                time.monotonic() < landed.completed_at + self.processing_seconds
+            )
+            if processing:
+                status = "UPLOADING"  # MAVI still processing the bytes: the script waits
+            elif asset.script:
                 asset.script_pos = min(asset.script_pos + 1, len(asset.script) - 1)
                 asset.upload_status = asset.script[asset.script_pos]
             suffix = asset.filename.rpartition(".")[2].lower() if "." in asset.filename else ""

@@ -92,7 +92,8 @@ def test_mavi_answering_waiting_for_ever_ends_the_run_and_says_so(
 ) -> None:
     fake.set_metadata_script(["WAITING"])
     # MAVI is asked again after 0.05 s, 0.1 s... (the hidden [timers] confirm_first; 1 s, 2 s...)
-    daemon = daemon_factory(once_confirm_timeout_seconds=1.0, timers={"confirm_first": 0.05})
+    timers = {"confirm_first": 0.05, "first_check": 0.05}
+    daemon = daemon_factory(once_confirm_timeout_seconds=1.0, timers=timers)
     write_video(daemon.watch / "a.mp4", 10_000)
     daemon.start("--once")
     assert exit_code_within(daemon, 60) == 1

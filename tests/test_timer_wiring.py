@@ -51,9 +51,10 @@ WHERE: list[tuple[str, Callable[[Any], float]]] = [
     # upload/
     ("retry_first", lambda w: w.worker._backoffs.upload.base),
     ("confirm_first", lambda w: w.worker._backoffs.confirm.base),
+    ("first_check", lambda w: w.worker._first_checks.delay(1)),  # until one is learned
     ("pause_probe_every", lambda w: w.parts.gate._probe_interval),
     ("lease", lambda w: w.worker._lease_seconds),
-    ("progress_every", lambda w: w.worker._progress_every),
+    ("progress_every", lambda w: w.worker._pacing.progress_every),
     ("sweep_grace", lambda w: w.swept_with),
     # mavi/
     ("connect_timeout", lambda w: w.parts.client._timeout[0]),

@@ -7,7 +7,7 @@ import threading
 from conftest import Clock
 from contract.helpers import Opener, current, in_threads, obs, queued
 from mavi_uploader.core.states import State
-from mavi_uploader.journal import ContentClaim, JournalStore
+from mavi_uploader.journal import ContentClaim, JournalStore, Work
 
 
 def test_claim_takes_due_rows_in_order_and_records_the_owner(
@@ -199,3 +199,34 @@ def test_crash_rule_requeues_uploads_keeps_signed_url_and_frees_confirming(
     assert store.recover_after_crash() == 0
     resumed = store.claim("alive", 60)
     assert resumed is not None and resumed.id in (uploading, confirming)
+
+
+def test_upload_workers_and_the_confirmer_each_claim_only_their_work(
+    store: JournalStore, clock: Clock
+) -> None:
+    poll, upload = queued(store, "/w/a.mp4"), queued(store, "/w/b.mp4")
+    assert store.claim("w1", 60, work=Work.UPLOADS) is not None  # a.mp4
+    store.transition(poll, State.CONFIRMING, "sent", owner="w1", lease_owner=None,
+                     next_attempt_at=clock.now + 5)  # fmt: skip
+    assert store.claim("confirmer", 60, work=Work.CONFIRMATIONS) is None  # not due yet
+    clock.now += 5
+    got = store.claim("confirmer", 60, work=Work.CONFIRMATIONS)
+    assert got is not None and got.id == poll  # the queued b.mp4 is not the confirmer's
+    assert store.claim("confirmer", 60, work=Work.CONFIRMATIONS) is None
+    store.update(poll, owner="confirmer", lease_owner=None, next_attempt_at=clock.now)
+    taken = store.claim("w2", 60, work=Work.UPLOADS)
+    assert taken is not None and taken.id == upload  # never the due poll
+    assert store.claim("w3", 60, work=Work.UPLOADS) is None
+
+
+def test_each_kind_of_work_reclaims_its_own_lapsed_leases(
+    store: JournalStore, clock: Clock
+) -> None:
+    sending, polling = queued(store, "/w/a.mp4"), queued(store, "/w/b.mp4")
+    assert store.claim("w1", 60) is not None and store.claim("w2", 60) is not None
+    store.transition(polling, State.CONFIRMING, "sent", owner="w2")  # w2 polls, then hangs
+    clock.now += 61
+    confirmer = store.claim("confirmer", 60, work=Work.CONFIRMATIONS)
+    assert confirmer is not None and confirmer.id == polling
+    uploader = store.claim("w3", 60, work=Work.UPLOADS)
+    assert uploader is not None and uploader.id == sending and uploader.state is State.UPLOADING

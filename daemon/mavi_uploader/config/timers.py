@@ -36,6 +36,7 @@ class Timers:
     # upload/ (the backoffs double from their first delay, with jitter, up to core/retry's caps)
     retry_first: float = 1.0  # a failed attempt is tried again after 0.5-1x this, then 2x...
     confirm_first: float = 1.0  # MAVI is asked again about an unconfirmed upload after this
+    first_check: float = 3.0  # the first check after an upload, until one is learned
     pause_probe_every: float = 60.0  # while paused (401/402/403): one probe per this long
     lease: float = 900.0  # a claim's lease, renewed while bytes move; longer than any wait
     progress_every: float = 2.0  # journal the bytes sent (and renew the lease) this often

@@ -187,11 +187,17 @@ def _retry(
 # ---- confirmation -------------------------------------------------------------------------
 
 
-def accepted(rec: FileRecord, why: str, *, now: float, **fields: Any) -> Outcome:
-    """Storage took a complete upload of `rec` (or had it before a stop): count it and ask."""
+def accepted(
+    rec: FileRecord, why: str, *, now: float, first_check_in: float | None = None, **fields: Any
+) -> Outcome:
+    """Storage took a complete upload of `rec` (or had it before a stop): count it. MAVI is
+    asked `first_check_in` seconds from now, by whoever claims the poll; None: at once, by
+    the worker holding it."""
+    if first_check_in is not None:
+        fields = {**fields, **RELEASE_LEASE, "next_attempt_at": now + first_check_in}
     return move(
         State.CONFIRMING, why, sends=rec.sends + 1, accepted_at=now, mavi_status=None,
-        mavi_status_since=None, confirm_polls=0, next_attempt_at=None, **fields,
+        mavi_status_since=None, confirm_polls=0, **{"next_attempt_at": None, **fields},
     )  # fmt: skip
 
 

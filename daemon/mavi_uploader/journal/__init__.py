@@ -19,6 +19,7 @@ from mavi_uploader.journal.api import (
     JournalSettingError,
     JournalStore,
     SizeClaim,
+    Work,
     check_transition,
 )
 from mavi_uploader.journal.sqlite.store import Journal as SQLiteJournal
@@ -99,6 +100,7 @@ __all__ = [
     "JournalSettingError",
     "JournalStore",
     "SizeClaim",
+    "Work",
     "check_transition",
     "lock_host",
     "make_state_dir",

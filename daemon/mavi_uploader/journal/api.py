@@ -65,6 +65,15 @@ class ContentClaim(enum.Enum):
     LOST = "lost"  # the row is no longer ours (lease taken)
 
 
+class Work(enum.Enum):
+    """What a claim may take: the daemon's upload workers take uploads and its confirmer takes
+    confirmation polls, so a due poll never waits behind long uploads (and the reverse)."""
+
+    ANY = "any"
+    UPLOADS = "uploads"  # queued rows, and uploads whose lease lapsed
+    CONFIRMATIONS = "confirmations"  # due confirmation polls, and ones whose lease lapsed
+
+
 class SizeClaim(enum.Enum):
     """What `claim_size` found."""
 
@@ -140,10 +149,15 @@ class JournalStore(Protocol):
     # ---- workers ---------------------------------------------------------------------
 
     def claim(
-        self, owner: str, lease_seconds: float, *, order: UploadOrder = UploadOrder.FIFO
+        self,
+        owner: str,
+        lease_seconds: float,
+        *,
+        order: UploadOrder = UploadOrder.FIFO,
+        work: Work = Work.ANY,
     ) -> FileRecord | None:
-        """Atomically take the next due file under a lease (never the same row twice); of
-        several due, the first in `order` (journal/sql.py `claim_order` defines it)."""
+        """Atomically take the next due file of `work` under a lease (never the same row
+        twice); of several due, the first in `order` (journal/sql.py `claim_order`)."""
         ...
 
     def claim_content(

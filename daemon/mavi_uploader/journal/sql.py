@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from mavi_uploader.config.model import UploadOrder
 from mavi_uploader.core.records import EMPTY_FILE
 from mavi_uploader.core.states import ACTIVE_STATES, HANDLED_STATES, State
+from mavi_uploader.journal.api import Work
 
 
 def one(state: State) -> str:
@@ -115,6 +116,19 @@ _ORDER_KEYS = {
     UploadOrder.NEWEST: "-COALESCE(mtime_ns, 0)",
     UploadOrder.SMALLEST: "COALESCE(size, 0)",
 }
+
+
+def claimable(work: Work, *, now: str, parked: str, lapsed: str) -> str:
+    """The rows a claim of `work` may take: `now` is the statement's placeholder for the
+    journal's now, `parked` the store's PARKED, `lapsed` its "this row's lease has lapsed"."""
+    due = f"COALESCE(next_attempt_at, 0) <= {now}"
+    uploads = (
+        f"(state = {one(State.QUEUED)} AND {due} AND NOT {parked})"
+        f" OR (state = {one(State.UPLOADING)} AND {lapsed})"
+    )
+    polls = f"(state = {one(State.CONFIRMING)} AND (lease_owner IS NULL AND {due} OR {lapsed}))"
+    chosen = {Work.UPLOADS: uploads, Work.CONFIRMATIONS: polls}.get(work, f"{uploads} OR {polls}")
+    return f"({chosen})"
 
 
 def claim_order(order: UploadOrder, overdue_before: str) -> str:

@@ -22,7 +22,7 @@ from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import State
 from mavi_uploader.core.reporting import upload_progress
 from mavi_uploader.core.writers import ignore_lease_breaks
-from mavi_uploader.journal import JournalError, make_state_dir, open_journal
+from mavi_uploader.journal import JournalError, Work, make_state_dir, open_journal
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import dropped_lines, get_logger
 from mavi_uploader.redaction import register_secret
@@ -41,6 +41,7 @@ from mavi_uploader.watch.settle import Settler
 from mavi_uploader.watch.watcher import Watcher
 
 log = get_logger(__name__)
+CONFIRMER = -1  # the confirmer's slot among the workers: never retired by `concurrency`
 # Settings a reload cannot change in a running daemon.
 _RESTART_ONLY = ("state_dir", "timers")
 EXIT_HOST_TAKEN = 3  # the contract's "already running", as at start
@@ -160,16 +161,17 @@ class Daemon:
             parts.rescanner.wake()
 
     def _staff_workers(self, parts: Parts) -> None:
-        """Start workers up to `concurrency`; extra ones retire after their current file."""
+        """Start upload workers up to `concurrency` (extra ones retire after their current
+        file) and the confirmer: due confirmation polls never wait behind uploads."""
         settings = worker_settings(self.config)
         with self._workers_lock:
             for worker in self._workers.values():
                 worker.settings = settings
-            for n in range(self.config.concurrency):
+            for n in [CONFIRMER, *range(self.config.concurrency)]:
                 if n in self._workers:
                     continue  # busy, or retiring and now wanted again: it carries on
                 worker = Worker(
-                    f"worker-{n + 1}",
+                    "confirmer" if n == CONFIRMER else f"worker-{n + 1}",
                     parts.journal,
                     parts.client,
                     parts.gate,
@@ -182,6 +184,8 @@ class Daemon:
                     progress_every=self.timers.progress_every,
                     retry_first=self.timers.retry_first,
                     confirm_first=self.timers.confirm_first,
+                    work=Work.CONFIRMATIONS if n == CONFIRMER else Work.UPLOADS,
+                    first_checks=parts.first_checks,
                 )
                 self._workers[n] = worker
                 body = functools.partial(self._work_loop, worker, n, parts.journal)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from mavi_uploader.config.model import Config
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.decisions import Patience
+from mavi_uploader.core.first_check import FirstChecks
 from mavi_uploader.journal import JournalStore, shared_rate_slots
 from mavi_uploader.mavi.client import MaviClient
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter
@@ -35,6 +36,7 @@ class Parts:
     watcher: Watcher
     settler: Settler
     rescanner: Rescanner
+    first_checks: FirstChecks  # learned by the confirmer, used by every worker
 
 
 def assemble(
@@ -80,4 +82,5 @@ def assemble(
         watcher=watcher,
         settler=settler,
         rescanner=Rescanner(watcher, stop, retry_seconds=timers.rescan_retry),
+        first_checks=FirstChecks(initial=timers.first_check),
     )

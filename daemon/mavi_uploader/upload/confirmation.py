@@ -12,7 +12,8 @@ import random
 from collections.abc import Callable
 
 from mavi_uploader.core import outcomes
-from mavi_uploader.core.decisions import Judgement, Patience, judge, send_again_or_fail
+from mavi_uploader.core.decisions import Judgement, Patience, Verdict, judge, send_again_or_fail
+from mavi_uploader.core.first_check import FirstChecks
 from mavi_uploader.core.outcomes import DEFAULT_BACKOFFS, Outcome
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.retry import Backoffs
@@ -32,7 +33,9 @@ class Confirmer:
         clock: Callable[[], float],
         rng: random.Random,
         backoffs: Backoffs = DEFAULT_BACKOFFS,
+        first_checks: FirstChecks | None = None,
     ) -> None:
+        self._first_checks = first_checks  # learns from every SUCCESS when the first check is
         self._client = client
         self._gate = gate
         self._clock = clock
@@ -67,6 +70,9 @@ class Confirmer:
             sends=rec.sends,
             patience=patience,
         )
+        if judgement.verdict is Verdict.DONE and self._first_checks is not None:
+            took = self._clock() - accepted_at
+            self._first_checks.observe(rec.size, took, first_check=rec.confirm_polls == 0)
         return self._follow(rec, judgement, status.upload_status, owed)
 
     def ask_if_landed(

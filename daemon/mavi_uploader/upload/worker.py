@@ -23,12 +23,13 @@ from mavi_uploader.config.model import AfterUpload, UploadOrder
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core import outcomes
 from mavi_uploader.core.decisions import Patience, Verdict
+from mavi_uploader.core.first_check import FirstChecks
 from mavi_uploader.core.outcomes import FINISHED, Outcome
 from mavi_uploader.core.records import FileRecord, Observation, State, display_path, upload_name
 from mavi_uploader.core.retry import Backoffs
 from mavi_uploader.core.signed_urls import UrlRejections, UrlVerdict, url_reusable
 from mavi_uploader.core.writers import Probe, WriterProbe
-from mavi_uploader.journal import ContentClaim, SizeClaim
+from mavi_uploader.journal import ContentClaim, SizeClaim, Work
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import (
@@ -41,6 +42,12 @@ from mavi_uploader.mavi.client import (
 from mavi_uploader.mavi.multipart import FileShrank
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter, Stopped
 from mavi_uploader.upload.aftercare import Aftercare
+from mavi_uploader.upload.checks import (
+    CHANGED_SINCE_QUEUED,
+    FileChanged,
+    WriterActive,
+    check_unchanged,
+)
 from mavi_uploader.upload.confirmation import Confirmer
 from mavi_uploader.upload.hashing import sha256_file
 from mavi_uploader.upload.ledger import Ledger
@@ -48,16 +55,6 @@ from mavi_uploader.upload.pause import PauseGate
 from mavi_uploader.upload.progress import LeaseLost, Pacing
 
 log = get_logger(__name__)
-
-CHANGED_SINCE_QUEUED = "file changed since it was queued"
-
-
-class FileChanged(Exception):
-    """The file on disk no longer matches what was queued or sent."""
-
-
-class WriterActive(FileChanged):
-    """A process holds the file open for writing: it may not be finished (a paused camera)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +85,8 @@ class Worker:
         progress_every: float = Timers.progress_every,
         retry_first: float = Timers.retry_first,
         confirm_first: float = Timers.confirm_first,
+        work: Work = Work.ANY,
+        first_checks: FirstChecks | None = None,
     ) -> None:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self._lease_seconds = lease_seconds
@@ -107,9 +106,11 @@ class Worker:
             self._ledger, stop, self._bandwidth, clock, lease_seconds, progress_every
         )
         self._confirmer = Confirmer(
-            client, gate, clock=clock, rng=self._rng, backoffs=self._backoffs
-        )
+            client, gate, clock=clock, rng=self._rng, backoffs=self._backoffs,
+            first_checks=first_checks,
+        )  # fmt: skip
         self._stranded: FileRecord | None = None
+        self._work, self._first_checks = work, first_checks
 
     def run_once(self) -> bool:
         """Claim and work on one file; False when there was nothing to do (or paused)."""
@@ -119,7 +120,9 @@ class Worker:
             self._release(stranded, "handed back after a journal write failure")
         if not self._gate.admit():
             return False
-        record = self._journal.claim(self.owner, self._lease_seconds, order=self.settings.order)
+        record = self._journal.claim(
+            self.owner, self._lease_seconds, order=self.settings.order, work=self._work
+        )
         if record is None:
             return False
         if self._on_claim is not None:
@@ -206,13 +209,7 @@ class Worker:
     def _check_unchanged(
         self, rec: FileRecord, held: BinaryIO | None = None, why: str = CHANGED_SINCE_QUEUED
     ) -> None:
-        """The file (the `held` one, else whatever is at its path) is the version queued and
-        open for writing nowhere (`enqueue` skips settle; a writer may open it again)."""
-        st = os.fstat(held.fileno()) if held is not None else os.stat(rec.path)
-        if not rec.describes(st):
-            raise FileChanged(why)
-        if (writer := self._probe(held.fileno() if held is not None else rec.path)) is not None:
-            raise WriterActive(writer.reason)
+        check_unchanged(rec, self._probe, held, why)
 
     def _dedupe(self, rec: FileRecord, sha: str) -> Outcome | None:
         """Record the hash; with dedupe, claim the content in the same transaction, so of
@@ -328,11 +325,16 @@ class Worker:
     # ---- confirmation and the ends of an attempt ---------------------------------------
 
     def _accept(self, rec: FileRecord, why: str, **fields: Any) -> None:
-        """Storage took a complete upload of `rec`: count it, then ask MAVI at once."""
-        accepted = outcomes.accepted(rec, why, now=self._clock(), **fields)
+        """Storage took a complete upload of `rec`: count it. MAVI is asked once it had the
+        time recent assets of its size needed (the confirmer's claim), or, without
+        `first_checks`, at once."""
+        wait = self._first_checks.delay(rec.size) if self._first_checks else None
+        accepted = outcomes.accepted(rec, why, now=self._clock(), first_check_in=wait, **fields)
         confirming = self._ledger.apply(rec, accepted)
-        if confirming is not None:
+        if confirming is not None and wait is None:
             self._confirm(confirming)
+        elif confirming is not None and self._on_claim is not None:
+            self._on_claim()  # the confirmer sets its alarm for it
 
     def _confirm(self, rec: FileRecord) -> None:
         """One metadata poll for a confirming row, and its consequence."""

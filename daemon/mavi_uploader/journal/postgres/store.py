@@ -15,8 +15,8 @@ from psycopg.rows import DictRow
 
 from mavi_uploader.config.model import UploadOrder
 from mavi_uploader.core.records import FileRecord
-from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
-from mavi_uploader.journal.api import JournalError, check_transition
+from mavi_uploader.core.states import RELEASE_LEASE, State
+from mavi_uploader.journal.api import JournalError, Work, check_transition
 from mavi_uploader.journal.boundary import wraps_driver_errors
 from mavi_uploader.journal.postgres.connection import Conn, Database, lock_key
 from mavi_uploader.journal.postgres.dedupe import FleetDedupe
@@ -27,7 +27,7 @@ from mavi_uploader.journal.postgres.reads import FleetReads
 from mavi_uploader.journal.postgres.rows import to_record
 from mavi_uploader.journal.postgres.sightings import FleetSightings
 from mavi_uploader.journal.postgres.slots import DatabaseSlots
-from mavi_uploader.journal.sql import ORDER_PATIENCE, among, claim_order, holds, one, parked
+from mavi_uploader.journal.sql import ORDER_PATIENCE, claim_order, claimable, holds, one, parked
 
 Clock = Callable[[], float]
 
@@ -44,6 +44,8 @@ _WRITABLE = frozenset({
 # fmt: on
 _INTEGER_FLAGS = ("after_upload_due", "content_claimed")
 _HOLDS, _PARKED = holds(unless=HELD_BY_SILENT), parked(unless=HELD_BY_SILENT)
+# A lease lapses when it expires, or when its host fell silent (taken only by a steady host).
+_LAPSED = f"(lease_expires_at < %(now)s OR (host_id IN {SILENT_HOSTS} AND {STEADY}))"
 
 
 @wraps_driver_errors
@@ -215,7 +217,12 @@ class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
     # ---- workers ---------------------------------------------------------------------
 
     def claim(
-        self, owner: str, lease_seconds: float, *, order: UploadOrder = UploadOrder.FIFO
+        self,
+        owner: str,
+        lease_seconds: float,
+        *,
+        order: UploadOrder = UploadOrder.FIFO,
+        work: Work = Work.ANY,
     ) -> FileRecord | None:
         """Take the next due file this host can reach, in `order` (sql.claim_order): queued,
         confirming, or in flight under a lease that expired or another host that went silent.
@@ -230,13 +237,8 @@ class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
             row = self._db.run(
                 conn,
                 "SELECT id, state, lease_owner, host_id, lease_expires_at < %(now)s AS expired"
-                f" FROM files WHERE {mine} AND ("
-                f" (state = {one(State.QUEUED)} AND COALESCE(next_attempt_at, 0) <= %(now)s"
-                f"     AND NOT {_PARKED})"
-                f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
-                "     AND COALESCE(next_attempt_at, 0) <= %(now)s)"
-                f" OR (state IN {among(IN_FLIGHT)} AND (lease_expires_at < %(now)s"
-                f"     OR (host_id IN {SILENT_HOSTS} AND {STEADY}))))"
+                f" FROM files WHERE {mine}"
+                f" AND {claimable(work, now='%(now)s', parked=_PARKED, lapsed=_LAPSED)}"
                 f" {claim_order(order, '%(overdue)s')} LIMIT 1 FOR UPDATE SKIP LOCKED",
                 {**args, "now": now, "overdue": now - ORDER_PATIENCE},
             ).fetchone()

@@ -15,10 +15,10 @@ from typing import Any
 
 from mavi_uploader.config.model import UploadOrder
 from mavi_uploader.core.records import FileRecord, HostInfo
-from mavi_uploader.core.states import IN_FLIGHT, RELEASE_LEASE, State
-from mavi_uploader.journal.api import JournalError, check_transition
+from mavi_uploader.core.states import RELEASE_LEASE, State
+from mavi_uploader.journal.api import JournalError, Work, check_transition
 from mavi_uploader.journal.boundary import wraps_driver_errors
-from mavi_uploader.journal.sql import ORDER_PATIENCE, PARKED, among, claim_order, one
+from mavi_uploader.journal.sql import ORDER_PATIENCE, PARKED, claim_order, claimable, one
 from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
 from mavi_uploader.journal.sqlite.reads import JournalReads, to_record
 from mavi_uploader.journal.sqlite.retention import JournalRetention
@@ -219,7 +219,12 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
     # ---- workers ---------------------------------------------------------------------
 
     def claim(
-        self, owner: str, lease_seconds: float, *, order: UploadOrder = UploadOrder.FIFO
+        self,
+        owner: str,
+        lease_seconds: float,
+        *,
+        order: UploadOrder = UploadOrder.FIFO,
+        work: Work = Work.ANY,
     ) -> FileRecord | None:
         """Atomically take the next due file, in `order` (sql.claim_order): queued
         (-> uploading), confirming, or an in-flight one whose lease expired (its worker died
@@ -228,11 +233,7 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT id, state, lease_owner FROM files WHERE"
-                f" (state = {one(State.QUEUED)} AND COALESCE(next_attempt_at, 0) <= :now"
-                f"     AND NOT {PARKED})"
-                f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
-                "     AND COALESCE(next_attempt_at, 0) <= :now)"
-                f" OR (state IN {among(IN_FLIGHT)} AND lease_expires_at < :now)"
+                f" {claimable(work, now=':now', parked=PARKED, lapsed='lease_expires_at < :now')}"
                 f" {claim_order(order, ':overdue')} LIMIT 1",
                 {"now": now, "overdue": now - ORDER_PATIENCE},
             ).fetchone()
