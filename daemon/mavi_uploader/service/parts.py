@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from mavi_uploader.config.model import Config
 from mavi_uploader.config.timers import Timers
+from mavi_uploader.config.timetable import LocalClock
 from mavi_uploader.core.decisions import Patience
 from mavi_uploader.journal import JournalStore, shared_rate_slots
 from mavi_uploader.mavi.client import MaviClient
@@ -45,7 +46,9 @@ def assemble(cfg: Config, timers: Timers, journal: JournalStore, stop: threading
     return Parts(
         journal=journal,
         limiter=limiter,
-        bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=stop),
+        bandwidth=BandwidthLimiter(
+            cfg.bandwidth_limit, stop=stop, now=LocalClock(timers.timetable_shift)
+        ),
         client=MaviClient(
             cfg.api_base,
             cfg.api_key,
