@@ -1,16 +1,23 @@
-"""The byte pace follows a bandwidth timetable: rates switch on the local clock (injected
-clocks: no DST, no waiting)."""
+"""The byte pace follows a bandwidth timetable: rates switch on the local clock, and a `pause`
+window holds new uploads while confirmations go on (injected clocks: no DST, no waiting)."""
 
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from conftest import Clock
+from fakemavi import FakeMavi
 from mavi_uploader.config.timetable import parse_bandwidth_limit
+from mavi_uploader.core.records import State
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter
+from mavi_uploader.upload.worker import Worker, WorkerSettings
+from rig import Rig, make_rig
 
 MON = datetime(2024, 1, 1)  # a Monday
 
@@ -84,3 +91,43 @@ def test_a_plain_rate_is_a_timetable_of_one_limit() -> None:
     assert pace.in_force().until is None and pace.chunk_size == 250_000
     pace.set_rate(0)
     assert pace.reserve(10**9) == 0.0 and not pace.holding()
+
+
+# ---- the worker in a pause window ----------------------------------------------------------
+
+
+@pytest.fixture
+def rig(tmp_path: Path, fake: FakeMavi) -> Iterator[Rig]:
+    yield from make_rig(tmp_path, fake)
+
+
+def paced_worker(rig: Rig, pace: BandwidthLimiter) -> Worker:
+    return Worker(
+        "w1", rig.journal, rig.client, rig.gate, WorkerSettings(), rig.stop,
+        clock=rig.clock, rng=random.Random(0), bandwidth=pace,
+    )  # fmt: skip
+
+
+def test_in_a_pause_window_confirmations_go_on_and_uploads_wait_for_its_end(rig: Rig) -> None:
+    wall = WallClock(at("07:00"))
+    worker = paced_worker(rig, limiter("08:00,pause 09:00,off", wall))
+    rig.fake.set_metadata_script(["WAITING", "SUCCESS"], times=1)
+    sent = rig.queue("sent.mp4")
+    assert worker.run_once() is True
+    confirming = rig.get(sent)
+    assert confirming.state is State.CONFIRMING  # MAVI said WAITING: asked again later
+
+    wall.now = at("08:30")  # the window opens
+    held = rig.queue("held.mp4", seed=1)
+    rig.clock.now = (confirming.next_attempt_at or 0) + 0.01
+    assert worker.run_once() is True  # the confirmation falls due and is polled
+    assert rig.get(sent).state is State.DONE
+    assert worker.run_once() is False  # nothing else: the queued file is not claimed
+    assert rig.get(held).state is State.QUEUED
+    assert [e.to_state for e in rig.journal.history(held.id)][-1] is State.QUEUED
+    assert len(rig.fake.completed) == 1
+
+    wall.now = at("09:00")  # the window ends
+    assert worker.run_once() is True
+    assert rig.get(held).state is State.DONE
+    assert len(rig.fake.completed) == 2

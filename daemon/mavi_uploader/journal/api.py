@@ -130,8 +130,9 @@ class JournalStore(Protocol):
 
     # ---- workers ---------------------------------------------------------------------
 
-    def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
-        """Atomically take the next due file under a lease (never the same row twice)."""
+    def claim(self, owner: str, lease_seconds: float, *, uploads: bool = True) -> FileRecord | None:
+        """Atomically take the next due file under a lease (never the same row twice).
+        `uploads=False` (a bandwidth pause): confirming rows only, no upload starts."""
         ...
 
     def claim_content(

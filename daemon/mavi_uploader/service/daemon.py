@@ -184,7 +184,7 @@ class Daemon:
                     confirm_first=self.timers.confirm_first,
                 )
                 self._workers[n] = worker
-                body = functools.partial(self._work_loop, worker, n, parts.journal)
+                body = functools.partial(self._work_loop, worker, n, parts)
                 self._loops.spawn(worker.owner, body)
 
     def _supervise(self, parts: Parts) -> int:
@@ -327,6 +327,7 @@ class Daemon:
         parts.client.set_credentials(new.api_base, new.api_key)
         parts.limiter.set_rate(new.rate_limit_per_second)
         parts.bandwidth.set_rate(new.bandwidth_limit)
+        self.work_ready.set()  # a pause lifted by the new limit: idle workers look at once
         parts.settler.settle_seconds = new.settle_seconds
         jobs.set_every("rescan", new.rescan_interval_seconds or math.inf)  # from its next turn
         self.config = new
@@ -352,7 +353,7 @@ class Daemon:
             self._loops.beat("watcher", self.timers.stale_beat)
             watcher.pump(timeout=0.5)
 
-    def _work_loop(self, worker: Worker, index: int, journal: Journal) -> None:
+    def _work_loop(self, worker: Worker, index: int, parts: Parts) -> None:
         while not self.stop.is_set():
             if index >= self.config.concurrency:
                 with self._workers_lock:  # decided under the lock staffing uses: no lost slot
@@ -363,6 +364,12 @@ class Daemon:
             self.work_ready.clear()
             if worker.run_once():
                 continue
-            due = journal.next_due_at()
+            held = parts.bandwidth.held_for()
+            if held is not None:
+                # Queued files are due but held by a `pause` window: look again when it ends
+                # (every 2 s until then, for confirmations falling due).
+                self.work_ready.wait(min(2.0, max(0.05, held)))
+                continue
+            due = parts.journal.next_due_at()
             wait = 2.0 if due is None else min(2.0, max(0.05, due - time.time()))
             self.work_ready.wait(wait)

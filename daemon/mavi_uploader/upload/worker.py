@@ -95,9 +95,7 @@ class Worker:
         self._probe = probe or WriterProbe()
         self._on_claim = on_claim
         self._bandwidth = bandwidth or BandwidthLimiter(0)
-        self._journal = journal
-        self._client = client
-        self._gate = gate
+        self._journal, self._client, self._gate = journal, client, gate
         self.settings = settings
         self._stop = stop
         self._clock = clock
@@ -117,7 +115,9 @@ class Worker:
             self._release(stranded, "handed back after a journal write failure")
         if not self._gate.admit():
             return False
-        record = self._journal.claim(self.owner, self._lease_seconds)
+        # A bandwidth `pause` window: confirmations go on, no upload starts.
+        uploads = not self._bandwidth.holding()
+        record = self._journal.claim(self.owner, self._lease_seconds, uploads=uploads)
         if record is None:
             return False
         if self._on_claim is not None:

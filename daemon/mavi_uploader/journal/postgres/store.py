@@ -212,10 +212,11 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
 
     # ---- workers ---------------------------------------------------------------------
 
-    def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
+    def claim(self, owner: str, lease_seconds: float, *, uploads: bool = True) -> FileRecord | None:
         """Take the next due file this host can reach: queued, confirming, or in flight under
         a lease that expired or another host that went silent. SKIP LOCKED: a row another
-        host is taking right now is passed over, never waited for.
+        host is taking right now is passed over, never waited for. `uploads=False`:
+        confirming rows only.
 
         This host's own rows are never taken for a silent host's: it is claiming, so it is
         alive, and its workers hold them until their leases expire (a late heartbeat here
@@ -227,14 +228,15 @@ class PostgresJournal(FleetSightings, FleetReads, FleetMembership):
                 conn,
                 "SELECT id, state, lease_owner, host_id, lease_expires_at < %(now)s AS expired"
                 f" FROM files WHERE {mine} AND ("
-                f" (state = {one(State.QUEUED)} AND COALESCE(next_attempt_at, 0) <= %(now)s"
-                f"     AND NOT {_PARKED})"
+                f" (%(uploads)s AND state = {one(State.QUEUED)}"
+                f"     AND COALESCE(next_attempt_at, 0) <= %(now)s AND NOT {_PARKED})"
                 f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
                 "     AND COALESCE(next_attempt_at, 0) <= %(now)s)"
                 f" OR (state IN {among(IN_FLIGHT)} AND (lease_expires_at < %(now)s"
-                f"     OR (host_id IN {SILENT_HOSTS} AND {STEADY}))))"
+                f"     OR (host_id IN {SILENT_HOSTS} AND {STEADY}))"
+                f"     AND (%(uploads)s OR state = {one(State.CONFIRMING)})))"
                 " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                {**args, "now": now},
+                {**args, "now": now, "uploads": uploads},
             ).fetchone()
             if row is None:
                 return None

@@ -217,20 +217,22 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
 
     # ---- workers ---------------------------------------------------------------------
 
-    def claim(self, owner: str, lease_seconds: float) -> FileRecord | None:
+    def claim(self, owner: str, lease_seconds: float, *, uploads: bool = True) -> FileRecord | None:
         """Atomically take the next due file: queued (-> uploading), confirming, or an
-        in-flight one whose lease expired (its worker died or hung without renewing)."""
+        in-flight one whose lease expired (its worker died or hung without renewing).
+        `uploads=False`: confirming rows only."""
         now = self._clock()
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT id, state, lease_owner FROM files WHERE"
-                f" (state = {one(State.QUEUED)} AND COALESCE(next_attempt_at, 0) <= :now"
-                f"     AND NOT {PARKED})"
+                f" (:uploads AND state = {one(State.QUEUED)}"
+                f"     AND COALESCE(next_attempt_at, 0) <= :now AND NOT {PARKED})"
                 f" OR (state = {one(State.CONFIRMING)} AND lease_owner IS NULL"
                 "     AND COALESCE(next_attempt_at, 0) <= :now)"
-                f" OR (state IN {among(IN_FLIGHT)} AND lease_expires_at < :now)"
+                f" OR (state IN {among(IN_FLIGHT)} AND lease_expires_at < :now"
+                f"     AND (:uploads OR state = {one(State.CONFIRMING)}))"
                 " ORDER BY COALESCE(next_attempt_at, 0), id LIMIT 1",
-                {"now": now},
+                {"now": now, "uploads": uploads},
             ).fetchone()
             if row is None:
                 return None
