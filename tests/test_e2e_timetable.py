@@ -66,3 +66,14 @@ def test_a_pause_window_holds_new_uploads_and_they_start_when_it_ends(
     assert daemon.status()["bandwidth"]["limit"] == "off"
     log = daemon.log_text()
     assert log.index('"limit": "pause"') < log.index('"limit": "off"')
+
+
+def test_a_once_run_in_a_pause_window_leaves_the_files_queued_and_exits_1(
+    fake: FakeMavi, daemon_factory: DaemonFactory
+) -> None:
+    daemon = daemon_factory(bandwidth_limit="pause", settle_seconds=0.2)
+    write_video(daemon.watch / "a.mp4", 100_000)
+    assert daemon.start("--once").wait_exit() == 1
+    assert [f["state"] for f in daemon.files()] == [State.QUEUED.value]
+    assert not fake.calls_to("sign")
+    assert "bandwidth_limit pauses new uploads" in daemon.log_text()

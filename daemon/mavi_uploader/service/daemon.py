@@ -199,8 +199,9 @@ class Daemon:
 
     def _once_end(self, parts: Parts) -> OnceEnd:
         return OnceEnd(
-            parts.journal, parts.gate, parts.rescanner, parts.client, self.timers.once_unreachable
-        )
+            parts.journal, parts.gate, parts.rescanner, parts.client, self.timers.once_unreachable,
+            parts.bandwidth,
+        )  # fmt: skip
 
     def _pass(
         self, parts: Parts, jobs: PeriodicJobs, now: float, once: OnceEnd | None
