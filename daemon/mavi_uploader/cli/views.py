@@ -140,8 +140,10 @@ def _bandwidth_text(bandwidth: dict[str, Any]) -> str:
         shown = "pause: no new upload starts"
     elif limit == "off":
         shown = "off (unlimited)"
-    else:
+    elif bandwidth["bytes_per_second"] < 10**18:
         shown = f"{limit} ({_human_size(bandwidth['bytes_per_second'])}/s)"
+    else:  # a rate written with hundreds of digits: no float holds it; the text says it
+        shown = limit
     return shown + (f", until {until}" if until else "")
 
 
