@@ -29,7 +29,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 import pgcluster
 from fakemavi import FakeMavi
-from mavi_uploader.cli.views import file_document, status_document
+from mavi_uploader.cli.views import bandwidth_document, file_document, status_document
+from mavi_uploader.config.settings import load_config
 from mavi_uploader.journal import JournalStore, open_for_reports
 from mavi_uploader.service.lock import probe
 
@@ -173,11 +174,16 @@ def open_reports(state_dir: Path) -> JournalStore | None:
     return open_for_reports(state_dir)
 
 
-def read_status(state_dir: Path) -> dict[str, Any]:
-    """What `status --json` prints, read in this process."""
+def read_status(state_dir: Path, config_path: Path | None = None) -> dict[str, Any]:
+    """What `status --json` prints, read in this process (with `config_path`, its
+    "bandwidth" too, which the command reads from the config)."""
     journal = open_reports(state_dir)
+    bandwidth = None
+    if config_path is not None:
+        config = load_config(config_path=str(config_path), env={}, require_api_key=False)
+        bandwidth = bandwidth_document(config)
     try:
-        doc = status_document(state_dir, journal, probe(state_dir))
+        doc = status_document(state_dir, journal, probe(state_dir), bandwidth=bandwidth)
     finally:
         if journal is not None:
             journal.close()
@@ -251,7 +257,7 @@ class DaemonProcess:
 
     def status(self) -> dict[str, Any]:
         """`status --json`'s document, read in this process (cheap enough to poll)."""
-        return read_status(self.state_dir)
+        return read_status(self.state_dir, self.config_path)
 
     def files(self) -> list[dict[str, Any]]:
         """`list --json`'s documents, read in this process (cheap enough to poll)."""

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,28 @@ def test_status_json_without_any_journal(setup: dict[str, Path], capsys: Any) ->
         "confirming": [],
         "settling": [],
         "recent_errors": [],
+        "bandwidth": {"limit": "off", "bytes_per_second": None, "until": None},
     }
+
+
+def test_status_shows_the_bandwidth_limit_in_force_and_when_it_changes(
+    setup: dict[str, Path], capsys: Any
+) -> None:
+    now = datetime.now().replace(second=0, microsecond=0)
+    change = now + timedelta(hours=2)  # every day: in force from this minute for two hours
+    table = f"{now:%H:%M},2M {change:%H:%M},pause"
+    setup["config"].write_text(f'bandwidth_limit = "{table}"\n' + setup["config"].read_text())
+    doc = json.loads(run(capsys, "status", "--json")[1])
+    until = change.astimezone().isoformat(timespec="seconds")
+    assert doc["bandwidth"] == {"limit": "2M", "bytes_per_second": 2_000_000, "until": until}
+    assert f"bandwidth  2M (2.0 MB/s), until {until}\n" in run(capsys, "status")[1]
+
+    table = f"{now:%H:%M},pause {change:%H:%M},off"
+    setup["config"].write_text(f'bandwidth_limit = "{table}"\n[[watch]]\npath = "/w"\n')
+    doc = json.loads(run(capsys, "status", "--json")[1])
+    assert doc["bandwidth"] == {"limit": "pause", "bytes_per_second": None, "until": until}
+    text = run(capsys, "status")[1]
+    assert f"bandwidth  pause: no new upload starts, until {until}\n" in text
 
 
 def test_status_shows_counts_and_pause(setup: dict[str, Path], capsys: Any) -> None:

@@ -17,6 +17,7 @@ from mavi_uploader.config.settings import (
     ConfigError,
     load_config,
 )
+from mavi_uploader.config.timetable import Timetable
 from mavi_uploader.units import parse_bandwidth
 
 KEY = "mk-test-Sup3rSecretKeyValue-9f8e7d"
@@ -24,6 +25,7 @@ ENV = {"MAVI_API_KEY": KEY}
 ORIGINAL_DEFAULT_CONFIG_PATH = cfg.default_config_path
 ORIGINAL_DEFAULT_STATE_DIR = cfg.default_state_dir
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions and symlinks")
+steady = Timetable.steady  # a plain bandwidth_limit: the same limit all week
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +68,7 @@ def test_defaults_without_any_config_file(tmp_path: Path) -> None:
     assert c.api_base == DEFAULT_API_BASE
     assert c.api_key == KEY
     assert (c.concurrency, c.settle_seconds, c.rate_limit_per_second) == (2, 5.0, 1.0)
-    assert (c.bandwidth_limit, c.dedupe, c.after_upload) == (0, True, AfterUpload.KEEP)
+    assert (c.bandwidth_limit, c.dedupe, c.after_upload) == (steady(0), True, AfterUpload.KEEP)
     assert c.done_dir is None
     assert c.extensions == frozenset(DEFAULT_EXTENSIONS)
     assert c.watches == ()
@@ -108,7 +110,8 @@ def test_full_file_is_parsed(tmp_path: Path) -> None:
     assert c.config_file == path
     assert c.api_base == "http://localhost:8080/api"
     assert (c.concurrency, c.settle_seconds, c.rate_limit_per_second) == (4, 2.5, 0.0)
-    assert (c.bandwidth_limit, c.dedupe, c.after_upload) == (20_000_000, False, AfterUpload.DELETE)
+    assert (c.bandwidth_limit, c.dedupe) == (steady(20_000_000), False)
+    assert c.after_upload is AfterUpload.DELETE
     assert c.extensions == frozenset({"mp4", "mov", "mkv"})
     assert c.rescan_interval_seconds == 0.0
     assert c.watches == (
@@ -421,8 +424,10 @@ def test_parse_bandwidth_rejects(text: str | int) -> None:
 
 
 def test_bandwidth_in_file_accepts_ints_and_strings(tmp_path: Path) -> None:
-    assert load(write(tmp_path, "bandwidth_limit = 1000\n")).bandwidth_limit == 1000
-    assert load(write(tmp_path, 'bandwidth_limit = "2MiB"\n')).bandwidth_limit == 2 * 1024**2
+    assert load(write(tmp_path, "bandwidth_limit = 1000\n")).bandwidth_limit == steady(1000)
+    assert load(write(tmp_path, 'bandwidth_limit = "2MiB"\n')).bandwidth_limit == steady(
+        2 * 1024**2
+    )
 
 
 # --- done_dir -----------------------------------------------------------------------------

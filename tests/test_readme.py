@@ -19,7 +19,7 @@ from fakemavi import FakeMavi
 from mavi_uploader.config import settings as config_module
 from mavi_uploader.config.model import WatchConfig
 from mavi_uploader.config.settings import load_config
-from mavi_uploader.units import parse_bandwidth
+from mavi_uploader.config.timetable import parse_bandwidth_limit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,7 +71,7 @@ def test_documented_defaults_are_the_real_ones(tmp_path: Path) -> None:
             continue
         actual = getattr(config, key)
         if key == "bandwidth_limit":
-            value = parse_bandwidth(value)
+            value = parse_bandwidth_limit(value)
         actual = getattr(actual, "value", actual)
         assert actual == value, f"README says {key} defaults to {default}, code: {actual!r}"
         checked += 1

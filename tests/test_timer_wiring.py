@@ -59,6 +59,7 @@ WHERE: list[tuple[str, Callable[[Any], float]]] = [
     # mavi/
     ("connect_timeout", lambda w: w.parts.client._timeout[0]),
     ("read_timeout", lambda w: w.parts.client._timeout[1]),
+    ("timetable_shift", lambda w: w.parts.bandwidth._now.shift),
 ]
 
 

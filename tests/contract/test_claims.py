@@ -56,6 +56,30 @@ def test_confirming_rows_without_a_lease_are_claimed_and_keep_their_state(
     assert store.history(file_id) == events  # a routine poll: no event
 
 
+def test_a_claim_without_uploads_takes_confirming_rows_only(
+    store: JournalStore, clock: Clock
+) -> None:
+    """A bandwidth `pause` window: confirmations go on, no upload starts or is taken over."""
+    stale = queued(store, "/w/s.mp4")
+    store.claim("hung-worker", 60)
+    confirm = queued(store, "/w/c.mp4")
+    store.claim("w1", 60)
+    store.transition(confirm, State.CONFIRMING, "sent", owner="w1")
+    store.update(confirm, owner="w1", lease_owner=None)
+    waiting = queued(store, "/w/q.mp4")
+    clock.now += 61  # the hung worker's lease has expired
+    rec = store.claim("w2", 60, work=Work.CONFIRMATIONS)
+    assert rec is not None and rec.id == confirm and rec.state is State.CONFIRMING
+    assert store.claim("w3", 60, work=Work.CONFIRMATIONS) is None
+    assert current(store, waiting).state is State.QUEUED
+    assert current(store, stale).lease_owner == "hung-worker"
+    clock.now += 61  # w2 hung too: its confirmation is taken over, still without uploads
+    again = store.claim("w3", 60, work=Work.CONFIRMATIONS)
+    assert again is not None and again.id == confirm and again.lease_owner == "w3"
+    taken = {store.claim("w4", 60).id for _ in range(2)}  # type: ignore[union-attr]
+    assert taken == {stale, waiting}
+
+
 def test_a_row_keeps_its_content_claim_from_one_claim_to_the_next(store: JournalStore) -> None:
     file_id = queued(store, "/w/a.mp4")
     store.update(file_id, sha256="ab" * 32, content_claimed=1)

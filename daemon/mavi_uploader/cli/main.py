@@ -11,6 +11,7 @@ from mavi_uploader import __version__
 from mavi_uploader.cli.checks import report, require_watch_folders, run_checks
 from mavi_uploader.cli.progress import UploadBars
 from mavi_uploader.cli.views import (
+    bandwidth_document,
     event_document,
     file_document,
     history_text,
@@ -237,7 +238,10 @@ def _status(args: argparse.Namespace, config: Config) -> int:
     journal = open_for_reports(config.state_dir, fleet_of(config))
     try:
         holder = probe(config.state_dir)
-        doc = status_document(config.state_dir, journal, holder, kind=journal_kind(config))
+        doc = status_document(
+            config.state_dir, journal, holder, kind=journal_kind(config),
+            bandwidth=bandwidth_document(config),
+        )  # fmt: skip
     finally:
         if journal:
             journal.close()

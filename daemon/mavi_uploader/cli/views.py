@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mavi_uploader.config.model import Config
+from mavi_uploader.config.timetable import LocalClock
 from mavi_uploader.core.records import Event, FileRecord, HostInfo, State, display_path
 from mavi_uploader.core.reporting import iso, mavi_says, upload_progress
 from mavi_uploader.journal import JournalStore
@@ -18,9 +20,15 @@ SETTLING_SHOWN = 20  # ...and this many files held back from the queue, with the
 
 
 def status_document(
-    state_dir: Path, journal: JournalStore | None, holder: LockHolder, *, kind: str = "sqlite"
+    state_dir: Path,
+    journal: JournalStore | None,
+    holder: LockHolder,
+    *,
+    kind: str = "sqlite",
+    bandwidth: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `status --json` object; `kind` is the journal named when there is none yet."""
+    """The `status --json` object; `kind` is the journal named when there is none yet,
+    `bandwidth` the config's limit in force (`bandwidth_document`)."""
     kind = journal.kind if journal else kind
     pause = journal.pause() if journal else None
     counts = journal.counts() if journal else {s.value: 0 for s in State}
@@ -70,7 +78,20 @@ def status_document(
     }
     if kind == "postgresql":  # fleet mode: every host sharing the journal, this one included
         doc["hosts"] = [host_document(h) for h in journal.hosts()] if journal else []
+    if bandwidth is not None:
+        doc["bandwidth"] = bandwidth
     return doc
+
+
+def bandwidth_document(config: Config) -> dict[str, Any]:
+    """bandwidth_limit as `status` shows it: the limit in force now ("2M", "off", "pause"),
+    its bytes/s (null: unlimited or paused) and when it next changes (null: never)."""
+    clock = LocalClock(config.timers.timetable_shift)
+    force = config.bandwidth_limit.in_force(clock())
+    limit = force.limit
+    rate = None if limit.paused or limit.bytes_per_second == 0 else limit.bytes_per_second
+    until = clock.real(force.until).isoformat(timespec="seconds") if force.until else None
+    return {"limit": limit.label, "bytes_per_second": rate, "until": until}
 
 
 def host_document(host: HostInfo) -> dict[str, Any]:
@@ -94,6 +115,8 @@ def status_text(doc: dict[str, Any]) -> str:
     lines.append(
         f"paused     {paused['reason']} (since {paused['since']})" if paused else "paused     no"
     )
+    if "bandwidth" in doc:
+        lines.append("bandwidth  " + _bandwidth_text(doc["bandwidth"]))
     lines.append("")
     width = max(len(s) for s in doc["counts"])
     lines.extend(f"{state:<{width}}  {n:>7}" for state, n in doc["counts"].items())
@@ -124,6 +147,19 @@ def status_text(doc: dict[str, Any]) -> str:
         lines += ["", "recent errors:"]
         lines += [f"#{e['id']} {e['path']} [{e['state']}]: {e['error']}" for e in errors]
     return "\n".join(lines)
+
+
+def _bandwidth_text(bandwidth: dict[str, Any]) -> str:
+    limit, until = bandwidth["limit"], bandwidth["until"]
+    if limit == "pause":
+        shown = "pause: no new upload starts"
+    elif limit == "off":
+        shown = "off (unlimited)"
+    elif bandwidth["bytes_per_second"] < 10**18:
+        shown = f"{limit} ({_human_size(bandwidth['bytes_per_second'])}/s)"
+    else:  # a rate written with hundreds of digits: no float holds it; the text says it
+        shown = limit
+    return shown + (f", until {until}" if until else "")
 
 
 def _hosts_table(hosts: Sequence[dict[str, Any]]) -> str:

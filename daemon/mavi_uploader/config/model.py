@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mavi_uploader.config import fleet
 from mavi_uploader.config.timers import Timers
+from mavi_uploader.config.timetable import Timetable
 
 DEFAULT_IGNORE: tuple[str, ...] = ("*.part", "*.tmp", "*.crdownload", "*~", ".*")
 
@@ -45,14 +46,15 @@ class WatchConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """Validated settings; rate_limit_per_second and bandwidth_limit (bytes/s) 0 = unlimited."""
+    """Validated settings; rate_limit_per_second 0 = unlimited; bandwidth_limit is a timetable
+    (a plain value: the same limit all week)."""
 
     api_base: str
     api_key: str = field(repr=False)
     concurrency: int
     settle_seconds: float
     rate_limit_per_second: float
-    bandwidth_limit: int
+    bandwidth_limit: Timetable
     dedupe: bool
     after_upload: AfterUpload
     done_dir: Path | None

@@ -23,8 +23,8 @@ from mavi_uploader.config.model import (
     WatchConfig,
 )
 from mavi_uploader.config.timers import Timers, load_timers
+from mavi_uploader.config.timetable import LIMIT_HINT, Timetable, parse_bandwidth_limit
 from mavi_uploader.config.tomltable import ConfigError, Table, int_in, of, positive, show, str_list
-from mavi_uploader.units import BANDWIDTH_HINT, parse_bandwidth
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -230,11 +230,16 @@ class _Loader(Table):
     def string(self, key: str) -> str:  # "" when absent
         return str(self.get(key, "", of(str), "a string in double quotes")).strip()
 
-    def bandwidth(self) -> int:
+    def bandwidth(self) -> Timetable:
+        value = self.get("bandwidth_limit", 0, of(int, str), LIMIT_HINT)
         try:
-            return parse_bandwidth(self.get("bandwidth_limit", 0, of(int, str), BANDWIDTH_HINT))
-        except ValueError:
-            raise self.bad("bandwidth_limit", BANDWIDTH_HINT) from None
+            return parse_bandwidth_limit(value)
+        except ValueError as exc:
+            if isinstance(value, str) and "," in value:  # a timetable: name the entry at fault
+                shown = show(value)
+                where = f"{self.where}bandwidth_limit = {shown}"
+                raise ConfigError(f"{where} is not valid: {exc}") from None
+            raise self.bad("bandwidth_limit", LIMIT_HINT) from None
 
     def api_base(self, flag: str | None) -> str:
         # The file's value is checked even when overridden: the file itself is wrong.

@@ -9,6 +9,7 @@ bottom of the house so the config can validate them and every layer takes its ow
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,8 @@ from mavi_uploader.config.tomltable import ConfigError, Table, positive, show
 
 @dataclass(frozen=True)
 class Timers:
-    """Seconds, every one > 0. Field names are the keys of the hidden `[timers]` table."""
+    """Seconds, every one > 0 but `timetable_shift`. Field names are the keys of the hidden
+    `[timers]` table."""
 
     # service/: the supervisor and its periodic jobs
     tick: float = 1.0  # the supervisor's pass while running as a daemon (signals wake it)
@@ -46,6 +48,13 @@ class Timers:
     read_timeout: float = 120.0
     # cli/
     wait_poll: float = 0.5  # `enqueue --wait` reads the journal this often
+    # The bandwidth timetable is read at the local time plus this (any sign; 0 in service): a
+    # test puts a window's end seconds away instead of waiting for a whole minute to come round.
+    timetable_shift: float = 0.0
+
+
+def finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 TIMER_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Timers))
@@ -61,8 +70,12 @@ def load_timers(raw: object, where: str) -> Timers:
     table = Table(raw, where, "[timers] ")
     table.check_keys(TIMER_NAMES, (), {})
     values: dict[str, Any] = {
-        name: table.num(name, 0.0, "seconds > 0, e.g. 0.5", positive) for name in raw
+        name: table.num(name, 0.0, "seconds > 0, e.g. 0.5", positive)
+        for name in raw
+        if name != "timetable_shift"
     }
+    if "timetable_shift" in raw:
+        values["timetable_shift"] = table.num("timetable_shift", 0.0, "seconds, e.g. -30", finite)
     timers = Timers(**values)
     if timers.lease <= timers.progress_every:
         raise ConfigError(

@@ -7,11 +7,14 @@ provides one; this layer does not import it).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol
 
+from mavi_uploader.config.timetable import OFF, InForce, LocalClock, Timetable
 from mavi_uploader.log import get_logger
 
 Clock = Callable[[], float]
@@ -195,39 +198,74 @@ class RateLimiter:
 
 
 class BandwidthLimiter:
-    """Paces bytes sent by all workers together to `bytes_per_second` (0 = unlimited).
+    """Paces bytes sent by all workers together to the bandwidth limit in force: a plain
+    bytes/s (0 = unlimited) or a timetable, followed on the local clock `now`.
 
     Each chunk reserves its share of the timeline; a caller waits until its chunk may start.
     Chunks are kept small (`chunk_size`) so the pace is smooth, not bursts and long pauses.
+    In a `pause` window no new upload may start (`holding`); uploads in flight go on at the
+    rate before the window.
     """
 
     def __init__(
         self,
-        bytes_per_second: int,
+        limit: int | Timetable,
         *,
         clock: Clock = time.monotonic,
         stop: threading.Event | None = None,
+        now: Callable[[], datetime] | None = None,  # default: the local clock
     ) -> None:
-        self._rate = max(0, bytes_per_second)
         self._clock = clock
+        self._now = now or LocalClock()
         self._stop = stop or threading.Event()
         self._lock = threading.Lock()
         self._next = 0.0
+        self._table = _timetable(limit)
+        self._in_force: InForce | None = None
+        self._rate = 0
+        self._shown = OFF  # the limit last logged
+        with self._lock:
+            self._follow()
 
     @property
     def chunk_size(self) -> int:
         """Bytes per read: about 1/8 s of the allowed rate, between 64 KiB and 1 MiB."""
-        if self._rate == 0:
-            return 1024 * 1024
-        return min(1024 * 1024, max(64 * 1024, self._rate // 8))
-
-    def set_rate(self, bytes_per_second: int) -> None:
         with self._lock:
-            self._rate = max(0, bytes_per_second)
+            rate = self._follow().pace
+        if rate == 0:
+            return 1024 * 1024
+        return min(1024 * 1024, max(64 * 1024, rate // 8))
+
+    def set_rate(self, limit: int | Timetable) -> None:
+        """A new limit (SIGHUP): a bytes/s or a timetable, in force from now."""
+        with self._lock:
+            self._table, self._in_force = _timetable(limit), None
+            self._follow()
+
+    def in_force(self) -> InForce:
+        """The limit in force now, and until when."""
+        with self._lock:
+            return self._follow()
+
+    def holding(self) -> bool:
+        """True while a `pause` window holds new uploads back."""
+        return self.in_force().limit.paused
+
+    def held_for(self) -> float | None:
+        """Seconds until the `pause` window in force ends (inf: a pause without end); None
+        when new uploads may start."""
+        with self._lock:
+            force = self._follow()
+            if not force.limit.paused:
+                return None
+            if force.until is None:
+                return math.inf
+            return (force.until - self._now()).total_seconds()
 
     def reserve(self, nbytes: int) -> float:
         """Book `nbytes` on the shared timeline; returns how long to wait before sending."""
         with self._lock:
+            self._follow()
             if self._rate == 0:
                 return 0.0
             now = self._clock()
@@ -240,3 +278,22 @@ class BandwidthLimiter:
         delay = self.reserve(nbytes)
         if delay > 0 and self._stop.wait(delay):
             raise Stopped
+
+    def _follow(self) -> InForce:
+        """The limit in force, read from the timetable again once it changes (under the lock)."""
+        at, current = self._now(), self._in_force
+        if current is not None and (current.until is None or at < current.until):
+            return current
+        force = self._in_force = self._table.in_force(at)
+        if force.pace != self._rate:
+            self._rate = force.pace
+            self._next = self._clock()  # the new pace starts now, not after the old bookings
+        if force.limit != self._shown:  # unlimited, as at start, goes without saying
+            self._shown = force.limit
+            until = force.until.isoformat(timespec="minutes") if force.until else None
+            log.info("bandwidth limit", limit=force.limit.label, until=until)
+        return force
+
+
+def _timetable(limit: int | Timetable) -> Timetable:
+    return limit if isinstance(limit, Timetable) else Timetable.steady(max(0, limit))

@@ -188,7 +188,7 @@ class Daemon:
                     first_checks=parts.first_checks,
                 )
                 self._workers[n] = worker
-                body = functools.partial(self._work_loop, worker, n, parts.journal)
+                body = functools.partial(self._work_loop, worker, n, parts)
                 self._loops.spawn(worker.owner, body)
 
     def _supervise(self, parts: Parts) -> int:
@@ -203,8 +203,9 @@ class Daemon:
 
     def _once_end(self, parts: Parts) -> OnceEnd:
         return OnceEnd(
-            parts.journal, parts.gate, parts.rescanner, parts.client, self.timers.once_unreachable
-        )
+            parts.journal, parts.gate, parts.rescanner, parts.client, self.timers.once_unreachable,
+            parts.bandwidth,
+        )  # fmt: skip
 
     def _pass(
         self, parts: Parts, jobs: PeriodicJobs, now: float, once: OnceEnd | None
@@ -331,6 +332,7 @@ class Daemon:
         parts.client.set_credentials(new.api_base, new.api_key)
         parts.limiter.set_rate(new.rate_limit_per_second)
         parts.bandwidth.set_rate(new.bandwidth_limit)
+        self.work_ready.set()  # a pause lifted by the new limit: idle workers look at once
         parts.settler.settle_seconds = new.settle_seconds
         parts.settler.verify = new.verify_container
         parts.settler.grace = new.incomplete_grace_seconds
@@ -358,7 +360,7 @@ class Daemon:
             self._loops.beat("watcher", self.timers.stale_beat)
             watcher.pump(timeout=0.5)
 
-    def _work_loop(self, worker: Worker, index: int, journal: Journal) -> None:
+    def _work_loop(self, worker: Worker, index: int, parts: Parts) -> None:
         while not self.stop.is_set():
             if index >= self.config.concurrency:
                 with self._workers_lock:  # decided under the lock staffing uses: no lost slot
@@ -369,6 +371,12 @@ class Daemon:
             self.work_ready.clear()
             if worker.run_once():
                 continue
-            due = journal.next_due_at()
+            held = parts.bandwidth.held_for()
+            if held is not None:
+                # Queued files are due but held by a `pause` window: look again when it ends
+                # (every 2 s until then, for confirmations falling due).
+                self.work_ready.wait(min(2.0, max(0.05, held)))
+                continue
+            due = parts.journal.next_due_at()
             wait = 2.0 if due is None else min(2.0, max(0.05, due - time.time()))
             self.work_ready.wait(wait)

@@ -10,6 +10,7 @@ from mavi_uploader.core.reporting import mavi_says
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import get_logger
 from mavi_uploader.mavi.client import MaviClient
+from mavi_uploader.mavi.ratelimit import BandwidthLimiter
 from mavi_uploader.upload.pause import PauseGate
 from mavi_uploader.watch.rescans import Rescanner
 
@@ -25,6 +26,7 @@ class OnceEnd:
     rescanner: Rescanner
     client: MaviClient
     unreachable: float  # Timers.once_unreachable
+    bandwidth: BandwidthLimiter
 
     def outcome(self, confirm_timeout: float) -> int | None:
         """The exit code once the run is over (0 all handled, 1 something is not), else None.
@@ -38,6 +40,8 @@ class OnceEnd:
             counts = self.journal.counts()
             log.info("all files handled", **counts)
             return 1 if counts[State.FAILED.value] else 0
+        if self._held_by_the_timetable():
+            return 1
         overdue = self._confirmations_overdue(confirm_timeout)
         if overdue:
             log.error(
@@ -58,6 +62,23 @@ class OnceEnd:
             )
             return 1
         return None
+
+    def _held_by_the_timetable(self) -> bool:
+        """Only queued files left, in a bandwidth `pause` window: a one-shot run (cron) does
+        not sit the window out; the next run sends them."""
+        if not self.bandwidth.holding() or self.rescanner.busy:
+            return False
+        counts = self.journal.counts()
+        if any(counts[s.value] for s in (State.SETTLING, State.UPLOADING, State.CONFIRMING)):
+            return False
+        until = self.bandwidth.in_force().until
+        log.error(
+            "stopping: bandwidth_limit pauses new uploads; the queued files stay queued for"
+            " the next run",
+            until=until.isoformat(timespec="minutes") if until else None,
+            queued=counts[State.QUEUED.value],
+        )
+        return True
 
     def _confirmations_overdue(self, confirm_timeout: float) -> list[FileRecord]:
         """The confirming files, once nothing else is left to do and all of them have waited

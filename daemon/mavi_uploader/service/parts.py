@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mavi_uploader.config.model import Config
 from mavi_uploader.config.timers import Timers
+from mavi_uploader.config.timetable import LocalClock
 from mavi_uploader.core.decisions import Patience
 from mavi_uploader.core.first_check import FirstChecks
 from mavi_uploader.journal import JournalStore, shared_rate_slots
@@ -69,7 +70,9 @@ def assemble(
     return Parts(
         journal=journal,
         limiter=limiter,
-        bandwidth=BandwidthLimiter(cfg.bandwidth_limit, stop=stop),
+        bandwidth=BandwidthLimiter(
+            cfg.bandwidth_limit, stop=stop, now=LocalClock(timers.timetable_shift)
+        ),
         client=MaviClient(
             cfg.api_base,
             cfg.api_key,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import BinaryIO
 
-from mavi_uploader.core.records import FileRecord
+from mavi_uploader.core.records import FileRecord, Observation
 from mavi_uploader.core.writers import Probe
+from mavi_uploader.journal import JournalStore
 
 CHANGED_SINCE_QUEUED = "file changed since it was queued"
 
@@ -29,3 +31,15 @@ def check_unchanged(
         raise FileChanged(why)
     if (writer := probe(held.fileno() if held is not None else rec.path)) is not None:
         raise WriterActive(writer.reason)
+
+
+def sight_if_rewritten(journal: JournalStore, rec: FileRecord) -> None:
+    """A version written while `rec` was in flight was not journaled then (the row was
+    busy): journal it now, as a new generation."""
+    try:
+        st = os.stat(rec.path)
+    except OSError:
+        return
+    if stat.S_ISREG(st.st_mode) and not rec.describes(st):
+        seen = Observation(rec.path, rec.watch_root or "", st.st_size, st.st_mtime_ns)
+        journal.sight([seen])

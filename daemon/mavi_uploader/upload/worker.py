@@ -11,7 +11,6 @@ import dataclasses
 import os
 import random
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from mavi_uploader.core import outcomes
 from mavi_uploader.core.decisions import Patience, Verdict
 from mavi_uploader.core.first_check import FirstChecks
 from mavi_uploader.core.outcomes import FINISHED, Outcome
-from mavi_uploader.core.records import FileRecord, Observation, State, display_path, upload_name
+from mavi_uploader.core.records import FileRecord, State, display_path, upload_name
 from mavi_uploader.core.retry import Backoffs
 from mavi_uploader.core.signed_urls import UrlRejections, UrlVerdict, url_reusable
 from mavi_uploader.core.writers import Probe, WriterProbe
@@ -47,6 +46,7 @@ from mavi_uploader.upload.checks import (
     FileChanged,
     WriterActive,
     check_unchanged,
+    sight_if_rewritten,
 )
 from mavi_uploader.upload.confirmation import Confirmer
 from mavi_uploader.upload.hashing import sha256_file
@@ -93,9 +93,7 @@ class Worker:
         self._probe = probe or WriterProbe()
         self._on_claim = on_claim
         self._bandwidth = bandwidth or BandwidthLimiter(0)
-        self._journal = journal
-        self._client = client
-        self._gate = gate
+        self._journal, self._client, self._gate = journal, client, gate
         self.settings = settings
         self._stop = stop
         self._clock = clock
@@ -120,8 +118,13 @@ class Worker:
             self._release(stranded, "handed back after a journal write failure")
         if not self._gate.admit():
             return False
+        work = self._work
+        if self._bandwidth.holding():  # a bandwidth `pause` window: no upload starts
+            if work is Work.UPLOADS:
+                return False
+            work = Work.CONFIRMATIONS
         record = self._journal.claim(
-            self.owner, self._lease_seconds, order=self.settings.order, work=self._work
+            self.owner, self._lease_seconds, order=self.settings.order, work=work
         )
         if record is None:
             return False
@@ -379,22 +382,11 @@ class Worker:
         applied = self._ledger.apply(rec, outcome)
         if applied is not None and outcome.state in FINISHED:
             self._aftercare().apply(applied)
-            self._sight_if_rewritten(applied)
+            sight_if_rewritten(self._journal, applied)
 
     def _aftercare(self) -> Aftercare:
         settings = self.settings
         return Aftercare(self._journal, settings.after_upload, settings.done_dir, self._probe)
-
-    def _sight_if_rewritten(self, rec: FileRecord) -> None:
-        """A version written while this one was in flight was not journaled then (the row was
-        busy): journal it now, as a new generation."""
-        try:
-            st = os.stat(rec.path)
-        except OSError:
-            return
-        if stat.S_ISREG(st.st_mode) and not rec.describes(st):
-            seen = Observation(rec.path, rec.watch_root or "", st.st_size, st.st_mtime_ns)
-            self._journal.sight([seen])
 
 
 __all__ = ["Worker", "WorkerSettings"]
