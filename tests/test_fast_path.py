@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,40 +161,115 @@ def test_a_share_file_keeps_the_settle_rule(tmp_path: Path, pg_url: str) -> None
         assert row(a, rec).state is State.SETTLING
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="IN_CLOSE_WRITE is inotify's")
-@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "polling"])
-def test_the_watcher_hands_closed_files_to_the_fast_path_and_polling_never_does(
-    journal: JournalStore, clock: Clock, tmp_path: Path, poll: bool
+class Watching:
+    """A real watcher (inotify, or polling) on a folder, its fast path on a real journal."""
+
+    def __init__(
+        self, journal: JournalStore, clock: Clock, folder: Path, poll: bool, quiet: float = 0.3
+    ) -> None:
+        self.journal = journal
+        self.fast = settler(journal, clock, probe=WriterProbe())
+        self.handed: list[list[str]] = []
+        self.root = WatchRoot(
+            os.path.realpath(folder), True, (), frozenset({"mp4"}), poll=poll, poll_interval=0.1
+        )
+        self.watcher = Watcher([self.root], journal, on_closed=self._fast, closed_quiet=quiet)
+
+    def _fast(self, paths: list[str]) -> None:
+        self.handed.append(paths)
+        self.fast.settle_closed(paths)
+
+    def state_of(self, path: Path) -> State | None:
+        """Pump once; the state of the latest row of `path` (None: not journaled yet)."""
+        self.watcher.pump(timeout=0.05)
+        rows = self.journal.by_path(str(path))
+        return rows[-1].state if rows else None
+
+
+@pytest.fixture
+def watching(journal: JournalStore, clock: Clock, tmp_path: Path) -> Iterator[Watching]:
+    folder = tmp_path / "watch"
+    folder.mkdir()
+    made = Watching(journal, clock, folder, poll=False)
+    made.watcher.start()
+    yield made
+    made.watcher.stop()
+
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux's")
+
+
+@linux_only
+def test_a_file_closed_by_its_writer_is_queued_without_a_settle_tick(watching: Watching) -> None:
+    clip = Path(watching.root.root) / "clip.mp4"
+    with clip.open("wb") as f:
+        f.write(mp4())
+    wait_for(lambda: watching.state_of(clip) is State.QUEUED, timeout=30, what="queued")
+    assert watching.handed[-1] == [str(clip)]
+
+
+@linux_only
+@pytest.mark.parametrize("how", ["renamed", "hard-linked", "folder moved in"])
+def test_a_file_that_arrives_whole_is_queued_without_a_settle_tick(
+    watching: Watching, tmp_path: Path, how: str
+) -> None:
+    # rsync, Syncthing and browsers write a temp name and rename; card dumps move folders.
+    outside = tmp_path / "staging"
+    outside.mkdir()
+    (outside / "clip.mp4").write_bytes(mp4())
+    inside = Path(watching.root.root)
+    if how == "renamed":
+        os.replace(outside / "clip.mp4", inside / "clip.mp4")
+        clip = inside / "clip.mp4"
+    elif how == "hard-linked":
+        os.link(outside / "clip.mp4", inside / "clip.mp4")
+        clip = inside / "clip.mp4"
+    else:
+        os.replace(outside, inside / "card")
+        clip = inside / "card" / "clip.mp4"
+    wait_for(lambda: watching.state_of(clip) is State.QUEUED, timeout=30, what="queued")
+
+
+@linux_only
+def test_a_file_patched_right_after_its_close_is_handed_over_once_after_the_quiet(
+    journal: JournalStore, clock: Clock, tmp_path: Path
 ) -> None:
     folder = tmp_path / "watch"
     folder.mkdir()
-    fast = settler(journal, clock, probe=WriterProbe())
-    closed: list[list[str]] = []
-
-    def on_closed(paths: list[str]) -> None:
-        closed.append(paths)
-        fast.settle_closed(paths)
-
-    root = WatchRoot(
-        os.path.realpath(folder), True, (), frozenset({"mp4"}), poll=poll, poll_interval=0.1
-    )
-    watcher = Watcher([root], journal, on_closed=on_closed)
-    watcher.start()
+    watching = Watching(journal, clock, folder, poll=False, quiet=2.0)
+    watching.watcher.start()
     try:
-        clip = Path(root.root) / "clip.mp4"
+        clip = Path(watching.root.root) / "export.mp4"
+        whole = mp4()
         with clip.open("wb") as f:
-            f.write(mp4())
-
-        def sighted_and_pumped() -> list[FileRecord] | None:
-            watcher.pump(timeout=0.1)
-            return journal.by_path(str(clip)) or None
-
-        (rec,) = wait_for(sighted_and_pumped, timeout=30, what="the clip journaled")
-        if poll:
-            assert closed == [] and rec.state is State.SETTLING
-            return
-        wait_for(lambda: watcher.pump(0.1) >= 0 and closed, timeout=30, what="the close")
-        assert row(journal, rec).state is State.QUEUED  # no settle tick ever ran
-        assert closed[-1] == [str(clip)]
+            f.write(whole)
+        wait_for(lambda: watching.state_of(clip) is State.SETTLING, what="the export sighted")
+        with clip.open("r+b") as f:  # a tagger patching it in place: another close
+            f.seek(whole.index(b"mdat") + 20)  # a few bytes of its media
+            f.write(b"patched!")
+        wait_for(lambda: watching.state_of(clip) is State.QUEUED, timeout=30, what="queued")
+        assert watching.handed == [[str(clip)]]  # once, after the patch's close
+        (rec,) = journal.by_path(str(clip))
+        assert rec.mtime_ns == clip.stat().st_mtime_ns
     finally:
-        watcher.stop()
+        watching.watcher.stop()
+
+
+@linux_only
+def test_a_polled_folder_never_takes_the_fast_path(
+    journal: JournalStore, clock: Clock, tmp_path: Path
+) -> None:
+    folder = tmp_path / "share"
+    folder.mkdir()
+    polled = Watching(journal, clock, folder, poll=True)
+    polled.watcher.start()
+    try:
+        clip = Path(polled.root.root) / "clip.mp4"
+        clip.write_bytes(mp4())
+        wait_for(lambda: polled.state_of(clip) is State.SETTLING, timeout=30, what="sighted")
+        deadline = time.monotonic() + 1.0  # longer than the quiet a fast path would wait
+        while time.monotonic() < deadline:
+            assert polled.state_of(clip) is State.SETTLING
+        assert polled.handed == []
+    finally:
+        polled.watcher.stop()

@@ -48,6 +48,7 @@ WHERE: list[tuple[str, Callable[[Any], float]]] = [
     # watch/
     ("unreadable_retry", lambda w: w.parts.settler._unreadable_retry),
     ("rescan_retry", lambda w: w.parts.rescanner._retry_seconds),
+    ("closed_quiet", lambda w: w.parts.watcher._finished.quiet),
     # upload/
     ("retry_first", lambda w: w.worker._backoffs.upload.base),
     ("confirm_first", lambda w: w.worker._backoffs.confirm.base),

@@ -35,6 +35,7 @@ class Timers:
     # watch/
     unreadable_retry: float = 30.0  # a file that could not be read or stat'ed is tried again
     rescan_retry: float = 10.0  # a rescan that failed (journal unwritable) is tried again
+    closed_quiet: float = 1.0  # a closed (moved-in) file takes the fast path after this quiet
     # upload/ (the backoffs double from their first delay, with jitter, up to core/retry's caps)
     retry_first: float = 1.0  # a failed attempt is tried again after 0.5-1x this, then 2x...
     confirm_first: float = 1.0  # MAVI is asked again about an unconfirmed upload after this

@@ -66,7 +66,9 @@ def assemble(
         if settler.settle_closed(paths):
             on_queued()
 
-    watcher = Watcher(watch_roots(cfg), journal, on_closed=settle_closed)
+    watcher = Watcher(
+        watch_roots(cfg), journal, on_closed=settle_closed, closed_quiet=timers.closed_quiet
+    )
     return Parts(
         journal=journal,
         limiter=limiter,

@@ -21,10 +21,12 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from mavi_uploader.config.timers import Timers
 from mavi_uploader.core import rules
 from mavi_uploader.core.records import Observation, display_path
 from mavi_uploader.journal import JournalError, JournalStore
 from mavi_uploader.log import get_logger
+from mavi_uploader.watch.finished import FinishedFiles
 from mavi_uploader.watch.links import LinkNotices
 from mavi_uploader.watch.roots import WatchRoot
 
@@ -66,24 +68,35 @@ def _quietly_stop(observer: BaseObserver) -> None:
 
 
 class _Seen(NamedTuple):
-    """What an event says of a path: a folder (walk it), or a file its writer just closed."""
+    """What an event says of a path: a folder (walk it), and whether it looks finished by how
+    it arrived (its writer closed it, or it was moved or linked in whole)."""
 
     is_dir: bool = False
-    closed: bool = False
+    finished: bool = False
 
     def __or__(self, other: object) -> _Seen:
         if not isinstance(other, _Seen):
             return NotImplemented
-        return _Seen(self.is_dir or other.is_dir, self.closed or other.closed)
+        return _Seen(self.is_dir or other.is_dir, self.finished or other.finished)
+
+
+# inotify's IN_CLOSE_WRITE ("closed"), IN_MOVED_TO ("moved": rsync, Syncthing and browsers
+# write a temp name and rename it) and IN_CREATE ("created": also a hard link, or a folder
+# moved in). Polling observers never say "closed". A file still open for writing or not
+# whole fails the fast path's own checks, so a false "finished" costs a look, nothing more.
+_FINISHING = ("closed", "moved", "created")
 
 
 _Inbox = queue.SimpleQueue[tuple[WatchRoot, str, _Seen]]
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, root: WatchRoot, inbox: _Inbox):
+    def __init__(self, root: WatchRoot, inbox: _Inbox, *, polling: bool = False):
         self._root = root
         self._inbox = inbox
+        # A polled folder (a network share) may have writers on other machines, whom no
+        # probe sees: its files keep the settle rule, whatever the event.
+        self._finishing = () if polling else _FINISHING
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("deleted", "opened", "closed_no_write"):
@@ -94,8 +107,7 @@ class _Handler(FileSystemEventHandler):
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         # Directory events matter too: a folder moved in brings files that raise no events.
-        # "closed" is inotify's IN_CLOSE_WRITE (polling observers never send it).
-        seen = _Seen(event.is_directory, event.event_type == "closed")
+        seen = _Seen(event.is_directory, event.event_type in self._finishing)
         self._inbox.put((self._root, path, seen))
 
 
@@ -121,12 +133,14 @@ class Watcher:
         roots: Sequence[WatchRoot],
         journal: JournalStore,
         on_closed: Callable[[list[str]], object] | None = None,
+        closed_quiet: float = Timers.closed_quiet,
     ) -> None:
-        """`on_closed` gets, once journaled, the files whose writer closed them (the fast
-        path: watch/settle.py `Settler.settle_closed`)."""
+        """`on_closed` gets, once journaled and quiet for `closed_quiet` seconds, the files
+        that look finished (the fast path: watch/settle.py `Settler.settle_closed`)."""
         self._roots = list(roots)
         self._journal = journal
         self._on_closed = on_closed
+        self._finished = FinishedFiles(closed_quiet)
         self._inbox: _Inbox = queue.SimpleQueue()
         self._observers: dict[str, tuple[BaseObserver, tuple[int, int]]] = {}
         self._missing: set[str] = set()  # warned about once, watched as soon as they appear
@@ -215,7 +229,8 @@ class Watcher:
         )
         observer.daemon = True
         try:
-            observer.schedule(_Handler(root, self._inbox), root.root, recursive=root.recursive)
+            handler = _Handler(root, self._inbox, polling=polling)
+            observer.schedule(handler, root.root, recursive=root.recursive)
             observer.start()
         except OSError as exc:
             _quietly_stop(observer)
@@ -277,13 +292,18 @@ class Watcher:
         return count
 
     def pump(self, timeout: float) -> int:
-        """Journal the events that arrived (waiting up to `timeout` for the first one)."""
+        """Journal the events that arrived (waiting up to `timeout` for the first one), then
+        hand the fast path what looks finished and has been quiet long enough."""
         pending, self._unjournaled = self._unjournaled, {}
+        wait = self._finished.next_in(time.monotonic())
         try:
-            root, path, seen = self._inbox.get(timeout=timeout)
+            root, path, seen = self._inbox.get(
+                timeout=timeout if wait is None else min(wait, timeout)
+            )
             pending[(root, path)] = pending.get((root, path), _Seen()) | seen
         except queue.Empty:
             if not pending:
+                self._hand_over_finished()
                 return 0
         deadline = time.monotonic() + 0.05  # gather a burst into one transaction
         while len(pending) < BATCH_SIZE and time.monotonic() < deadline:
@@ -293,21 +313,17 @@ class Watcher:
                 break
             pending[(root, path)] = pending.get((root, path), _Seen()) | seen
         batch: list[Observation] = []
-        closed: list[str] = []
+        finished: list[str] = []
         for (root, path), seen in pending.items():
-            if seen.is_dir:
-                batch.extend(self._observe_tree(root, path))
-                continue
-            obs = root.observe(path, on_refused_link=self._links.refused)
-            if obs is not None:
-                batch.append(obs)
-                if seen.closed:
-                    closed.append(obs.path)
+            found = list(self._observe_tree(root, path)) if seen.is_dir else []
+            if not seen.is_dir:
+                obs = root.observe(path, on_refused_link=self._links.refused)
+                found = [obs] if obs is not None else []
+            batch.extend(found)
+            if seen.finished:  # a folder moved in brings files as whole as they will be
+                finished.extend(obs.path for obs in found)
         try:
             count = self._journal_batch(batch) if batch else 0
-            if closed and self._on_closed is not None:
-                self._on_closed(closed)
-            return count
         except JournalError as exc:
             # Disk full, or the journal briefly unwritable (a fleet's server restarting):
             # keep the paths for the next pump; said now and then, not at every pump.
@@ -318,6 +334,14 @@ class Watcher:
             self._unjournaled.update(pending)
             time.sleep(min(timeout, 1.0))
             return 0
+        self._finished.arrived(finished, time.monotonic())
+        self._hand_over_finished()
+        return count
+
+    def _hand_over_finished(self) -> None:
+        due = self._finished.due(time.monotonic())
+        if due and self._on_closed is not None:
+            self._on_closed(due)
 
     def _journal_batch(self, batch: list[Observation]) -> int:
         records = self._journal.sight(batch)
