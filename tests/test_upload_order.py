@@ -87,7 +87,7 @@ def test_sighup_changes_the_order_of_the_next_claims(tmp_path: Path, fake: FakeM
         configs["next"] = config_with(tmp_path, 'upload_order = "smallest"', fake.api_base)
         daemon.signals.hup_requested = True  # what SIGHUP sets
         wait_for(lambda: orders() == {UploadOrder.SMALLEST}, what="smallest after the reload")
-        assert len(daemon._workers) == 2
+        assert len(daemon._workers) == 3  # concurrency 2, and the confirmer
     finally:
         daemon.stop.set()
         runner.join(timeout=30)
