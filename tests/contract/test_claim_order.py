@@ -103,7 +103,7 @@ def test_a_due_retry_takes_its_place_in_the_order(
 
 
 @pytest.mark.parametrize("order", list(UploadOrder))
-def test_confirmation_polls_come_after_uploads_in_the_order_they_came_due(
+def test_due_confirmation_polls_come_before_uploads_in_the_order_they_came_due(
     store: JournalStore, clock: Clock, order: UploadOrder
 ) -> None:
     polls = []
@@ -117,7 +117,7 @@ def test_confirmation_polls_come_after_uploads_in_the_order_they_came_due(
         polls.append(poll)
     upload = queued(store, "upload", 9000, mtime_s=1)
     clock.now += 6
-    assert drain(store, order) == [upload, polls[1], polls[0]]
+    assert drain(store, order) == [polls[1], polls[0], upload]
 
 
 @pytest.mark.parametrize("order", [SMALLEST, NEWEST])

@@ -89,10 +89,10 @@ SIZE_TAKEN = size_taken()
 # upload or confirmation whose lease expired, or a confirmation poll that is due. A row not
 # yet due is never a candidate, whatever the order. Among the candidates:
 #
-# 1. Uploads before confirmation polls (and confirmations whose lease expired), those in the
-#    order they came due (next_attempt_at). Before upload_order, a poll already came after
-#    every upload never deferred, but before a retry that came due later than it: now a due
-#    retry is an upload like any other.
+# 1. Due confirmation polls (and confirmations whose lease expired) before uploads, in the
+#    order they came due (next_attempt_at): a poll is one quick call that may finish a file,
+#    and must not wait behind uploads that take hours. (The daemon's confirmer claims polls
+#    only and its upload workers uploads only; this order serves a worker that takes both.)
 # 2. Uploads (first attempts and due retries alike, so a retried small file does not wait
 #    behind a large one under `smallest`) in the configured order:
 #    - fifo: first seen, first sent (id).
@@ -134,7 +134,7 @@ def claimable(work: Work, *, now: str, parked: str, lapsed: str) -> str:
 def claim_order(order: UploadOrder, overdue_before: str) -> str:
     """The ORDER BY of a claim under `order`; `overdue_before` is the statement's placeholder
     for the journal's now minus ORDER_PATIENCE."""
-    terms = [_POLL, f"CASE WHEN {_POLL} THEN COALESCE(next_attempt_at, 0) ELSE 0 END"]
+    terms = [f"NOT ({_POLL})", f"CASE WHEN {_POLL} THEN COALESCE(next_attempt_at, 0) ELSE 0 END"]
     key = _ORDER_KEYS[order]
     if key:
         overdue = f"COALESCE(next_attempt_at, updated_at) <= {overdue_before}"
