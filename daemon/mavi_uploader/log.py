@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, TextIO, cast
 import structlog
 
 from mavi_uploader.redaction import redact
+from mavi_uploader.streams import silence_fd
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -61,23 +62,6 @@ _DEAD_ERRNOS = frozenset({errno.EPIPE, errno.EBADF, errno.ECONNRESET})
 
 def _is_dead(exc: Exception) -> bool:
     return isinstance(exc, ValueError) or getattr(exc, "errno", None) in _DEAD_ERRNOS
-
-
-def silence_fd(stream: object) -> None:
-    """Point a dead stdout/stderr descriptor at /dev/null: the interpreter flushes sys.stdout
-    at exit (a failure there turns the exit code into 120) and children inherit the fd."""
-    try:
-        fd = getattr(stream, "fileno", lambda: -1)()
-    except (OSError, ValueError):
-        return
-    if fd not in (1, 2):
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-    except OSError:
-        pass
 
 
 # How long a line waits for a pipe (or socket, terminal) to take it before that stream counts
