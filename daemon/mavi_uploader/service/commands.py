@@ -1,5 +1,6 @@
 """Operator commands that change the journal (enqueue, forget, retry): what each decides,
-as values the CLI prints. No printing here, and no argument parsing."""
+as values the CLI prints. No printing here, and no argument parsing. Which rows a target on
+the command line names is `targets.find`."""
 
 from __future__ import annotations
 
@@ -32,14 +33,6 @@ def open_for_command(config: Config) -> Journal:
         return open_journal(state_dir, fleet=fleet)
     finally:
         lock.release()
-
-
-def find(journal: Journal, target: str) -> list[FileRecord]:
-    """A target is a file ID, or a path (all of its generations)."""
-    if target.isdigit() and not os.path.exists(target):
-        found = journal.get(int(target))
-        return [found] if found else []
-    return journal.by_path(os.path.abspath(target))
 
 
 @dataclass(frozen=True)
