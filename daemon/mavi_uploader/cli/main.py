@@ -1,40 +1,39 @@
-"""The `mavi-uploader` command line: each command is a few lines over the modules below it."""
+"""The `mavi-uploader` command line: parse the arguments, then hand the command to its module.
+
+A command's module is imported only once that command is chosen: `status`, `list`, `history`
+and `--version` are run by scripts and monitoring every few seconds, and must not pay for
+what the daemon imports (requests, watchdog, rich, structlog: ~0.2 s a start).
+tests/test_startup.py checks it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from mavi_uploader import __version__
-from mavi_uploader.cli.checks import report, require_watch_folders, run_checks
-from mavi_uploader.cli.progress import UploadBars
-from mavi_uploader.cli.views import (
-    bandwidth_document,
-    event_document,
-    file_document,
-    history_text,
-    list_text,
-    status_document,
-    status_text,
-)
-from mavi_uploader.cli.waiting import follow
-from mavi_uploader.config.model import Config
-from mavi_uploader.config.settings import ConfigError, load_config
-from mavi_uploader.core.records import State, display_path
-from mavi_uploader.journal import HostTaken, JournalError, JournalSettingError, open_for_reports
-from mavi_uploader.log import configure_logging, get_logger, silence_fd
-from mavi_uploader.redaction import register_secret
-from mavi_uploader.service import commands
-from mavi_uploader.service.daemon import Daemon
-from mavi_uploader.service.fleet import fleet_of, journal_kind
-from mavi_uploader.service.install import InstallError, plan_install, plan_uninstall
-from mavi_uploader.service.install_apply import apply, describe
-from mavi_uploader.service.lock import AlreadyRunning, probe
+from mavi_uploader.cli.exits import EXIT_FAILURE
+from mavi_uploader.core.states import State
+from mavi_uploader.streams import silence_fd
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
-log = get_logger(__name__)
+Command = Callable[[argparse.Namespace], int]
+
+# Which module of mavi_uploader.cli runs each command (its `main(args)`).
+MODULES = {
+    "run": "run",
+    "status": "reports",
+    "list": "reports",
+    "history": "reports",
+    "enqueue": "edits",
+    "forget": "edits",
+    "retry": "edits",
+    "check": "admin",
+    "install-service": "admin",
+    "uninstall-service": "admin",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,10 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handles a reader going away and keeps the daemon running.
     """
     args = _parser().parse_args(argv)
+    command = _command(args.command)
     if args.command == "run":
-        return _dispatch(args)
+        return command(args)
     try:
-        code = _dispatch(args)
+        code = command(args)
         sys.stdout.flush()  # here, not at exit: a broken pipe there prints a traceback
         sys.stderr.flush()
         return code
@@ -148,212 +148,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "check":
-            return _check(args)
-        if args.command in ("install-service", "uninstall-service"):
-            return _service(args)
-        configure_logging("console", stream=sys.stderr)
-        config = load_config(config_path=args.config, require_api_key=False)
-        for secret in config.secrets:
-            register_secret(secret)
-        handler = {
-            "status": _status,
-            "list": _list,
-            "history": _history,
-            "enqueue": _enqueue,
-            "forget": _forget,
-            "retry": _retry,
-        }[args.command]
-        return handler(args, config)
-    except (ConfigError, AlreadyRunning, InstallError, JournalError) as exc:
-        kind = "config error: " if isinstance(exc, ConfigError) else ""
-        print(f"mavi-uploader: {kind}{exc}", file=sys.stderr)
-        if isinstance(exc, (AlreadyRunning, HostTaken)):
-            return EXIT_LOCKED  # this state dir, or this host_id in the fleet, is taken
-        if isinstance(exc, JournalSettingError):
-            return EXIT_USAGE  # journal_url names no usable database: only config fixes it
-        return EXIT_FAILURE if isinstance(exc, JournalError) else EXIT_USAGE
-
-
-def _run(args: argparse.Namespace) -> int:
-    configure_logging(args.log_format)
-
-    def reload_config() -> Config:  # at start and on SIGHUP, which keeps a refused one out
-        config = load_config(config_path=args.config, watch_dirs=args.watch)
-        require_watch_folders(config)
-        return config
-
-    config = reload_config()
-    for warning in config.warnings:
-        log.warning("config", problem=warning)
-    if args.log_format == "json" or not sys.stdout.isatty():
-        daemon = Daemon(config, once=args.once, reload_config=reload_config)
-        daemon.install_signal_handlers()
-        return daemon.run()
-    with UploadBars() as bars:  # a person is watching: live bars, log lines above them
-        configure_logging("console", stream=bars.log_stream)
-        daemon = Daemon(
-            config, once=args.once, reload_config=reload_config, show_progress=bars.update
-        )
-        daemon.install_signal_handlers()
-        return daemon.run()
-
-
-def _service(args: argparse.Namespace) -> int:
-    if args.command == "install-service":
-        # Without --config the plan reads what the service itself will read.
-        config = (
-            load_config(config_path=args.config, require_api_key=False) if args.config else None
-        )
-        plan = plan_install(system=args.system, config=config, user=args.run_as)
-    else:
-        plan = plan_uninstall(system=args.system)
-    if args.dry_run:
-        print(describe(plan), end="")
-        return EXIT_OK
-    messages = apply(plan)
-    print("\n".join(messages))
-    return EXIT_OK
-
-
-def _check(args: argparse.Namespace) -> int:
-    def load() -> Config:
-        config = load_config(config_path=args.config)
-        for secret in config.secrets:
-            register_secret(secret)
-        return config
-
-    findings = run_checks(load)
-    print(report(findings))
-    if any(f.config_error for f in findings):
-        return EXIT_USAGE
-    return EXIT_OK if all(f.ok for f in findings) else EXIT_FAILURE
-
-
-def _status(args: argparse.Namespace, config: Config) -> int:
-    journal = open_for_reports(config.state_dir, fleet_of(config))
-    try:
-        holder = probe(config.state_dir)
-        doc = status_document(
-            config.state_dir, journal, holder, kind=journal_kind(config),
-            bandwidth=bandwidth_document(config),
-        )  # fmt: skip
-    finally:
-        if journal:
-            journal.close()
-    print(json.dumps(doc, indent=2) if args.json else status_text(doc))
-    return EXIT_OK
-
-
-def _list(args: argparse.Namespace, config: Config) -> int:
-    journal = open_for_reports(config.state_dir, fleet_of(config))
-    state = State(args.state) if args.state else None
-    records = journal.files(state, args.limit) if journal else []
-    if args.json:
-        print(json.dumps([file_document(r) for r in records], indent=2))
-    else:
-        print(list_text(records))
-    return EXIT_OK
-
-
-def _history(args: argparse.Namespace, config: Config) -> int:
-    journal = open_for_reports(config.state_dir, fleet_of(config))
-    records = commands.find(journal, args.target) if journal is not None else []
-    if journal is None or not records:
-        print(f"mavi-uploader: no file {args.target!r} in the journal", file=sys.stderr)
-        return EXIT_FAILURE
-    if args.json:
-        docs = [
-            {"file": file_document(r), "events": [event_document(e) for e in journal.history(r.id)]}
-            for r in records
-        ]
-        print(json.dumps(docs, indent=2))
-    else:
-        print("\n\n".join(history_text(r, journal.history(r.id)) for r in records))
-    return EXIT_OK
-
-
-def _forget(args: argparse.Namespace, config: Config) -> int:
-    journal = commands.open_for_command(config)
-    problems = 0
-    for target in args.targets:
-        records = commands.find(journal, target)
-        if not records:
-            print(f"{target}: not in the journal; nothing forgotten", file=sys.stderr)
-            problems += 1
-            continue
-        for result in commands.forget(journal, config, records):
-            rec = result.record
-            if not result.forgotten:
-                print(f"#{rec.id} is {rec.state.value}: only finished files", file=sys.stderr)
-                problems += 1
-                continue
-            print(f"forgot #{rec.id} {display_path(rec.path)} ({rec.state.value})")
-            for new in result.sighted:
-                print(f"{new.state.value} #{new.id} {display_path(new.path)}: to be uploaded")
-    journal.close()
-    return EXIT_FAILURE if problems else EXIT_OK
-
-
-def _enqueue(args: argparse.Namespace, config: Config) -> int:
-    journal = commands.open_for_command(config)
-    refused = 0
-    queued: dict[int, State] = {}  # file id -> the state printed for it
-    for result in commands.enqueue(journal, config, args.paths, verify=not args.no_verify):
-        rec = result.record
-        if result.waiting is not None:
-            where = f"#{rec.id} " if rec is not None else ""
-            print(
-                f"settling {where}{display_path(result.path)}: {result.waiting}; it waits until"
-                " it is whole (enqueue --no-verify sends it as it is)",
-                file=sys.stderr,
-            )
-            refused += 1
-        elif rec is None:
-            print(f"{display_path(result.path)}: {result.refused}", file=sys.stderr)
-            refused += 1
-        elif result.refused is not None:
-            shown = display_path(result.path)
-            print(f"skipped #{rec.id} {shown}: {result.refused}", file=sys.stderr)
-            refused += 1
-        else:
-            queued[rec.id] = rec.state
-            print(f"{rec.state.value} #{rec.id} {display_path(result.path)}")
-    try:
-        if args.wait and queued:
-            if not probe(config.state_dir).running:
-                print(
-                    "no daemon is running to upload them: start `mavi-uploader run`",
-                    file=sys.stderr,
-                )
-                return EXIT_FAILURE
-            poll = config.timers.wait_poll
-            if not follow(journal, list(queued), reported=queued, poll=poll):  # no line twice
-                refused += 1
-    finally:
-        journal.close()
-    return EXIT_FAILURE if refused else EXIT_OK
-
-
-def _retry(args: argparse.Namespace, config: Config) -> int:
-    if not args.ids and not args.all_failed:
-        print("mavi-uploader retry: give file IDs or --all-failed", file=sys.stderr)
-        return EXIT_USAGE
-    journal = commands.open_for_command(config)
-    ids = [r.id for r in journal.in_states([State.FAILED])] if args.all_failed else args.ids
-    problems = 0
-    for file_id in ids:
-        moved = commands.retry(journal, file_id)
-        if moved is None:
-            rec = journal.get(file_id)
-            now = f"is {rec.state.value}" if rec else "does not exist"
-            print(f"#{file_id} {now}; only failed files can be retried", file=sys.stderr)
-            problems += 1
-        else:
-            print(f"queued #{file_id} {display_path(moved.path)}")
-    journal.close()
-    return EXIT_FAILURE if problems else EXIT_OK
+def _command(name: str) -> Command:
+    module = importlib.import_module(f"mavi_uploader.cli.{MODULES[name]}")
+    return cast(Command, module.main)
