@@ -19,6 +19,7 @@ from mavi_uploader.core.container import (
     Verdict,
     check,
 )
+from mavi_uploader.core.containers.mp4_tables import MAX_TAIL_SAMPLES
 
 COMPLETE, INCOMPLETE = Completeness.COMPLETE, Completeness.INCOMPLETE
 NOT_APPLICABLE = Completeness.NOT_APPLICABLE
@@ -148,7 +149,10 @@ def test_a_fifo_never_blocks(tmp_path: Path) -> None:
 
 def _huge_mp4() -> tuple[dict[int, bytes], int]:
     head = c.ftyp() + struct.pack(">I4sQ", 1, b"mdat", 8 * GB)
-    tracks = c.trak([len(head) + 5, 6 * GB], wide=True) + c.trak([len(head) + 9], wide=True)
+    # the last chunks end inside the mdat: 2 GB - 100 bytes from 6 GB, 1000 bytes from 49
+    video = c.trak([len(head) + 5, 6 * GB], wide=True, sizes=[100, 2 * GB - 100])
+    tracks = video + c.trak([len(head) + 9], wide=True, sample_size=500, samples=2,
+                            per_chunk=[(1, 2)])  # fmt: skip
     movie = c.box("moov", c.box("mvhd", bytes(100)) + tracks)
     return {0: head, len(c.ftyp()) + 8 * GB: movie}, len(c.ftyp()) + 8 * GB + len(movie)
 
@@ -195,11 +199,36 @@ def test_a_huge_file_costs_a_handful_of_reads(name: str, build: object, reads: i
 
 
 def test_many_fragments_are_walked_within_the_budget() -> None:
-    data = c.fragmented_mp4(fragments=3_000, sample=b"\x02" * 20)
+    data = c.fragmented_mp4(fragments=3_000, sample=b"\x02" * 20) + c.mfra()
     reader = c.Counting(data)
     got = check(reader, len(data), "a.mp4")
-    assert got.reason == "MP4 is complete: 3000 fragments and moov tile the file"
+    assert got.reason == (
+        "MP4 is complete: 3000 fragments and moov tile the file, closed by an mfra box"
+    )
+    assert got.final
     assert reader.reads <= MAX_READS and reader.bytes <= MAX_BYTES
+
+
+def test_many_tracks_with_long_chunks_stay_within_the_budget() -> None:
+    """64 tracks, each with a size table too large to be cached with the moov and a last
+    chunk of more samples than are read: each track costs a few small reads."""
+    many = 2 * MAX_TAIL_SAMPLES
+
+    def track(at: int) -> bytes:
+        return c.trak([at], sizes=[1] * many, per_chunk=[(1, many)])
+
+    data = c.open_faststart(many, *[track] * 64)
+    at = len(data) - many
+    assert len(data) > 5 * 80 * 1024  # the moov is read in pieces, not served by one read
+    reader = c.Counting(data)
+    assert check(reader, len(data), "a.mp4").complete
+    # about 16 reads a track (the box headers walked to its tables, then three entries)
+    assert reader.reads <= 64 * 20 and reader.bytes <= MAX_BYTES // 2
+    short = data[: at + MAX_TAIL_SAMPLES - 1]  # short of even the last samples read
+    cut = c.Counting(short)
+    got = check(cut, len(short), "a.mp4")
+    assert got.reason.startswith("MP4 track 1's last chunk ends at byte"), got.reason
+    assert cut.reads <= 64 + 16  # a header per track (looking for mvex), then track 1's tables
 
 
 def test_too_many_boxes_to_walk_is_not_checked() -> None:

@@ -16,6 +16,7 @@ claims); a checked extension whose bytes are some other type, or none we know, i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from mavi_uploader.core.containers import avi, mkv, mp4, mxf
@@ -141,7 +142,7 @@ def _judge(window: Window, ext: str, claimed: tuple[str, str] | None) -> Verdict
             verdict = avi.check(window, label)
     except Broken as finding:
         raise Broken(f"{finding}{note}") from None
-    return Verdict(verdict.completeness, verdict.reason + note)
+    return dataclasses.replace(verdict, reason=verdict.reason + note)
 
 
 def _identify(head: bytes, claimed: tuple[str, str] | None) -> str | None:
