@@ -144,6 +144,97 @@ def test_a_fifo_never_blocks(tmp_path: Path) -> None:
     assert done.is_set(), "checking a FIFO blocked"
 
 
+# ---- a file with an unwritten range (preallocated, filled out of order) ---------------
+
+MIB = 1 << 20
+
+
+def sparse_file(path: Path, size: int, *written: tuple[int, bytes]) -> Path:
+    """A file of `size` bytes of which only the `written` (offset, bytes) ranges hold data:
+    what a download preallocated at its full size leaves before its middle arrives."""
+    with path.open("wb") as f:
+        f.truncate(size)
+        for offset, data in written:
+            f.seek(offset)
+            f.write(data)
+    return path
+
+
+@pytest.fixture
+def holes(tmp_path: Path) -> Path:
+    """tmp_path, where the file system reports holes (SEEK_HOLE); else the test is skipped."""
+    probe = sparse_file(tmp_path / "probe", 8 * MIB, (0, b"x" * 4096))
+    with probe.open("rb") as f:
+        try:
+            hole = os.lseek(f.fileno(), 0, os.SEEK_HOLE)
+        except (AttributeError, OSError) as error:
+            pytest.skip(f"no SEEK_HOLE here: {error}")
+    probe.unlink()
+    if hole >= 8 * MIB:
+        pytest.skip(f"the file system under {tmp_path} does not report holes")
+    return tmp_path
+
+
+def test_a_preallocated_file_with_its_head_and_tail_written_is_incomplete(holes: Path) -> None:
+    """A torrent client fetches the first and last pieces first: the moov (at the end) and
+    the ftyp and mdat header (at the start) are there, the media between is not."""
+    whole = c.mp4(b"\x01" * (6 * MIB))
+    head, tail = whole[: 64 * 1024], whole[-64 * 1024 :]
+    clip = sparse_file(holes / "clip.mp4", len(whole), (0, head), (len(whole) - len(tail), tail))
+    assert check(BytesReader(whole), len(whole), "clip.mp4").complete  # the bytes look whole
+    got = check(clip, len(whole))
+    assert got.incomplete
+    start = int(got.reason.split("at byte ")[1].split(" ")[0])
+    assert 64 * 1024 <= start <= 128 * 1024  # where the written head ends, to a block
+    assert got.reason.startswith(f"the file has an unwritten range at byte {start} (")
+    assert got.reason.endswith(" bytes): a download or copy still filling it")
+    clip.write_bytes(whole)  # the middle arrives
+    assert check(clip, len(whole)).complete
+
+
+@pytest.mark.parametrize("name", ["clip.mts", "clip.mxf", "clip.mkv", "clip.avi", "notes.txt"])
+def test_a_hole_makes_any_type_incomplete(holes: Path, name: str) -> None:
+    size = 4 * MIB
+    clip = sparse_file(holes / name, size, (0, TS), (size - len(TS), TS))
+    got = check(clip, size)
+    assert got.incomplete and "unwritten range" in got.reason, got.reason
+
+
+def test_a_hole_to_the_end_counts_up_to_the_observed_size(holes: Path) -> None:
+    clip = sparse_file(holes / "clip.mts", 3 * MIB, (0, TS * 40))
+    got = check(clip, 3 * MIB)
+    start = int(got.reason.split("at byte ")[1].split(" ")[0])
+    assert got.reason == (
+        f"the file has an unwritten range at byte {start} ({3 * MIB - start} bytes): "
+        "a download or copy still filling it"
+    )
+    # a hole that begins past the size observed is not looked at
+    assert check(clip, 4096, name="clip.mts").completeness is NOT_APPLICABLE
+
+
+def test_a_short_hole_is_passed_over(holes: Path) -> None:
+    """ZFS with compression stores a zero-filled record as a hole: holes under 1 MiB are
+    taken for zeros a video holds (padding), not for a range still to be written."""
+    whole = c.mp4(b"\x01" * (3 * MIB))
+    at = len(whole) // 2
+    clip = sparse_file(holes / "clip.mp4", len(whole), (0, whole[:at]), (at + 512 * 1024,
+                       whole[at + 512 * 1024 :]))  # fmt: skip
+    with clip.open("rb") as f:
+        assert os.lseek(f.fileno(), 0, os.SEEK_HOLE) < len(whole)  # there is a hole...
+        assert container.first_hole(f.fileno(), len(whole)) is None  # ...too short to count
+    got = check(clip, len(whole))
+    assert got.complete, got.reason
+    # and a long one further on is still found
+    big = sparse_file(holes / "big.mp4", 8 * MIB, (0, b"\x01" * MIB), (MIB + 256 * 1024,
+                      b"\x01" * MIB), (7 * MIB, b"\x01" * MIB))  # fmt: skip
+    assert check(big, 8 * MIB).reason.startswith("the file has an unwritten range at byte")
+
+
+def test_a_reader_is_not_asked_for_holes() -> None:
+    data = bytes(4 * MIB)
+    assert check(BytesReader(data), len(data), "a.mts").completeness is NOT_APPLICABLE
+
+
 # ---- a multi-GB file costs a handful of reads -----------------------------------------
 
 
