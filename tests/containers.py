@@ -8,8 +8,9 @@ known regions, zeros elsewhere, so tests can count what a check reads from it.
 
 from __future__ import annotations
 
+import itertools
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # ---- MP4 / MOV (ISO base media) -------------------------------------------------------
 
@@ -32,20 +33,52 @@ def ftyp(brand: str = "isom") -> bytes:
     return box("ftyp", brand.encode() + struct.pack(">I", 512) + brand.encode() + b"mp41")
 
 
-def trak(chunk_offsets: Sequence[int], wide: bool = False) -> bytes:
-    """A track whose sample table's chunks start at `chunk_offsets` (stco, or co64)."""
+def trak(
+    chunk_offsets: Sequence[int],
+    wide: bool = False,
+    *,
+    sizes: Sequence[int] | None = None,
+    sample_size: int = 0,
+    samples: int = 0,
+    per_chunk: Sequence[tuple[int, int]] = ((1, 1),),
+    compact: int = 0,
+) -> bytes:
+    """A track whose sample table's chunks start at `chunk_offsets` (stco, or co64 when
+    `wide`). Its samples' sizes: the table `sizes` (stsz, or stz2 with `compact` bits an
+    entry), or `samples` samples of `sample_size` bytes each; `per_chunk` gives the stsc
+    entries (first chunk, samples per chunk). No sizes: no stsc nor stsz (the chunks' ends
+    unknown, as in a table-less track)."""
     fmt = ">Q" if wide else ">I"
-    table = struct.pack(">II", 0, len(chunk_offsets)) + b"".join(
+    offsets = struct.pack(">II", 0, len(chunk_offsets)) + b"".join(
         struct.pack(fmt, o) for o in chunk_offsets
     )
-    stbl = box("stbl", box("stsd", bytes(8)) + box("co64" if wide else "stco", table))
+    tables = box("stsd", bytes(8))
+    if sizes is not None or sample_size:
+        entries = b"".join(struct.pack(">III", first, n, 1) for first, n in per_chunk)
+        tables += box("stsc", struct.pack(">II", 0, len(per_chunk)) + entries)
+    if sample_size:
+        tables += box("stsz", struct.pack(">III", 0, sample_size, samples))
+    elif sizes is not None and compact:
+        tables += box("stz2", struct.pack(">I3xBI", 0, compact, len(sizes)) + pack(sizes, compact))
+    elif sizes is not None:
+        table = b"".join(struct.pack(">I", n) for n in sizes)
+        tables += box("stsz", struct.pack(">III", 0, 0, len(sizes)) + table)
+    stbl = box("stbl", tables + box("co64" if wide else "stco", offsets))
     minf = box("minf", box("vmhd", bytes(12)) + stbl)
     return box("trak", box("tkhd", bytes(84)) + box("mdia", box("mdhd", bytes(24)) + minf))
 
 
-def moov(tracks: Sequence[Sequence[int]] = (), fragmented: bool = False) -> bytes:
+def pack(sizes: Sequence[int], bits: int) -> bytes:
+    """stz2 entries of `bits` (4, 8 or 16) bits each; 4-bit ones two a byte, high first."""
+    if bits == 4:
+        padded = [*sizes, 0] if len(sizes) % 2 else list(sizes)
+        return bytes(a << 4 | b for a, b in zip(padded[::2], padded[1::2], strict=True))
+    return b"".join(n.to_bytes(bits // 8, "big") for n in sizes)
+
+
+def moov(tracks: Sequence[bytes] = (), fragmented: bool = False) -> bytes:
     mvex = box("mvex", box("trex", bytes(24))) if fragmented else b""
-    return box("moov", box("mvhd", bytes(100)) + b"".join(trak(t) for t in tracks) + mvex)
+    return box("moov", box("mvhd", bytes(100)) + b"".join(tracks) + mvex)
 
 
 def mp4(
@@ -56,15 +89,24 @@ def mp4(
     tracks: int = 2,
 ) -> bytes:
     """ftyp, mdat and moov (moov first when `faststart`); `mdat_header`: "32", "64" (a
-    largesize mdat) or "open" (size 0, to the end of the file). The tracks' chunks point into
-    the mdat's payload."""
+    largesize mdat) or "open" (size 0, to the end of the file). The media is cut into two
+    chunks a track, interleaved as muxers lay them out (track 1, 2, ..., 1, 2, ...), each
+    chunk of two samples: the last track's last chunk ends at the media's last byte."""
     head = ftyp()
     wrap = {"32": box, "64": large_box, "open": open_box}[mdat_header]
     mdat_head = len(wrap("mdat", b""))
-    chunks = [[i * len(media) // (tracks * 2) + j for j in (0, 8)] for i in range(tracks)]
+    step = len(media) // (2 * tracks)
+    bounds = [k * step for k in range(2 * tracks)] + [len(media)]
+    chunks = list(itertools.pairwise(bounds))
 
     def movie(payload_at: int) -> bytes:
-        return moov([[payload_at + c for c in t] for t in chunks])
+        traks = []
+        for t in range(tracks):
+            mine = chunks[t::tracks]
+            sizes = [n for a, b in mine for n in ((b - a) // 2, b - a - (b - a) // 2)]
+            offsets = [payload_at + a for a, _ in mine]
+            traks.append(trak(offsets, sizes=sizes, per_chunk=[(1, 2)]))
+        return moov(traks)
 
     if faststart:
         size = len(movie(0))
@@ -72,13 +114,32 @@ def mp4(
     return head + wrap("mdat", media) + movie(len(head) + mdat_head)
 
 
+def open_faststart(media: int, *tracks: Callable[[int], bytes]) -> bytes:
+    """ftyp, a moov of `tracks` (each built given where the media starts) and an mdat of
+    `media` bytes with size 0 (to the end of the file), as a fast-start writer or a copy of
+    one leaves it: the boxes tile every cut of the media, the tables alone say where it ends."""
+
+    def movie(at: int) -> bytes:
+        return moov([track(at) for track in tracks])
+
+    at = len(ftyp()) + len(movie(0)) + 8
+    return ftyp() + movie(at) + open_box("mdat", b"\x05" * media)
+
+
 def fragmented_mp4(fragments: int = 3, sample: bytes = b"\x02" * 300) -> bytes:
     """ftyp, moov with mvex (no samples), then moof/mdat pairs."""
-    out = ftyp("iso5") + moov([[]], fragmented=True)
+    out = ftyp("iso5") + moov([trak([])], fragmented=True)
     for n in range(fragments):
         out += box("moof", box("mfhd", struct.pack(">II", 0, n + 1)) + box("traf", bytes(40)))
         out += box("mdat", sample)
     return out
+
+
+def mfra(tracks: int = 1) -> bytes:
+    """The random access index a muxer writes last when it closes a fragmented file: a tfra
+    per track (no entries here) and the mfro that gives the mfra's size."""
+    tfra = b"".join(box("tfra", struct.pack(">IIII", 1 << 24, t + 1, 0, 0)) for t in range(tracks))
+    return box("mfra", tfra + box("mfro", struct.pack(">II", 0, 8 + len(tfra) + 16)))
 
 
 def fragment_boundaries(data: bytes) -> list[int]:

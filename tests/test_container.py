@@ -19,6 +19,7 @@ from mavi_uploader.core.container import (
     Verdict,
     check,
 )
+from mavi_uploader.core.containers.mp4_tables import MAX_TAIL_SAMPLES
 
 COMPLETE, INCOMPLETE = Completeness.COMPLETE, Completeness.INCOMPLETE
 NOT_APPLICABLE = Completeness.NOT_APPLICABLE
@@ -143,12 +144,106 @@ def test_a_fifo_never_blocks(tmp_path: Path) -> None:
     assert done.is_set(), "checking a FIFO blocked"
 
 
+# ---- a file with an unwritten range (preallocated, filled out of order) ---------------
+
+MIB = 1 << 20
+
+
+def sparse_file(path: Path, size: int, *written: tuple[int, bytes]) -> Path:
+    """A file of `size` bytes of which only the `written` (offset, bytes) ranges hold data:
+    what a download preallocated at its full size leaves before its middle arrives."""
+    with path.open("wb") as f:
+        f.truncate(size)
+        for offset, data in written:
+            f.seek(offset)
+            f.write(data)
+    return path
+
+
+@pytest.fixture
+def holes(tmp_path: Path) -> Path:
+    """tmp_path, where the file system reports holes (SEEK_HOLE); else the test is skipped."""
+    probe = sparse_file(tmp_path / "probe", 8 * MIB, (0, b"x" * 4096))
+    with probe.open("rb") as f:
+        try:
+            hole = os.lseek(f.fileno(), 0, os.SEEK_HOLE)
+        except (AttributeError, OSError) as error:
+            pytest.skip(f"no SEEK_HOLE here: {error}")
+    probe.unlink()
+    if hole >= 8 * MIB:
+        pytest.skip(f"the file system under {tmp_path} does not report holes")
+    return tmp_path
+
+
+def test_a_preallocated_file_with_its_head_and_tail_written_is_incomplete(holes: Path) -> None:
+    """A torrent client fetches the first and last pieces first: the moov (at the end) and
+    the ftyp and mdat header (at the start) are there, the media between is not."""
+    whole = c.mp4(b"\x01" * (6 * MIB))
+    head, tail = whole[: 64 * 1024], whole[-64 * 1024 :]
+    clip = sparse_file(holes / "clip.mp4", len(whole), (0, head), (len(whole) - len(tail), tail))
+    assert check(BytesReader(whole), len(whole), "clip.mp4").complete  # the bytes look whole
+    got = check(clip, len(whole))
+    assert got.incomplete
+    start = int(got.reason.split("at byte ")[1].split(" ")[0])
+    assert 64 * 1024 <= start <= 128 * 1024  # where the written head ends, to a block
+    assert got.reason.startswith(f"the file has an unwritten range at byte {start} (")
+    assert got.reason.endswith(" bytes): a download or copy still filling it")
+    clip.write_bytes(whole)  # the middle arrives
+    assert check(clip, len(whole)).complete
+
+
+@pytest.mark.parametrize("name", ["clip.mts", "clip.mxf", "clip.mkv", "clip.avi", "notes.txt"])
+def test_a_hole_makes_any_type_incomplete(holes: Path, name: str) -> None:
+    size = 4 * MIB
+    clip = sparse_file(holes / name, size, (0, TS), (size - len(TS), TS))
+    got = check(clip, size)
+    assert got.incomplete and "unwritten range" in got.reason, got.reason
+
+
+def test_a_hole_to_the_end_counts_up_to_the_observed_size(holes: Path) -> None:
+    clip = sparse_file(holes / "clip.mts", 3 * MIB, (0, TS * 40))
+    got = check(clip, 3 * MIB)
+    start = int(got.reason.split("at byte ")[1].split(" ")[0])
+    assert got.reason == (
+        f"the file has an unwritten range at byte {start} ({3 * MIB - start} bytes): "
+        "a download or copy still filling it"
+    )
+    # a hole that begins past the size observed is not looked at
+    assert check(clip, 4096, name="clip.mts").completeness is NOT_APPLICABLE
+
+
+def test_a_short_hole_is_passed_over(holes: Path) -> None:
+    """ZFS with compression stores a zero-filled record as a hole: holes under 1 MiB are
+    taken for zeros a video holds (padding), not for a range still to be written."""
+    whole = c.mp4(b"\x01" * (3 * MIB))
+    at = len(whole) // 2
+    clip = sparse_file(holes / "clip.mp4", len(whole), (0, whole[:at]), (at + 512 * 1024,
+                       whole[at + 512 * 1024 :]))  # fmt: skip
+    with clip.open("rb") as f:
+        assert os.lseek(f.fileno(), 0, os.SEEK_HOLE) < len(whole)  # there is a hole...
+        assert container.first_hole(f.fileno(), len(whole)) is None  # ...too short to count
+    got = check(clip, len(whole))
+    assert got.complete, got.reason
+    # and a long one further on is still found
+    big = sparse_file(holes / "big.mp4", 8 * MIB, (0, b"\x01" * MIB), (MIB + 256 * 1024,
+                      b"\x01" * MIB), (7 * MIB, b"\x01" * MIB))  # fmt: skip
+    assert check(big, 8 * MIB).reason.startswith("the file has an unwritten range at byte")
+
+
+def test_a_reader_is_not_asked_for_holes() -> None:
+    data = bytes(4 * MIB)
+    assert check(BytesReader(data), len(data), "a.mts").completeness is NOT_APPLICABLE
+
+
 # ---- a multi-GB file costs a handful of reads -----------------------------------------
 
 
 def _huge_mp4() -> tuple[dict[int, bytes], int]:
     head = c.ftyp() + struct.pack(">I4sQ", 1, b"mdat", 8 * GB)
-    tracks = c.trak([len(head) + 5, 6 * GB], wide=True) + c.trak([len(head) + 9], wide=True)
+    # the last chunks end inside the mdat: 2 GB - 100 bytes from 6 GB, 1000 bytes from 49
+    video = c.trak([len(head) + 5, 6 * GB], wide=True, sizes=[100, 2 * GB - 100])
+    tracks = video + c.trak([len(head) + 9], wide=True, sample_size=500, samples=2,
+                            per_chunk=[(1, 2)])  # fmt: skip
     movie = c.box("moov", c.box("mvhd", bytes(100)) + tracks)
     return {0: head, len(c.ftyp()) + 8 * GB: movie}, len(c.ftyp()) + 8 * GB + len(movie)
 
@@ -195,11 +290,36 @@ def test_a_huge_file_costs_a_handful_of_reads(name: str, build: object, reads: i
 
 
 def test_many_fragments_are_walked_within_the_budget() -> None:
-    data = c.fragmented_mp4(fragments=3_000, sample=b"\x02" * 20)
+    data = c.fragmented_mp4(fragments=3_000, sample=b"\x02" * 20) + c.mfra()
     reader = c.Counting(data)
     got = check(reader, len(data), "a.mp4")
-    assert got.reason == "MP4 is complete: 3000 fragments and moov tile the file"
+    assert got.reason == (
+        "MP4 is complete: 3000 fragments and moov tile the file, closed by an mfra box"
+    )
+    assert got.final
     assert reader.reads <= MAX_READS and reader.bytes <= MAX_BYTES
+
+
+def test_many_tracks_with_long_chunks_stay_within_the_budget() -> None:
+    """64 tracks, each with a size table too large to be cached with the moov and a last
+    chunk of more samples than are read: each track costs a few small reads."""
+    many = 2 * MAX_TAIL_SAMPLES
+
+    def track(at: int) -> bytes:
+        return c.trak([at], sizes=[1] * many, per_chunk=[(1, many)])
+
+    data = c.open_faststart(many, *[track] * 64)
+    at = len(data) - many
+    assert len(data) > 5 * 80 * 1024  # the moov is read in pieces, not served by one read
+    reader = c.Counting(data)
+    assert check(reader, len(data), "a.mp4").complete
+    # about 16 reads a track (the box headers walked to its tables, then three entries)
+    assert reader.reads <= 64 * 20 and reader.bytes <= MAX_BYTES // 2
+    short = data[: at + MAX_TAIL_SAMPLES - 1]  # short of even the last samples read
+    cut = c.Counting(short)
+    got = check(cut, len(short), "a.mp4")
+    assert got.reason.startswith("MP4 track 1's last chunk ends at byte"), got.reason
+    assert cut.reads <= 64 + 16  # a header per track (looking for mvex), then track 1's tables
 
 
 def test_too_many_boxes_to_walk_is_not_checked() -> None:

@@ -50,6 +50,7 @@ def test_a_finished_clip_is_complete_and_no_cut_of_it_is(tmp_path: Path, name: s
     ffmpeg(CLIPS[name], str(clip))
     data = clip.read_bytes()
     assert check(clip, len(data)).complete, check(clip, len(data)).reason
+    assert check(clip, len(data)).final  # a fragmented one ends with ffmpeg's mfra
     fragmented = name.startswith("fragmented")
     for length in range(0, len(data), max(1, len(data) // 500)):
         got = check(BytesReader(data[:length]), length, name)

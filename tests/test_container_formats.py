@@ -9,6 +9,7 @@ import pytest
 
 import containers as c
 from mavi_uploader.core.container import BytesReader, Completeness, Verdict, check
+from mavi_uploader.core.containers.mp4_tables import MAX_TAIL_SAMPLES
 
 COMPLETE, INCOMPLETE = Completeness.COMPLETE, Completeness.INCOMPLETE
 FTYP = len(c.ftyp())  # 24
@@ -82,7 +83,7 @@ def _fragment_cut_after_moof() -> bytes:
     # a fast-start file cut (or copied) up to its moov: the media is not there
     (
         "a.mp4", lambda: FAST[: len(FAST) - 1008], INCOMPLETE,
-        f"MP4 track 1 has media at byte {len(FAST) - 992}, past the end of the file…",
+        f"MP4 track 1 has media at byte {len(FAST) - 500}, past the end of the file…",
     ),
     (
         "a.mp4", lambda: c.ftyp() + c.box("moov", c.box("mvhd") + c.trak([10**9], wide=True)),
@@ -92,10 +93,13 @@ def _fragment_cut_after_moof() -> bytes:
         "a.mp4", lambda: c.ftyp() + c.box("moov", c.trak([5])[:-4]) + c.box("free"), INCOMPLETE,
         "MP4 box 'trak' at byte 32 runs past the end of its parent box",
     ),
-    # fragmented: whole at each fragment boundary
-    ("a.mp4", lambda: FRAG, COMPLETE, "MP4 is complete: 3 fragments and moov tile the file"),
-    ("a.mp4", lambda: FRAG[: c.fragment_boundaries(FRAG)[0]], COMPLETE, "MP4 is complete: 1…"),
-    ("a.mp4", lambda: FRAG + c.box("mfra", bytes(8)), COMPLETE, "MP4 is complete: …"),
+    # fragmented: whole at each fragment boundary, final only once an mfra closes it
+    ("a.mp4", lambda: FRAG, COMPLETE,
+     "MP4 is complete to its last fragment (3 fragments); more may follow: no mfra box"),
+    ("a.mp4", lambda: FRAG[: c.fragment_boundaries(FRAG)[0]], COMPLETE,
+     "MP4 is complete to its last fragment (1 fragment); more may follow: no mfra box"),
+    ("a.mp4", lambda: FRAG + c.mfra(), COMPLETE,
+     "MP4 is complete: 3 fragments and moov tile the file, closed by an mfra box"),
     ("a.mp4", _fragment_cut_after_moof, INCOMPLETE, "MP4 fragment at byte…"),
     ("a.mp4", lambda: FRAG[:-1], INCOMPLETE, "MP4 box 'mdat' runs past the end of the file…"),
     (
@@ -109,10 +113,133 @@ def test_mp4(
     expect(build(), name, completeness, reason)
 
 
+def test_only_a_fragmented_mp4_without_its_mfra_is_not_final() -> None:
+    """A live recorder appends a fragment at a time and closes the file after each: a close
+    proves nothing until the mfra a muxer writes last is there."""
+    assert not verdict(FRAG, "a.mp4").final
+    assert verdict(FRAG + c.mfra(), "a.mp4").final
+    # an mfra before more fragments closes nothing: fragments were appended after it
+    assert not verdict(
+        FRAG + c.mfra() + FRAG[c.fragment_boundaries(FRAG)[0] - 308 :], "a.mp4"
+    ).final
+    for data, name in [(MP4, "a.mp4"), (FAST, "a.mov"), (c.mxf(), "a.mxf"), (c.mkv(), "a.mkv"),
+                       (c.avi(), "a.avi")]:  # fmt: skip
+        got = verdict(data, name)
+        assert got.complete and got.final, got.reason
+
+
 def test_the_last_moof_without_its_mdat_is_named() -> None:
     cut = _fragment_cut_after_moof()
     moof = c.fragment_boundaries(FRAG)[1]
     expect(cut, "a.mp4", INCOMPLETE, f"MP4 fragment at byte {moof} has no mdat box yet")
+
+
+# ---- MP4: where each track's last chunk ends ------------------------------------------
+
+
+def media_at(data: bytes) -> int:
+    return data.index(b"mdat") + 4
+
+
+def constant(at: int) -> bytes:
+    """Ten samples of 100 bytes, five to a chunk: the last chunk ends 1000 bytes in."""
+    return c.trak([at, at + 500], sample_size=100, samples=10, per_chunk=[(1, 5)])
+
+
+def two_entries(at: int, compact: int = 0) -> bytes:
+    """One sample in chunk 1, then two a chunk: the last chunk (samples 4 and 5, 50 + 60
+    bytes) starts 300 bytes in and ends 410 bytes in. Read by the first stsc entry alone
+    (one sample a chunk), it would end 360 bytes in."""
+    return c.trak([at, at + 100, at + 300], sizes=[100, 100, 100, 50, 60],
+                  per_chunk=[(1, 1), (2, 2)], compact=compact)  # fmt: skip
+
+
+def nibbles(at: int) -> bytes:
+    """4-bit stz2 sizes, an odd count of them: the last chunk, samples 3 to 5 (7 + 3 + 9
+    bytes), starts 10 bytes in and ends 29 bytes in."""
+    return c.trak([at, at + 10], sizes=[5, 5, 7, 3, 9], per_chunk=[(1, 2), (2, 3)], compact=4)
+
+
+def patched(data: bytes, kind: bytes, at: int, value: bytes) -> bytes:
+    """`data` with `value` written `at` bytes into the first `kind` box's payload."""
+    where = data.index(kind) + 4 + at
+    return data[:where] + value + data[where + len(value) :]
+
+
+def ends_past(track: int, end: int, size: int, later: bool = False) -> str:
+    return (f"MP4 track {track}'s last chunk ends at byte {end}{' or later' if later else ''}, "
+            f"past the end of the file ({size} bytes)")  # fmt: skip
+
+
+WHOLE_OPEN = c.mp4(faststart=True, mdat_header="open")
+CUT_OPEN = WHOLE_OPEN[:-1]
+
+
+@cases(
+    # fast start, mdat to the end of the file: whole to its last byte, not one byte less
+    ("a.mp4", lambda: WHOLE_OPEN, COMPLETE, "MP4 is complete: 3 top-level boxes with a moov…"),
+    ("a.mp4", lambda: CUT_OPEN, INCOMPLETE, ends_past(2, len(WHOLE_OPEN), len(CUT_OPEN))),
+    ("a.mp4", lambda: WHOLE_OPEN[:-300], INCOMPLETE, "MP4 track 1's last chunk ends at byte…"),
+    # the last sample not begun: the chunk starts inside the file, ends past it
+    ("a.mp4", lambda: c.open_faststart(1000, constant), COMPLETE, "MP4 is complete: …"),
+    ("a.mp4", lambda: c.open_faststart(999, constant), INCOMPLETE, "MP4 track 1's last chunk…"),
+    ("a.mp4", lambda: c.open_faststart(410, two_entries), COMPLETE, "MP4 is complete: …"),
+    ("a.mp4", lambda: c.open_faststart(409, two_entries), INCOMPLETE, "MP4 track 1's last chunk…"),
+    # stz2: 16-, 8- and 4-bit sizes
+    ("a.mp4", lambda: c.open_faststart(410, lambda at: two_entries(at, 16)), COMPLETE, "MP4 is…"),
+    ("a.mp4", lambda: c.open_faststart(409, lambda at: two_entries(at, 16)), INCOMPLETE, "MP4 tr…"),
+    ("a.mp4", lambda: c.open_faststart(410, lambda at: two_entries(at, 8)), COMPLETE, "MP4 is…"),
+    ("a.mp4", lambda: c.open_faststart(409, lambda at: two_entries(at, 8)), INCOMPLETE, "MP4 tr…"),
+    ("a.mp4", lambda: c.open_faststart(29, nibbles), COMPLETE, "MP4 is complete: …"),
+    ("a.mp4", lambda: c.open_faststart(28, nibbles), INCOMPLETE, "MP4 track 1's last chunk…"),
+    # every track is looked at: the second one is cut
+    ("a.mp4", lambda: c.open_faststart(999, lambda at: c.trak([at]), constant), INCOMPLETE,
+     "MP4 track 2's last chunk…"),
+    # tables that do not say where the chunk ends: its start alone is checked, as before
+    ("a.mp4", lambda: c.open_faststart(10, lambda at: c.trak([at + 5])), COMPLETE, "MP4 is…"),
+    ("a.mp4", lambda: c.open_faststart(10, lambda at: c.trak([at + 5], sizes=[1] * 5,
+     per_chunk=[(1, 10)])), COMPLETE, "MP4 is complete: …"),  # 10 samples a chunk, 5 in all
+    ("a.mp4", lambda: c.open_faststart(10, lambda at: c.trak([at + 5], sizes=[50],
+     per_chunk=[(2, 1)])), COMPLETE, "MP4 is complete: …"),  # its stsc names no chunk there
+    ("a.mp4", lambda: c.open_faststart(10, lambda at: c.trak([at], sizes=[50], per_chunk=[])),
+     COMPLETE, "MP4 is complete: …"),  # an empty stsc
+    # tables whose entries overrun their box
+    ("a.mp4", lambda: patched(c.open_faststart(410, two_entries), b"stsz", 8, b"\xff" * 4),
+     INCOMPLETE, "MP4 track 1 has a malformed stsz box"),
+    ("a.mp4", lambda: patched(c.open_faststart(410, two_entries), b"stsc", 4, b"\x00\x00\x01\x00"),
+     INCOMPLETE, "MP4 track 1 has a malformed stsc box"),
+    ("a.mp4", lambda: patched(c.open_faststart(410, lambda at: two_entries(at, 8)), b"stz2", 7,
+     b"\x07"), INCOMPLETE, "MP4 track 1 has a malformed stz2 box (entries of 7 bits)"),
+    ("a.mp4", lambda: patched(c.open_faststart(29, nibbles), b"stz2", 8,
+     b"\x00\x00\x00\x0b"), INCOMPLETE, "MP4 track 1 has a malformed stz2 box"),
+)  # fmt: skip
+def test_mp4_last_chunk(
+    name: str, build: Callable[[], bytes], completeness: Completeness, reason: str
+) -> None:
+    expect(build(), name, completeness, reason)
+
+
+def test_the_reason_says_where_the_last_chunk_ends() -> None:
+    data = c.open_faststart(999, constant)
+    at = media_at(data)
+    expect(data, "a.mp4", INCOMPLETE, ends_past(1, at + 1000, len(data)))
+    data = c.open_faststart(409, two_entries)
+    expect(data, "a.mp4", INCOMPLETE, ends_past(1, media_at(data) + 410, len(data)))
+
+
+def test_a_chunk_of_very_many_samples_is_summed_from_its_last_ones() -> None:
+    """Past MAX_TAIL_SAMPLES samples in the chunk, the sizes of the last ones read are a lower
+    bound of its end: a cut before that bound is caught, and the reason says "or later"."""
+    many = 3 * MAX_TAIL_SAMPLES
+
+    def track(at: int) -> bytes:
+        return c.trak([at], sizes=[1] * many, per_chunk=[(1, many)])
+
+    whole = c.open_faststart(many, track)
+    assert verdict(whole, "a.mp4").complete
+    short = c.open_faststart(MAX_TAIL_SAMPLES - 1, track)
+    bound = media_at(short) + MAX_TAIL_SAMPLES
+    expect(short, "a.mp4", INCOMPLETE, ends_past(1, bound, len(short), later=True))
 
 
 # ---- MXF ------------------------------------------------------------------------------

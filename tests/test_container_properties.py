@@ -28,6 +28,20 @@ WHOLE = [
     ("a.mp4", c.mp4(faststart=True)),
     ("a.mov", c.mp4(mdat_header="64")),
     ("a.m4v", c.mp4(faststart=True, mdat_header="64", tracks=3)),
+    ("a.mp4", c.mp4(faststart=True, mdat_header="open")),  # the sample tables say where it ends
+    (
+        "a.mov",
+        c.open_faststart(
+            410,
+            lambda at: c.trak([at + 300], sample_size=1, samples=9, per_chunk=[(1, 3)]),
+            lambda at: c.trak(
+                [at, at + 100, at + 300],
+                sizes=[100, 100, 100, 50, 60],
+                per_chunk=[(1, 1), (2, 2)],
+                compact=16,
+            ),
+        ),
+    ),
     ("a.mxf", c.mxf()),
     ("a.mxf", c.mxf(bodies=3, header_status=c.OPEN_INCOMPLETE, footer_in_header=False)),
     ("a.mkv", c.mkv()),
@@ -124,8 +138,63 @@ def test_no_file_cut_short_is_complete_at_any_byte() -> None:
 
 
 def test_a_fragmented_file_is_whole_exactly_at_its_fragment_boundaries() -> None:
-    data = c.fragmented_mp4(fragments=4)
+    """...and final (a close proves it done) only once its mfra is there, at the very end."""
+    data = c.fragmented_mp4(fragments=4) + c.mfra()
     boundaries = set(c.fragment_boundaries(data))
     for length in range(len(data) + 1):
         got = check(Budgeted(data[:length]), length, "a.mp4")
-        assert got.complete == (length in boundaries), (length, got.reason)
+        assert got.complete == (length in boundaries or length == len(data)), (length, got.reason)
+        assert got.final == (not got.complete or length == len(data)), (length, got.reason)
+
+
+U32 = st.integers(0, 2**32 - 1)
+TABLE_FIELDS = {  # where a hostile value can go: box type, offset in its payload, width
+    "stco count": (b"stco", 4, 4),
+    "stsc count": (b"stsc", 4, 4),
+    "stsc first chunk": (b"stsc", 8, 4),
+    "stsc samples per chunk": (b"stsc", 12, 4),
+    "stsz sample size": (b"stsz", 4, 4),
+    "stsz count": (b"stsz", 8, 4),
+    "stsz entry": (b"stsz", 12, 4),
+    "stz2 field size": (b"stz2", 7, 1),
+    "stz2 count": (b"stz2", 8, 4),
+}
+
+
+@st.composite
+def hostile_tables(draw: st.DrawFn) -> bytes:
+    """A fast-start MP4 with an open mdat whose sample tables hold any values: counts and
+    sizes up to 2**32 - 1, chunk offsets anywhere, entries that disagree with each other."""
+    kind = draw(st.sampled_from(["stsz", "constant", "stz2"]))
+    sizes = draw(st.lists(st.integers(0, 15), max_size=12))
+    small_or_any = st.one_of(st.integers(0, 12), U32)  # values that agree often, or any
+    constant, samples = draw(small_or_any), draw(small_or_any)
+    first_chunk = st.one_of(st.integers(1, 4), U32)
+    per_chunk = draw(st.lists(st.tuples(first_chunk, small_or_any), max_size=3))
+    media = draw(st.integers(1, 600))
+    offsets = draw(st.lists(st.integers(0, media - 1), min_size=1, max_size=4))
+    spread = draw(st.sampled_from([True, True, True, False]))  # into the media, or anywhere
+
+    def track(at: int) -> bytes:
+        chunks = [at + o if spread else o * 7_000_000 for o in offsets]
+        if kind == "constant":
+            return c.trak(chunks, sample_size=constant, samples=samples, per_chunk=per_chunk)
+        return c.trak(chunks, sizes=sizes, per_chunk=per_chunk, compact=4 if kind == "stz2" else 0)
+
+    data = bytearray(c.open_faststart(media, track))
+    for field in draw(st.lists(st.sampled_from(sorted(TABLE_FIELDS)), max_size=2)):
+        box_type, offset, width = TABLE_FIELDS[field]
+        where = data.find(box_type) + 4 + offset
+        if where >= 4 + offset and where + width <= len(data):
+            data[where : where + width] = draw(st.integers(0, 2 ** (8 * width) - 1)).to_bytes(
+                width, "big"
+            )
+    return bytes(data)
+
+
+@settings(**QUIET)
+@given(data=hostile_tables(), grow=st.integers(0, 1 << 40), repeat=st.booleans())
+def test_hostile_sample_tables(data: bytes, grow: int, repeat: bool) -> None:
+    """Never a crash, and never a read past the budget, whatever the tables say."""
+    judged(Budgeted(data), len(data), "a.mp4")
+    judged(Budgeted(data, repeat=repeat), len(data) + grow, "a.mp4")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Clock, wait_for
-from containers import mkv, mp4, mxf
+from containers import fragmented_mp4, mkv, mp4, mxf
 from fleet_hosts import two_hosts_on_a_share
 from mavi_uploader.core.records import FileRecord, Observation, State
 from mavi_uploader.core.writers import Writer, WriterProbe
@@ -126,6 +126,16 @@ def test_files_without_a_container_check_keep_the_settle_rule(
     # An MTS has no container whose end can be checked; a "notes.mp4" that is not an MP4
     # cannot be checked either: a close alone does not prove a recording ended.
     rec = sighted(journal, tmp_path / name, b"\x47" + os.urandom(4000))
+    assert settler(journal, clock).settle_closed([rec.path]) == 0
+    assert row(journal, rec).state is State.SETTLING
+
+
+def test_a_fragmented_mp4_without_its_mfra_keeps_the_settle_rule(
+    journal: JournalStore, clock: Clock, tmp_path: Path
+) -> None:
+    # Complete at every fragment: a live recorder appending a fragment at a time closes the
+    # file after each, so a close proves nothing.
+    rec = sighted(journal, tmp_path / "live.mp4", fragmented_mp4())
     assert settler(journal, clock).settle_closed([rec.path]) == 0
     assert row(journal, rec).state is State.SETTLING
 

@@ -5,7 +5,9 @@ Settle asks here before it queues a file: a file can hold still for longer than
 MXF without its footer, a live MKV). Each check reads a few headers at offsets the format
 gives it, through a `Reader`, never the whole file: a multi-GB file costs a handful of reads,
 and no file, whatever its bytes, costs more than `MAX_READS` reads or `MAX_BYTES` bytes
-(`containers/source.py`). Pure: no journal, no logging; the one IO is reading the file.
+(`containers/source.py`). Pure: no journal, no logging; the one IO is reading the file, and
+asking the file system where its holes are: a file with a long unwritten range is not whole,
+whatever its type (`first_hole`).
 
 The type is chosen by the name's extension and the first bytes together: bytes of a checked
 type are checked as that type whatever the name says (the reason then says what the name
@@ -16,6 +18,8 @@ claims); a checked extension whose bytes are some other type, or none we know, i
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
 
 from mavi_uploader.core.containers import avi, mkv, mp4, mxf
@@ -39,6 +43,7 @@ __all__ = [
     "CHECKED_EXTENSIONS",
     "MAX_BYTES",
     "MAX_READS",
+    "MIN_HOLE",
     "BytesReader",
     "Completeness",
     "FileReader",
@@ -46,6 +51,7 @@ __all__ = [
     "Verdict",
     "check",
     "complete",
+    "first_hole",
     "incomplete",
     "not_applicable",
 ]
@@ -67,6 +73,8 @@ _LABEL = {"mp4": "MP4", "mxf": "MXF", "mkv": "MKV", "avi": "AVI"}
 _MAGIC_LENGTH = {"mp4": 8, "mxf": 16, "mkv": 4, "avi": 12}
 _HEAD = 256  # enough to tell every type below apart (a transport stream needs two packets)
 _ASF = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+MIN_HOLE = 1024 * 1024  # an unwritten range this long or longer: see first_hole
+_MAX_HOLES = 16
 
 
 class FileReader:
@@ -94,10 +102,54 @@ def check(source: str | os.PathLike[str] | Reader, size: int, name: str | None =
         # O_NONBLOCK: a FIFO under a video's name must not block the open (its read fails).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
+            hole = first_hole(fd, size)
+            if hole is not None:
+                start, length = hole
+                return incomplete(
+                    f"the file has an unwritten range at byte {start} ({length} bytes): "
+                    "a download or copy still filling it"
+                )
             return _check(FileReader(fd), size, path if name is None else name)
         finally:
             os.close(fd)
     return _check(source, size, name)
+
+
+def first_hole(fd: int, size: int) -> tuple[int, int] | None:
+    """The first hole of at least MIN_HOLE bytes in the file's first `size` bytes, as (start,
+    length), or None (also where the system or file system cannot say).
+
+    A file preallocated at its full size and filled out of order (a BitTorrent client fetches
+    the first and last pieces first; fallocate'd ranges not yet written read as holes too) has
+    its head and tail, so its container looks whole while its middle is not written. Asking
+    the file system where its holes are costs a metadata call or two, no read. Smaller holes
+    are passed over: ZFS with compression stores an all-zero record as a hole, and a video
+    holds a few zero-filled records (padding, `free` boxes, KLV fill) but practically never a
+    whole MiB of zeros. A few holes are looked at, not all: enough to pass over such
+    records without walking a file that is mostly them.
+    """
+    seek_hole, seek_data = getattr(os, "SEEK_HOLE", None), getattr(os, "SEEK_DATA", None)
+    if seek_hole is None or seek_data is None:
+        return None
+    offset = 0
+    try:
+        for _ in range(_MAX_HOLES):
+            start = os.lseek(fd, offset, seek_hole)
+            if start >= size:
+                return None  # the hole every file has at its end, or one past what we look at
+            try:
+                data = os.lseek(fd, start, seek_data)
+            except OSError as no_data:
+                if no_data.errno != errno.ENXIO:
+                    raise
+                data = size  # the hole runs to the end of the file
+            length = min(data, size) - start
+            if length >= MIN_HOLE:
+                return start, length
+            offset = data
+    except OSError:
+        return None  # EINVAL, ENXIO, ESPIPE (a FIFO): no answer, the bytes decide alone
+    return None
 
 
 def _check(reader: Reader, size: int, name: str | None) -> Verdict:
@@ -141,7 +193,7 @@ def _judge(window: Window, ext: str, claimed: tuple[str, str] | None) -> Verdict
             verdict = avi.check(window, label)
     except Broken as finding:
         raise Broken(f"{finding}{note}") from None
-    return Verdict(verdict.completeness, verdict.reason + note)
+    return dataclasses.replace(verdict, reason=verdict.reason + note)
 
 
 def _identify(head: bytes, claimed: tuple[str, str] | None) -> str | None:

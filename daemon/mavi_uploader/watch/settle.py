@@ -100,7 +100,7 @@ class Settler:
             after = self._stat(rec.path)
         except OSError:
             return 0  # the tick looks again, and journals why
-        if not verdict.complete or (after.st_size, after.st_mtime_ns) != (
+        if not (verdict.complete and verdict.final) or (after.st_size, after.st_mtime_ns) != (
             before.st_size,
             before.st_mtime_ns,
         ):

@@ -4,19 +4,23 @@ A writer that is not done has either no `moov` yet (it comes last, after `mdat`)
 whose declared size runs past what is on disk, or (`mdat` written with size 0, "to the end of
 the file") no `moov` after it. So: the top-level boxes must tile the file exactly and one of
 them must be `moov`. A `moov` in front of its media (a "fast start" file, or one being copied)
-can be whole while the media is not: each track's last chunk must start inside the file.
+can be whole while the media is not: each track's last chunk must lie inside the file, from
+where it starts to where its samples end (`mp4_tables`).
 
 A fragmented file (`moov` holding `mvex`, then `moof`/`mdat` pairs) is whole at every
 fragment boundary: it is complete when the boxes tile the file and the last `moof` has its
-`mdat` after it.
+`mdat` after it. A live recorder may append a fragment at a time, closing the file after
+each, so a close proves nothing: the verdict is final only when an `mfra` box (the random
+access index a muxer such as ffmpeg writes last, on close) follows the last fragment.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from mavi_uploader.core.containers import mp4_tables
+from mavi_uploader.core.containers.mp4_tables import Box
 from mavi_uploader.core.containers.source import (
     MAX_READ,
     Broken,
@@ -35,14 +39,6 @@ MAGIC_TYPES = frozenset({b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b
 TOP_LEVEL_TYPES = frozenset(
     {b"uuid", b"moof", b"mfra", b"sidx", b"ssix", b"prft", b"meta", b"emsg", b"junk", b"PICT"}
 )
-
-
-@dataclass(frozen=True)
-class Box:
-    kind: str
-    start: int
-    body: int  # where the payload starts, after the (32- or 64-bit) header
-    end: int
 
 
 def looks_like_box(head: bytes, *, strict: bool) -> bool:
@@ -124,8 +120,16 @@ def check(window: Window, label: str) -> Verdict:
         last = len(kinds) - 1 - kinds[::-1].index("moof")
         if "mdat" not in kinds[last + 1 :]:
             raise Broken(f"{label} fragment at byte {boxes[last].start} has no mdat box yet")
-        fragments = kinds.count("moof")
-        return complete(f"{label} is complete: {fragments} fragments and moov tile the file")
+        count = kinds.count("moof")
+        fragments = f"{count} fragment{'' if count == 1 else 's'}"
+        if "mfra" in kinds[last + 1 :]:
+            return complete(
+                f"{label} is complete: {fragments} and moov tile the file, closed by an mfra box"
+            )
+        return complete(
+            f"{label} is complete to its last fragment ({fragments}); more may follow: no mfra box",
+            final=False,
+        )
     _media_inside(window, moov, label)
     return complete(f"{label} is complete: {len(boxes)} top-level boxes with a moov tile the file")
 
@@ -143,7 +147,7 @@ def _top_level(window: Window, label: str) -> list[Box] | None:
 
 
 def _media_inside(window: Window, moov: Box, label: str) -> None:
-    """Each track's last chunk starts inside the file (a moov can precede missing media)."""
+    """Each track's last chunk lies inside the file (a moov can precede missing media)."""
     tracks = (b for b in children(window, moov, label) if b.kind == "trak")
     for number, trak in enumerate(tracks, start=1):
         if number > MAX_TRACKS:
@@ -153,27 +157,21 @@ def _media_inside(window: Window, moov: Box, label: str) -> None:
             box = child(window, box, kind, label) if box is not None else None
         if box is None:
             continue  # no sample table: nothing of this track's media to look for
-        last = _last_chunk(window, box, label, number)
-        if last is not None and last >= window.size:
+        tables: dict[str, Box] = {}
+        for table in children(window, box, label):
+            if table.kind in mp4_tables.KINDS:
+                tables.setdefault(table.kind, table)
+        last = mp4_tables.last_chunk(window, tables, f"{label} track {number}")
+        if last is None:
+            continue
+        if last.start >= window.size:
             raise Broken(
-                f"{label} track {number} has media at byte {last}, "
+                f"{label} track {number} has media at byte {last.start}, "
                 f"past the end of the file ({window.size} bytes)"
             )
-
-
-def _last_chunk(window: Window, stbl: Box, label: str, track: int) -> int | None:
-    """Where the track's last chunk starts (stco or co64), or None when it has none."""
-    for table in children(window, stbl, label):
-        if table.kind not in ("stco", "co64"):
-            continue
-        width = 4 if table.kind == "stco" else 8
-        head = window.exactly(table.body, 8)  # version and flags, entry count
-        count = struct.unpack(">I", head[4:8])[0] if head is not None else 0
-        if head is None or table.body + 8 + count * width > table.end:
-            raise Broken(f"{label} track {track} has a malformed {table.kind} box")
-        if count == 0:
-            return None
-        entry = window.exactly(table.body + 8 + (count - 1) * width, width)
-        assert entry is not None  # inside the table, which is inside the file
-        return int.from_bytes(entry, "big")
-    return None
+        if last.end is not None and last.end > window.size:
+            raise Broken(
+                f"{label} track {number}'s last chunk ends at byte {last.end}"
+                f"{'' if last.exact else ' or later'}, "
+                f"past the end of the file ({window.size} bytes)"
+            )

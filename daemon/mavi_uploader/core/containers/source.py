@@ -27,10 +27,17 @@ class Completeness(enum.Enum):
 
 @dataclass(frozen=True)
 class Verdict:
-    """Is the container whole? `reason` is for people (logs, `last_error` after `incomplete:`)."""
+    """Is the container whole? `reason` is for people (logs, `last_error` after `incomplete:`).
+
+    `final`: a complete container that a close proves done. A fragmented MP4 without its
+    closing `mfra` is whole at every fragment boundary, and a live recorder that appends a
+    fragment at a time closes it at each: it is complete, not final, so only the settle rule
+    (held still) lets it go, never a close alone.
+    """
 
     completeness: Completeness
     reason: str
+    final: bool = True
 
     @property
     def complete(self) -> bool:
@@ -41,8 +48,8 @@ class Verdict:
         return self.completeness is Completeness.INCOMPLETE
 
 
-def complete(reason: str) -> Verdict:
-    return Verdict(Completeness.COMPLETE, reason)
+def complete(reason: str, *, final: bool = True) -> Verdict:
+    return Verdict(Completeness.COMPLETE, reason, final)
 
 
 def incomplete(reason: str) -> Verdict:
