@@ -152,6 +152,7 @@ class Run:
     wall: float  # Popen -> reaped
     cpu: float  # user + sys of the process (all its threads), wait4
     sys_cpu: float  # the sys part of it
+    minflt: int  # minor page faults (wait4): memory the process touched anew
     read_bytes: int  # /proc/PID/io: fetched from the disk
     rchar: int  # /proc/PID/io: read by read() calls, from the cache or not
     cgroup_reads: int | None  # the cgroup's own count of disk reads
@@ -207,8 +208,8 @@ def measured(
         where = f"see {log}" if log else out[-500:]
         raise RuntimeError(f"{case}: {cmd[0]} exited {code}: {where}")
     run = Run(
-        case, wall, common.rusage_cpu(usage), usage.ru_stime, io["read_bytes"], io["rchar"],
-        cgroup.disk_reads(), cgroup.peak_memory(),
+        case, wall, common.rusage_cpu(usage), usage.ru_stime, usage.ru_minflt,
+        io["read_bytes"], io["rchar"], cgroup.disk_reads(), cgroup.peak_memory(),
     )  # fmt: skip
     return run, out
 
@@ -364,7 +365,8 @@ def measure(args: argparse.Namespace, bench: Bench) -> bool:
             runs[case].append(run)
             info(
                 f"rep {rep + 1} {case:10}: wall {run.wall:.2f} s (claim -> accepted "
-                f"{run.send_wall:.2f} s), cpu {run.cpu:.2f} s (sys {run.sys_cpu:.2f}), disk "
+                f"{run.send_wall:.2f} s), cpu {run.cpu:.2f} s (sys {run.sys_cpu:.2f}, "
+                f"{run.minflt} minor faults), disk "
                 f"{run.read_bytes / MiB:.0f} MiB (cgroup {fmt_mib(run.cgroup_reads)}), "
                 f"rchar {run.rchar / MiB:.0f} MiB, cgroup peak {run.peak_mem / MiB:.0f} MiB"
             )
