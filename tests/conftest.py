@@ -29,7 +29,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 import pgcluster
 from fakemavi import FakeMavi
-from mavi_uploader.cli.views import bandwidth_document, file_document, status_document
+from mavi_uploader.cli.views import bandwidth_document, file_documents, status_document
 from mavi_uploader.config.settings import load_config
 from mavi_uploader.journal import JournalStore, open_for_reports
 from mavi_uploader.service.lock import probe
@@ -197,7 +197,7 @@ def read_files(state_dir: Path) -> list[dict[str, Any]]:
     if journal is None:
         return []
     try:
-        docs = [file_document(r) for r in journal.files(None, 100_000)]
+        docs = file_documents(journal, journal.files(None, 100_000))
     finally:
         journal.close()
     shaped: list[dict[str, Any]] = json.loads(json.dumps(docs))

@@ -72,6 +72,7 @@ def test_status_json_without_any_journal(setup: dict[str, Path], capsys: Any) ->
         "confirming": [],
         "settling": [],
         "recent_errors": [],
+        "handoffs": {"owed": 0, "failing": 0, "recent": []},
         "bandwidth": {"limit": "off", "bytes_per_second": None, "until": None},
     }
 

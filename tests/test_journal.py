@@ -106,9 +106,11 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     assert confirming.content_claimed
     again = journal.get(old.id)
     assert again is not None and again.progress_at == 5.0 and again.after_upload_due
+    # v5: an outbox, empty: nothing is owed for files finished before it
+    assert journal.handoff_counts() == (0, 0) and journal.handoffs() == []
     journal.close()
     conn = sqlite3.connect(state / DB_NAME)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
 def test_status_reads_a_journal_its_daemon_has_not_migrated_yet(tmp_path: Path) -> None:
@@ -195,7 +197,7 @@ def test_the_insert_path_refuses_a_state_a_new_row_may_not_start_in(journal: Jou
 
 def test_every_method_of_the_interface_wraps_driver_errors() -> None:
     members = [name for name in vars(JournalStore) if not name.startswith("_")]
-    assert len(members) == 33
+    assert len(members) == 37
     for name in members:
         assert hasattr(getattr(Journal, name), "__wrapped__"), name
 

@@ -12,6 +12,7 @@ import pytest
 
 from mavi_uploader.core import outcomes
 from mavi_uploader.core.decisions import Judgement, Verdict
+from mavi_uploader.core.handoffs import Owed
 from mavi_uploader.core.outcomes import Outcome
 from mavi_uploader.core.records import EMPTY_FILE, NEW_VERSION, NO_ASSET, FileRecord, State
 from mavi_uploader.core.retry import CONFIRM_BACKOFF, MAX_SERVER_FAILURES, UPLOAD_BACKOFF
@@ -20,6 +21,7 @@ NOW = 1_000_000.0
 OWNER = "42:w1"
 LEASE_DROPPED = {"lease_owner": None, "lease_expires_at": None}
 URL_CLEARED = {"signed_url": None, "url_expires_at": None}
+MOVE = Owed(after_upload=True)  # a file finishing now owes its after_upload move
 
 
 def record(**changes: Any) -> FileRecord:
@@ -51,9 +53,9 @@ TABLE: list[tuple[str, Callable[[], Outcome | None], State | None, Mapping[str, 
      {**LEASE_DROPPED, **URL_CLEARED}, "gone"),
     ("empty file", outcomes.empty_file, State.SKIPPED,
      {"last_error": EMPTY_FILE, **LEASE_DROPPED, **URL_CLEARED}, "empty file (0 bytes)"),
-    ("done, owing a move", lambda: outcomes.finished(State.DONE, "ok", owed=True), State.DONE,
+    ("done, owing a move", lambda: outcomes.finished(State.DONE, "ok", owed=MOVE), State.DONE,
      {"after_upload_due": 1, "last_error": None, **LEASE_DROPPED, **URL_CLEARED}, "ok"),
-    ("done, keep", lambda: outcomes.finished(State.DONE, "ok", owed=False), State.DONE,
+    ("done, keep", lambda: outcomes.finished(State.DONE, "ok", owed=Owed()), State.DONE,
      {"after_upload_due": 0}, "ok"),
     # settling again: a new version forgets hash and asset; a missing file vanishes
     ("changed", lambda: outcomes.settle_again("changed", (6000, 2), now=NOW), State.SETTLING,
@@ -87,7 +89,7 @@ TABLE: list[tuple[str, Callable[[], Outcome | None], State | None, Mapping[str, 
      "same content as #3, in flight; waiting for it"),
     ("twin spent", lambda: outcomes.content_spent(twin(state=State.FAILED), "cd"), State.FAILED,
      {"sha256": "cd"}, "did not take after 4 complete uploads; `retry 3`"),
-    ("twin done", lambda: outcomes.duplicate(twin(state=State.DONE), "cd", owed=True),
+    ("twin done", lambda: outcomes.duplicate(twin(state=State.DONE), "cd", owed=MOVE),
      State.DUPLICATE, {"sha256": "cd", "duplicate_of": 3, "asset_id": "re_9",
                        "after_upload_due": 1, "last_error": None, **URL_CLEARED},
      "same content as #3 (/watch/copy.mp4), asset re_9"),
@@ -251,7 +253,7 @@ FOLLOWS = [
 def test_follow_a_judgement(verdict: Verdict, state: State, words: str) -> None:
     rec = record(state=State.CONFIRMING)
     outcome = outcomes.follow(
-        rec, Judgement(verdict, "said"), "WAITING", now=NOW, rng=rng(), owed=True
+        rec, Judgement(verdict, "said"), "WAITING", now=NOW, rng=rng(), owed=MOVE
     )
     assert outcome.state is state and words in outcome.reason
     if state is State.DONE:

@@ -20,8 +20,9 @@ from mavi_uploader.config.model import Config
 from mavi_uploader.config.settings import load_config
 from mavi_uploader.config.timers import TIMER_NAMES
 from mavi_uploader.journal import make_state_dir, open_journal
-from mavi_uploader.service import housekeeping
+from mavi_uploader.service import handoffs, housekeeping
 from mavi_uploader.service.daemon import Daemon
+from mavi_uploader.service.handoffs import LEASE_MARGIN
 
 # cli/ reads it from the config itself (`enqueue --wait`): not the daemon's.
 NOT_THE_DAEMONS = {"wait_poll"}
@@ -58,6 +59,9 @@ WHERE: list[tuple[str, Callable[[Any], float]]] = [
     ("progress_every", lambda w: w.worker._pacing.progress_every),
     ("sweep_grace", lambda w: w.swept_with),
     # mavi/
+    ("handoff_first", lambda w: w.runner._backoff.base),
+    ("handoff_poll", lambda w: w.runner_nap),
+    ("webhook_timeout", lambda w: (w.runner._lease() - LEASE_MARGIN) / 2),  # two waits + margin
     ("connect_timeout", lambda w: w.parts.client._timeout[0]),
     ("read_timeout", lambda w: w.parts.client._timeout[1]),
     ("timetable_shift", lambda w: w.parts.bandwidth._now.shift),
@@ -134,6 +138,19 @@ def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: Config) -> Si
         (w.swept_with,) = swept
         w.naps["daemon"] = supervise_one_pass(daemon, parts, monkeypatch)
         parts.watcher.stop()
+        # The daemon's runners, as `_run_locked` builds them; one pass and its nap.
+        webhooks = handoffs.runners(journal, lambda: config.handoff, daemon.stop, daemon.timers)[1]
+        w.runner = webhooks
+        naps: list[float] = []
+
+        def nap(seconds: float) -> bool:
+            naps.append(seconds)
+            return True
+
+        monkeypatch.setattr(daemon.stop, "wait", nap)
+        monkeypatch.setattr(daemon.stop, "is_set", lambda: bool(naps))
+        webhooks.run()
+        (w.runner_nap,) = naps
     finally:
         journal.close()
     # A whole run, its body skipped: how long it waits for its threads.

@@ -18,13 +18,13 @@ from journal_paths import drive
 from mavi_uploader.cli.main import main
 from mavi_uploader.cli.views import (
     event_document,
-    file_document,
     history_text,
     list_text,
     status_document,
     status_text,
 )
 from mavi_uploader.core.records import Event, HostInfo, Observation, State
+from mavi_uploader.core.reporting import file_document
 from mavi_uploader.journal import Fleet, open_journal
 from mavi_uploader.journal.sqlite.store import Journal
 from mavi_uploader.service.lock import LockHolder

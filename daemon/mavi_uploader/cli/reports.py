@@ -16,9 +16,10 @@ from mavi_uploader.cli.exits import EXIT_FAILURE, EXIT_OK
 from mavi_uploader.cli.views import (
     bandwidth_document,
     event_document,
-    file_document,
+    file_documents,
     history_text,
     list_text,
+    owed_by_file,
     status_document,
     status_text,
 )
@@ -66,9 +67,9 @@ def _list(args: argparse.Namespace, config: Config) -> int:
     state = State(args.state) if args.state else None
     records = journal.files(state, args.limit) if journal else []
     if args.json:
-        print(json.dumps([file_document(r) for r in records], indent=2))
+        print(json.dumps(file_documents(journal, records) if journal else [], indent=2))
     else:
-        print(list_text(records))
+        print(list_text(records, owed_by_file(journal, records) if journal else None))
     return EXIT_OK
 
 
@@ -80,8 +81,8 @@ def _history(args: argparse.Namespace, config: Config) -> int:
         return EXIT_FAILURE
     if args.json:
         docs = [
-            {"file": file_document(r), "events": [event_document(e) for e in journal.history(r.id)]}
-            for r in records
+            {"file": doc, "events": [event_document(e) for e in journal.history(doc["id"])]}
+            for doc in file_documents(journal, records)
         ]
         print(json.dumps(docs, indent=2))
     else:

@@ -9,14 +9,22 @@ from typing import Any
 
 from mavi_uploader.config.model import Config
 from mavi_uploader.config.timetable import LocalClock
+from mavi_uploader.core.handoffs import Handoff
 from mavi_uploader.core.records import Event, FileRecord, HostInfo, State, display_path
-from mavi_uploader.core.reporting import iso, mavi_says, upload_progress
-from mavi_uploader.journal import JournalStore
+from mavi_uploader.core.reporting import (
+    file_document,
+    handoff_document,
+    iso,
+    mavi_says,
+    upload_progress,
+)
+from mavi_uploader.journal import JournalError, JournalStore
 from mavi_uploader.redaction import redact
 from mavi_uploader.service.lock import LockHolder
 
 CONFIRMING_SHOWN = 20  # `status` lists this many files waiting for MAVI
 SETTLING_SHOWN = 20  # ...and this many files held back from the queue, with the reason
+HANDOFFS_SHOWN = 10  # ...and this many hand-offs owed, failing ones first
 
 
 def status_document(
@@ -76,11 +84,46 @@ def status_document(
             for r in errors
         ],
     }
+    doc["handoffs"] = handoffs_document(journal)
     if kind == "postgresql":  # fleet mode: every host sharing the journal, this one included
         doc["hosts"] = [host_document(h) for h in journal.hosts()] if journal else []
     if bandwidth is not None:
         doc["bandwidth"] = bandwidth
     return doc
+
+
+def handoffs_document(journal: JournalStore | None) -> dict[str, Any]:
+    """Hand-offs owed (on_done, webhook): how many, how many failed at least once, and the
+    first few with their files, failing ones first."""
+    owed, failing, recent = 0, 0, []
+    try:
+        if journal is not None:
+            owed, failing = journal.handoff_counts()
+            for handoff in journal.handoffs(limit=HANDOFFS_SHOWN) if owed else []:
+                recent.append(handoff_document(handoff, journal.get(handoff.file_id)))
+    except JournalError as exc:
+        # A journal its daemon (an older build) has not migrated yet has no outbox: none owed.
+        if not any(said in str(exc) for said in _NO_OUTBOX):
+            raise
+    return {"owed": owed, "failing": failing, "recent": recent}
+
+
+_NO_OUTBOX = ("no such table: handoffs", 'relation "handoffs" does not exist')
+
+
+def file_documents(journal: JournalStore, records: Sequence[FileRecord]) -> list[dict[str, Any]]:
+    """`list --json`: each file with its hand-offs owed."""
+    owed = owed_by_file(journal, records)
+    return [file_document(r, owed.get(r.id, ())) for r in records]
+
+
+def owed_by_file(journal: JournalStore, records: Sequence[FileRecord]) -> dict[int, list[Handoff]]:
+    finished = [r.id for r in records if r.state in (State.DONE, State.DUPLICATE)]
+    found: dict[int, list[Handoff]] = {}
+    for start in range(0, len(finished), 500):
+        for handoff in journal.handoffs(finished[start : start + 500]):
+            found.setdefault(handoff.file_id, []).append(handoff)
+    return found
 
 
 def bandwidth_document(config: Config) -> dict[str, Any]:
@@ -146,7 +189,20 @@ def status_text(doc: dict[str, Any]) -> str:
     if errors:
         lines += ["", "recent errors:"]
         lines += [f"#{e['id']} {e['path']} [{e['state']}]: {e['error']}" for e in errors]
+    handoffs = doc.get("handoffs")
+    if handoffs and handoffs["owed"]:
+        lines += ["", f"hand-offs owed: {handoffs['owed']} ({handoffs['failing']} failing)"]
+        lines += [_handoff_line(h) for h in handoffs["recent"]]
     return "\n".join(lines)
+
+
+def _handoff_line(h: dict[str, Any]) -> str:
+    line = f"#{h['file_id']} {h.get('path') or ''} [{h['kind']}, {h['event']}]"
+    if h["last_error"]:
+        line += f": {h['attempts']} failed, last: {h['last_error']}"
+    if h["next_attempt_at"]:
+        line += f" (next try {h['next_attempt_at']})"
+    return line
 
 
 def _bandwidth_text(bandwidth: dict[str, Any]) -> str:
@@ -192,28 +248,6 @@ def _eta(seconds: int | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def file_document(rec: FileRecord) -> dict[str, Any]:
-    return {
-        "id": rec.id,
-        "path": display_path(rec.path),
-        "state": rec.state.value,
-        "size": rec.size,
-        "sha256": rec.sha256,
-        "asset_id": rec.asset_id,
-        "attempts": rec.attempts,
-        "last_error": redact(rec.last_error) if rec.last_error else None,
-        "duplicate_of": rec.duplicate_of,
-        "bytes_sent": rec.bytes_sent,
-        "mavi_status": rec.mavi_status,
-        "mavi_status_since": iso(rec.mavi_status_since),
-        "next_attempt_at": iso(rec.next_attempt_at),
-        "created_at": iso(rec.created_at),
-        "updated_at": iso(rec.updated_at),
-        "host_id": rec.host_id,  # fleet mode: who holds or finished it (None before a claim)
-        "share": rec.share,  # fleet mode: the share it is on (None: a host's own folder)
-    }
-
-
 def _human_size(size: int | None) -> str:
     if size is None:
         return "-"
@@ -231,7 +265,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(fmt.format(*r).rstrip() for r in [headers, *rows])
 
 
-def list_text(records: Sequence[FileRecord]) -> str:
+def list_text(records: Sequence[FileRecord], owed: dict[int, list[Handoff]] | None = None) -> str:
+    """The `list` table; `owed`: each file's hand-offs not delivered yet, said after it."""
+    owed = owed or {}
     if not records:
         return "no files"
     hosts = any(r.host_id for r in records)  # a HOST column only where a fleet wrote one
@@ -243,7 +279,7 @@ def list_text(records: Sequence[FileRecord]) -> str:
             str(r.attempts),
             r.asset_id or "-",
             *([r.host_id or "-"] if hosts else []),
-            display_path(r.path) + _note(r),
+            display_path(r.path) + _note(r) + _owed_note(owed.get(r.id, [])),
         ]
         for r in records
     ]
@@ -254,6 +290,16 @@ def list_text(records: Sequence[FileRecord]) -> str:
 def _note(rec: FileRecord) -> str:
     said = redact(rec.last_error) if rec.last_error else mavi_says(rec)
     return f"  ({said})" if said else ""
+
+
+def _owed_note(owed: Sequence[Handoff]) -> str:
+    if not owed:
+        return ""
+    said = []
+    for h in owed:
+        tries = f", {h.attempts} failed: {redact(h.last_error)}" if h.last_error else ""
+        said.append(f"{h.kind.value}{tries}")
+    return "  (hand-off owed: " + "; ".join(said) + ")"
 
 
 def event_document(event: Event) -> dict[str, Any]:

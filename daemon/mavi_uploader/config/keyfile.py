@@ -1,4 +1,5 @@
-"""The API key: read from `api_key_file` (bounded, BOM-tolerant) and checked for HTTP headers.
+"""The API key (and the webhook secret): read from a key file (bounded, BOM-tolerant) and
+checked for HTTP headers.
 
 The key travels in an `Authorization` header, which carries only visible ASCII: anything else
 fails deep inside `requests` on every call, so it is refused here, where the message can name
@@ -21,11 +22,11 @@ class KeyProblem(Exception):
     """Why a key (or its file) is unusable, with the fix; never quotes the key."""
 
 
-def clean_key(raw: str) -> str:
+def clean_key(raw: str, what: str = "the MAVI API key") -> str:
     """The key without a BOM and surrounding whitespace; KeyProblem unless it is visible ASCII."""
     key = raw.strip().removeprefix(_BOM).strip()
     if not key:
-        raise KeyProblem("is empty; put the MAVI API key in it")
+        raise KeyProblem(f"is empty; put {what} in it")
     for position, char in enumerate(key, start=1):
         if not "!" <= char <= "~":  # 0x21-0x7E: what a header value may hold unquoted
             what = "whitespace" if char.isspace() else f"the character U+{ord(char):04X}"
@@ -36,7 +37,7 @@ def clean_key(raw: str) -> str:
     return key
 
 
-def read_key_file(path: Path) -> tuple[str, int]:
+def read_key_file(path: Path, what: str = "the MAVI API key") -> tuple[str, int]:
     """(key, st_mode) of a key file; KeyProblem when it cannot be read or holds no usable key.
 
     Reads at most MAX_KEY_FILE_BYTES + 1 bytes, and never waits: O_NONBLOCK keeps a FIFO with
@@ -64,7 +65,7 @@ def read_key_file(path: Path) -> tuple[str, int]:
         raise KeyProblem(
             f"is not UTF-8 text (UTF-16?); save it as plain text (ASCII or UTF-8): {_NOT_ALONE}"
         ) from None
-    return clean_key(text), mode
+    return clean_key(text, what), mode
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mavi_uploader.config import fleet
+from mavi_uploader.config.handoff import HandoffConfig
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.config.timetable import Timetable
 
@@ -76,9 +77,12 @@ class Config:
     verify_container: bool = True  # queue MP4/MOV/MXF/MKV/AVI only once the container is whole
     incomplete_grace_seconds: float = 900.0  # still incomplete after holding still this long
     upload_order: UploadOrder = UploadOrder.FIFO  # which due file a free worker takes next
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)  # on_done, webhook_url
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """What no output may show: the API key and the journal URL's password."""
+        """What no output may show: the API key, the journal URL's password and the webhook
+        secret."""
         url_secrets = fleet.url_secrets(self.journal_url) if self.journal_url else []
-        return tuple(s for s in (self.api_key, *url_secrets) if s)
+        secrets = (self.api_key, *url_secrets, self.handoff.webhook_secret)
+        return tuple(s for s in secrets if s)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from mavi_uploader.config import fleet
+from mavi_uploader.config import fleet, handoff
 from mavi_uploader.config.fleet import ENV_HOST_ID, ENV_JOURNAL_URL
 from mavi_uploader.config.keyfile import KeyProblem, clean_key, read_key_file
 from mavi_uploader.config.model import (
@@ -49,7 +49,7 @@ _TOP_KEYS = (
     "bandwidth_limit", "dedupe", "after_upload", "done_dir", "extensions", "state_dir",
     "rescan_interval_seconds", "keep_done_days", "max_resends", "once_confirm_timeout_seconds",
     "journal_url", "host_id", "host_timeout_seconds", "verify_container",
-    "incomplete_grace_seconds", "upload_order", "watch",
+    "incomplete_grace_seconds", "upload_order", *handoff.KEYS, "watch",
 )
 # fmt: on
 # Accepted but left out of the README's reference and of hints: the daemon's timers, for tests.
@@ -187,6 +187,7 @@ class _Loader(Table):
         exts = frozenset(e.strip().lstrip(".").lower() for e in extensions)
         if not exts or any(not e or set(e) & set("/\\ ") for e in exts):
             raise self.bad("extensions", 'a non-empty list like ["mp4", "mov"]')
+        hand_off = handoff.read_handoff(self, self.base, self.env, self.warnings, self.secrets)
         config = Config(
             api_base=self.api_base(flags.api_base),
             api_key=api_key,
@@ -218,6 +219,7 @@ class _Loader(Table):
             upload_order=UploadOrder(
                 self.get("upload_order", "fifo", lambda v: v in _ORDERS, _ORDERS_HINT)
             ),
+            handoff=hand_off,
         )
         if need_key and not api_key:
             where = f" (config file {self.config_file})" if self.config_file else ""

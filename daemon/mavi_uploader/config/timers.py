@@ -44,6 +44,10 @@ class Timers:
     lease: float = 900.0  # a claim's lease, renewed while bytes move; longer than any wait
     progress_every: float = 2.0  # journal the bytes sent (and renew the lease) this often
     sweep_grace: float = 60.0  # a row finished this recently is left to its worker
+    # service/handoffs.py: the on_done command and the webhook
+    handoff_first: float = 5.0  # a failed hand-off is tried again after 0.5-1x this, then 2x...
+    handoff_poll: float = 1.0  # an idle hand-off runner looks for due ones this often
+    webhook_timeout: float = 30.0  # a webhook receiver's connect, then each byte of its answer
     # mavi/ (a request waits this long to connect, then this long for each byte of the answer)
     connect_timeout: float = 15.0
     read_timeout: float = 120.0

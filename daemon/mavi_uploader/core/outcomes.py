@@ -8,6 +8,7 @@ writes an outcome as one journal call; nothing here touches the journal, a file 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mavi_uploader.core.decisions import Judgement, Verdict
+from mavi_uploader.core.handoffs import KEY_OF, HandoffKind, Owed
 from mavi_uploader.core.records import EMPTY_FILE, FileRecord, display_path
 from mavi_uploader.core.retry import MAX_SERVER_FAILURES, Backoffs
 from mavi_uploader.core.states import (
@@ -38,6 +40,8 @@ class Outcome:
     reason: str
     fields: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     delay: float | None = None  # seconds until the row is due again (also in `fields`)
+    # Hand-offs the move makes owed, written in its transaction (only a move to done/duplicate)
+    handoffs: tuple[HandoffKind, ...] = ()
 
     @property
     def event(self) -> bool:
@@ -79,12 +83,15 @@ def empty_file() -> Outcome:
     return move(State.SKIPPED, "empty file (0 bytes)", last_error=EMPTY_FILE)
 
 
-def finished(state: State, why: str, *, owed: bool, **fields: Any) -> Outcome:
-    """Done or duplicate; the after_upload move/delete is owed in the same commit (`owed`),
-    and errors of earlier attempts are history now."""
+def finished(state: State, why: str, *, owed: Owed, **fields: Any) -> Outcome:
+    """Done or duplicate; the after_upload move/delete and the hand-offs are owed in the same
+    commit (`owed`), and errors of earlier attempts are history now."""
     assert state in FINISHED
     fields.setdefault("last_error", None)
-    return move(state, why, after_upload_due=int(owed), **fields)
+    if owed.handoffs:
+        why += "; hand-off owed: " + ", ".join(KEY_OF[k] for k in owed.handoffs)
+    done = move(state, why, after_upload_due=int(owed.after_upload), **fields)
+    return dataclasses.replace(done, handoffs=owed.handoffs)
 
 
 def settle_again(
@@ -236,7 +243,7 @@ def follow(
     *,
     now: float,
     rng: random.Random,
-    owed: bool,
+    owed: Owed,
     backoffs: Backoffs = DEFAULT_BACKOFFS,
 ) -> Outcome:
     """What a judgement of MAVI's answer (`decisions.judge`) makes of a confirming row."""
@@ -289,7 +296,7 @@ def content_spent(twin: FileRecord, sha256: str) -> Outcome:
     return failed(why, sha256=sha256)
 
 
-def duplicate(twin: FileRecord, sha256: str, *, owed: bool) -> Outcome:
+def duplicate(twin: FileRecord, sha256: str, *, owed: Owed) -> Outcome:
     why = f"same content as #{twin.id} ({display_path(twin.path)}), asset {twin.asset_id}"
     return finished(
         State.DUPLICATE, why, owed=owed, sha256=sha256, duplicate_of=twin.id,

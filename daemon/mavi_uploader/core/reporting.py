@@ -7,10 +7,13 @@ log lines.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from mavi_uploader.core.decisions import NOT_FOUND
+from mavi_uploader.core.handoffs import Handoff
 from mavi_uploader.core.records import FileRecord, State, display_path
+from mavi_uploader.redaction import redact
 
 
 def iso(ts: float | None) -> str | None:
@@ -46,3 +49,43 @@ def mavi_says(rec: FileRecord) -> str | None:
         else f"MAVI reports {rec.mavi_status}"
     )
     return f"{said} since {iso(rec.mavi_status_since)}"
+
+
+def file_document(rec: FileRecord, owed: Sequence[Handoff] = ()) -> dict[str, Any]:
+    """A file as `list --json` shows it, and as a webhook sends it (`owed`: its hand-offs
+    not delivered yet)."""
+    return {
+        "id": rec.id,
+        "path": display_path(rec.path),
+        "state": rec.state.value,
+        "size": rec.size,
+        "sha256": rec.sha256,
+        "asset_id": rec.asset_id,
+        "attempts": rec.attempts,
+        "last_error": redact(rec.last_error) if rec.last_error else None,
+        "duplicate_of": rec.duplicate_of,
+        "bytes_sent": rec.bytes_sent,
+        "mavi_status": rec.mavi_status,
+        "mavi_status_since": iso(rec.mavi_status_since),
+        "next_attempt_at": iso(rec.next_attempt_at),
+        "created_at": iso(rec.created_at),
+        "updated_at": iso(rec.updated_at),
+        "host_id": rec.host_id,  # fleet mode: who holds or finished it (None before a claim)
+        "share": rec.share,  # fleet mode: the share it is on (None: a host's own folder)
+        "handoffs_owed": [handoff_document(h) for h in owed],
+    }
+
+
+def handoff_document(handoff: Handoff, rec: FileRecord | None = None) -> dict[str, Any]:
+    """One hand-off not delivered yet (`rec`: its file, for `status`, which lists its path)."""
+    doc: dict[str, Any] = {"id": handoff.id, "file_id": handoff.file_id}
+    if rec is not None:
+        doc["path"] = display_path(rec.path)
+    doc.update(
+        kind=handoff.kind.value,
+        event=handoff.event,
+        attempts=handoff.attempts,
+        last_error=redact(handoff.last_error) if handoff.last_error else None,
+        next_attempt_at=iso(handoff.next_attempt_at),
+    )
+    return doc

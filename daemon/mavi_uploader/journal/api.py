@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mavi_uploader.config.model import UploadOrder
+from mavi_uploader.core.handoffs import Handoff, HandoffEnd, HandoffKind
 from mavi_uploader.core.records import Event, FileRecord, HostInfo, Observation, Pause
 from mavi_uploader.core.states import State, is_allowed
 
@@ -132,10 +133,12 @@ class JournalStore(Protocol):
         *,
         expect: State | Sequence[State] | None = None,
         owner: str | None = None,
+        handoffs: Sequence[HandoffKind] = (),
         **fields: Any,
     ) -> FileRecord | None:
         """Move a file to `new` with an event; None when the guard (`expect`, `owner`) did
-        not match; IllegalTransition when ALLOWED has no such move."""
+        not match; IllegalTransition when ALLOWED has no such move. `handoffs` (a move to
+        done or duplicate only): one owed hand-off per kind, in the same transaction."""
         ...
 
     def update(self, file_id: int, *, owner: str | None = None, **fields: Any) -> bool:
@@ -173,8 +176,42 @@ class JournalStore(Protocol):
         ...
 
     def recover_after_crash(self) -> int:
-        """Crash rule: this host's uploading rows back to queued, its confirming rows lose
-        their lease (a fleet's other hosts keep theirs)."""
+        """Crash rule: this host's uploading rows back to queued, its confirming rows and its
+        hand-offs lose their lease (a fleet's other hosts keep theirs)."""
+        ...
+
+    # ---- the hand-off outbox (on_done, webhook) ----------------------------------------
+
+    def claim_handoff(
+        self, owner: str, lease_seconds: float, kinds: Sequence[HandoffKind]
+    ) -> tuple[Handoff, FileRecord] | None:
+        """Take the next due hand-off of `kinds` under a lease (a lapsed lease is taken over,
+        with an event), never while an earlier one of its file and kind is owed; with its file
+        as this host sees it. In a fleet, one host takes each (SKIP LOCKED)."""
+        ...
+
+    def end_handoff(
+        self,
+        handoff_id: int,
+        owner: str,
+        end: HandoffEnd,
+        reason: str,
+        *,
+        last_error: str | None = None,
+        next_attempt_at: float | None = None,
+    ) -> bool:
+        """Journal how an attempt ended (an event on the file with `reason`, but RELEASED);
+        False when the lease is no longer `owner`'s (it lapsed and another runner took it)."""
+        ...
+
+    def handoffs(
+        self, file_ids: Sequence[int] | None = None, limit: int | None = None
+    ) -> list[Handoff]:
+        """Owed hand-offs (of `file_ids`, or all), failing ones first."""
+        ...
+
+    def handoff_counts(self) -> tuple[int, int]:
+        """(owed, failing: owed after at least one failed attempt)."""
         ...
 
     # ---- the fleet (a single-host store has no one to share with) ----------------------

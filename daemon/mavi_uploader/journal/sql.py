@@ -7,9 +7,11 @@ rule is written once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from mavi_uploader.config.model import UploadOrder
+from mavi_uploader.core.handoffs import Handoff, HandoffEnd, HandoffKind
 from mavi_uploader.core.records import EMPTY_FILE
 from mavi_uploader.core.states import ACTIVE_STATES, HANDLED_STATES, State
 from mavi_uploader.journal.api import Work
@@ -143,3 +145,65 @@ def claim_order(order: UploadOrder, overdue_before: str) -> str:
             f"CASE WHEN {overdue} THEN 0 ELSE {key} END",
         ]
     return "ORDER BY " + ", ".join([*terms, "id"])
+
+
+# ---- the hand-off outbox (table `handoffs`) --------------------------------------------------
+#
+# A hand-off is owed until it is delivered or dropped. A claim takes an owed one that is due
+# (next_attempt_at unset or past) and not leased, or whose lease lapsed (its runner died or hung:
+# at-least-once), and never one while an earlier hand-off of the same kind for the same file is
+# still owed: the receiver hears a file's events in order.
+OWED = "(h.delivered_at IS NULL AND h.dropped_at IS NULL)"
+# Files with a hand-off owed: retention keeps them (the hand-off needs its file's row).
+OWING_FILES = (
+    "(SELECT h.file_id FROM handoffs AS h WHERE h.delivered_at IS NULL AND h.dropped_at IS NULL)"
+)
+
+
+def handoff_due(*, now: str, kinds: str) -> str:
+    """The hand-offs a claim may take: `now` is the statement's placeholder for the journal's
+    now, `kinds` its list of the kinds this runner delivers."""
+    return (
+        f"({OWED} AND h.kind IN {kinds} AND COALESCE(h.next_attempt_at, 0) <= {now}"
+        f" AND (h.lease_owner IS NULL OR h.lease_expires_at < {now})"
+        " AND NOT EXISTS (SELECT 1 FROM handoffs AS e WHERE e.file_id = h.file_id"
+        " AND e.kind = h.kind AND e.id < h.id"
+        " AND e.delivered_at IS NULL AND e.dropped_at IS NULL))"
+    )
+
+
+# Failing ones first (`status` shows what needs a look), then the oldest.
+HANDOFF_ORDER = "ORDER BY h.attempts = 0, COALESCE(h.next_attempt_at, h.created_at), h.id"
+CLAIM_HANDOFF_ORDER = "ORDER BY COALESCE(h.next_attempt_at, h.created_at), h.id"
+
+
+def kinds_literal(kinds: Iterable[HandoffKind]) -> str:
+    """Kinds as an SQL list for `IN` (the enum's own values: constants, never input)."""
+    return "(" + ", ".join(f"'{k.value}'" for k in kinds) + ")"
+
+
+def to_handoff(row: Mapping[str, Any]) -> Handoff:
+    return Handoff(
+        id=row["id"],
+        file_id=row["file_id"],
+        kind=HandoffKind(row["kind"]),
+        event=row["event"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        delivered_at=row["delivered_at"],
+        dropped_at=row["dropped_at"],
+        created_at=row["created_at"],
+    )
+
+
+def handoff_ending(end: HandoffEnd, now: float) -> dict[str, Any]:
+    """The columns an attempt's end writes besides the ones given (error, next attempt)."""
+    columns: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+    if end is HandoffEnd.DELIVERED:
+        columns.update(delivered_at=now, last_error=None, next_attempt_at=None)
+    elif end is HandoffEnd.DROPPED:
+        columns.update(dropped_at=now, next_attempt_at=None)
+    return columns

@@ -26,7 +26,7 @@ from mavi_uploader.journal import JournalError, Work, make_state_dir, open_journ
 from mavi_uploader.journal import JournalStore as Journal
 from mavi_uploader.log import dropped_lines, get_logger
 from mavi_uploader.redaction import register_secret
-from mavi_uploader.service import housekeeping
+from mavi_uploader.service import handoffs, housekeeping
 from mavi_uploader.service.fleet import fleet_of
 from mavi_uploader.service.lock import StateDirLock
 from mavi_uploader.service.membership import Membership
@@ -144,6 +144,11 @@ class Daemon:
         if not self.once:
             self._loops.spawn("watcher", lambda: self._watch_loop(parts.watcher))
         self._staff_workers(parts)
+        # Hand-offs read the config in force at each one (a SIGHUP changes it).
+        for runner in handoffs.runners(
+            journal, lambda: self.config.handoff, self.stop, self.timers
+        ):
+            self._loops.spawn(runner.owner, runner.run)
         self.notifier.ready(summary(journal.counts()))
         try:
             return self._supervise(parts)

@@ -37,6 +37,9 @@ class OnceEnd:
             log.error("stopping: uploads are paused", reason=self.gate.reason)
             return 1
         if not self.journal.has_unfinished() and not self.rescanner.busy:
+            owed, failing = self.journal.handoff_counts()
+            if owed > failing:
+                return None  # every hand-off gets its first attempt; a failed one stays owed
             counts = self.journal.counts()
             log.info("all files handled", **counts)
             return 1 if counts[State.FAILED.value] else 0

@@ -14,6 +14,7 @@ from mavi_uploader.core.first_check import FirstChecks
 from mavi_uploader.journal import JournalStore, shared_rate_slots
 from mavi_uploader.mavi.client import MaviClient
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter
+from mavi_uploader.service.handoffs import kinds_owed
 from mavi_uploader.upload.pause import PauseGate
 from mavi_uploader.upload.worker import WorkerSettings
 from mavi_uploader.watch.rescans import Rescanner
@@ -24,7 +25,10 @@ from mavi_uploader.watch.watcher import Watcher
 
 def worker_settings(cfg: Config) -> WorkerSettings:
     patience = Patience(max_resends=cfg.max_resends)
-    return WorkerSettings(cfg.dedupe, cfg.after_upload, cfg.done_dir, patience, cfg.upload_order)
+    return WorkerSettings(
+        cfg.dedupe, cfg.after_upload, cfg.done_dir, patience, cfg.upload_order,
+        kinds_owed(cfg.handoff),
+    )  # fmt: skip
 
 
 @dataclass

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from mavi_uploader.core import outcomes
 from mavi_uploader.core.decisions import Judgement, Patience, Verdict, judge, send_again_or_fail
 from mavi_uploader.core.first_check import FirstChecks
+from mavi_uploader.core.handoffs import Owed
 from mavi_uploader.core.outcomes import DEFAULT_BACKOFFS, Outcome
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.retry import Backoffs
@@ -42,9 +43,9 @@ class Confirmer:
         self._rng = rng
         self._backoffs = backoffs
 
-    def poll(self, rec: FileRecord, patience: Patience, *, owed: bool) -> Outcome:
+    def poll(self, rec: FileRecord, patience: Patience, *, owed: Owed) -> Outcome:
         """One metadata poll for a confirming row: what follows from the answer (`owed`:
-        a file done now owes its after_upload)."""
+        what a file done now owes)."""
         assert rec.asset_id is not None
         try:
             status = self._client.metadata(rec.asset_id)
@@ -100,7 +101,7 @@ class Confirmer:
         return judgement, status.upload_status
 
     def _follow(
-        self, rec: FileRecord, judgement: Judgement, mavi_status: str | None, owed: bool
+        self, rec: FileRecord, judgement: Judgement, mavi_status: str | None, owed: Owed
     ) -> Outcome:
         now = self._clock()
         return outcomes.follow(

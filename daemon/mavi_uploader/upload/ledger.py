@@ -76,8 +76,9 @@ class Ledger:
             # `update` returns no row: the one we had, with what we wrote.
             return dataclasses.replace(rec, **fields)
         moved = self.journal.transition(
-            rec.id, outcome.state, outcome.reason, owner=self.owner, **fields
-        )
+            rec.id, outcome.state, outcome.reason, owner=self.owner, handoffs=outcome.handoffs,
+            **fields,
+        )  # fmt: skip
         if moved is None:
             log.warning("lost the claim", file_id=rec.id, wanted=outcome.state.value)
         else:

@@ -14,14 +14,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mavi_uploader.config.model import AfterUpload, UploadOrder
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core import outcomes
-from mavi_uploader.core.decisions import Patience, Verdict
+from mavi_uploader.core.decisions import Verdict
 from mavi_uploader.core.first_check import FirstChecks
 from mavi_uploader.core.outcomes import FINISHED, Outcome
 from mavi_uploader.core.records import FileRecord, State, display_path, upload_name
@@ -53,17 +51,9 @@ from mavi_uploader.upload.hashing import sha256_file
 from mavi_uploader.upload.ledger import Ledger
 from mavi_uploader.upload.pause import PauseGate
 from mavi_uploader.upload.progress import LeaseLost, Pacing
+from mavi_uploader.upload.settings import WorkerSettings
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    dedupe: bool = True
-    after_upload: AfterUpload = AfterUpload.KEEP
-    done_dir: Path | None = None
-    patience: Patience = field(default_factory=Patience)
-    order: UploadOrder = UploadOrder.FIFO  # which due file a claim takes (the journal's SQL)
 
 
 class Worker:
@@ -233,7 +223,7 @@ class Worker:
             return outcomes.wait_for_twin(twin, sha)
         if claim is ContentClaim.SPENT:
             return outcomes.content_spent(twin, sha)
-        return outcomes.duplicate(twin, sha, owed=self._aftercare().due())
+        return outcomes.duplicate(twin, sha, owed=self.settings.owed())
 
     def _send(self, rec: FileRecord) -> None:
         # Held open from before the first byte to after the last: the checks then follow the
@@ -303,7 +293,7 @@ class Worker:
         if judgement.verdict is Verdict.CONFIRM:
             self._accept(rec, judgement.reason)
         else:
-            owed, now = self._aftercare().due(), self._clock()
+            owed, now = self.settings.owed(), self._clock()
             answered = outcomes.follow(
                 rec, judgement, mavi_status, now=now, rng=self._rng, owed=owed,
                 backoffs=self._backoffs,
@@ -341,8 +331,8 @@ class Worker:
 
     def _confirm(self, rec: FileRecord) -> None:
         """One metadata poll for a confirming row, and its consequence."""
-        owed = self._aftercare().due()
-        self._conclude(rec, self._confirmer.poll(rec, self.settings.patience, owed=owed))
+        settings = self.settings
+        self._conclude(rec, self._confirmer.poll(rec, settings.patience, owed=settings.owed()))
 
     def _settle_again(self, rec: FileRecord, why: str, **fields: Any) -> Outcome:
         """The file changed under us (or is still being written): settle it again as it is

@@ -11,7 +11,7 @@ from mavi_uploader.journal.postgres.connection import Database
 from mavi_uploader.journal.postgres.liveness import HELD_BY_SILENT, SILENT_HOSTS, STEADY
 from mavi_uploader.journal.postgres.places import Places
 from mavi_uploader.journal.postgres.rows import to_event, to_record
-from mavi_uploader.journal.sql import among, one, parked
+from mavi_uploader.journal.sql import OWING_FILES, among, one, parked
 
 _PARKED = parked(unless=HELD_BY_SILENT)
 
@@ -129,7 +129,8 @@ class FleetReads:
             "SELECT f.*, f.id = (SELECT MAX(id) FROM files AS l WHERE l.scope = f.scope"
             " AND l.path = f.path) AS latest FROM files AS f"
             f" WHERE {mine.replace('scope', 'f.scope', 1)}"
-            f" AND f.state IN {among(SETTLED_FOR_GOOD)} AND f.updated_at < %(before)s",
+            f" AND f.state IN {among(SETTLED_FOR_GOOD)} AND f.updated_at < %(before)s"
+            f" AND f.id NOT IN {OWING_FILES}",
             {**args, "before": older_than},
         ):
             data = dict(row)
@@ -157,6 +158,7 @@ class FleetReads:
                 for sql in (
                     "UPDATE files SET duplicate_of = NULL WHERE duplicate_of = ANY(%s)",
                     "DELETE FROM events WHERE file_id = ANY(%s)",
+                    "DELETE FROM handoffs WHERE file_id = ANY(%s)",
                     "DELETE FROM files WHERE id = ANY(%s)",
                 ):
                     self._db.run(conn, sql, (doomed,))

@@ -2,8 +2,9 @@
 
 The files and events tables mirror the SQLite journal's (core/records.FileRecord's columns),
 plus what a fleet needs: `scope` (places.py) to name a file the same way on every host,
-`host_id` of the host that holds or finished it, the hosts' heartbeats and the account's
-rate slots. Hosts may start together: migrations run under one advisory lock.
+`host_id` of the host that holds or finished it, the hosts' heartbeats, the account's
+rate slots and the hand-off outbox. Hosts may start together: migrations run under one
+advisory lock.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from mavi_uploader.journal.api import JournalError
 from mavi_uploader.journal.postgres.connection import Conn
 from mavi_uploader.journal.sql import among
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # pg_advisory_lock key held while migrating (any constant unique to this application).
 MIGRATION_LOCK = 0x6D617669_0001
 
@@ -90,6 +91,28 @@ _MIGRATIONS: dict[int, str] = {
         next_at       DOUBLE PRECISION NOT NULL,
         blocked_until DOUBLE PRECISION NOT NULL DEFAULT 0
     );
+    """,
+    # v2: the hand-off outbox (on_done, webhook), as SQLite's v5, plus the host that holds
+    # or delivered each (the crash rule frees only this host's leases).
+    2: """
+    CREATE TABLE handoffs (
+        id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        file_id          BIGINT  NOT NULL REFERENCES files(id),
+        kind             TEXT    NOT NULL CHECK (kind IN ('command', 'webhook')),
+        event            TEXT    NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  DOUBLE PRECISION,
+        last_error       TEXT,
+        lease_owner      TEXT,
+        lease_expires_at DOUBLE PRECISION,
+        delivered_at     DOUBLE PRECISION,
+        dropped_at       DOUBLE PRECISION,
+        created_at       DOUBLE PRECISION NOT NULL,
+        host_id          TEXT
+    );
+    CREATE INDEX handoffs_owed ON handoffs(next_attempt_at)
+        WHERE delivered_at IS NULL AND dropped_at IS NULL;
+    CREATE INDEX handoffs_by_file ON handoffs(file_id, id);
     """,
 }
 

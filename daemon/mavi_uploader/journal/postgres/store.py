@@ -14,6 +14,7 @@ from typing import Any
 from psycopg.rows import DictRow
 
 from mavi_uploader.config.model import UploadOrder
+from mavi_uploader.core.handoffs import HandoffKind
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.states import RELEASE_LEASE, State
 from mavi_uploader.journal.api import JournalError, Work, check_transition
@@ -21,6 +22,7 @@ from mavi_uploader.journal.boundary import wraps_driver_errors
 from mavi_uploader.journal.postgres.connection import Conn, Database, lock_key
 from mavi_uploader.journal.postgres.dedupe import FleetDedupe
 from mavi_uploader.journal.postgres.fleet import WORK_CHANNEL, FleetMembership
+from mavi_uploader.journal.postgres.handoffs import FleetHandoffs
 from mavi_uploader.journal.postgres.liveness import HELD_BY_SILENT, SILENT_HOSTS, STEADY
 from mavi_uploader.journal.postgres.places import Places
 from mavi_uploader.journal.postgres.reads import FleetReads
@@ -49,7 +51,7 @@ _LAPSED = f"(lease_expires_at < %(now)s OR (host_id IN {SILENT_HOSTS} AND {STEAD
 
 
 @wraps_driver_errors
-class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
+class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetHandoffs, FleetMembership):
     """One host's view of the fleet's journal: `JournalStore` (mavi_uploader.journal.api).
 
     `working`: this host's daemon and commands, whose work queries (claims, settling, owed
@@ -143,6 +145,7 @@ class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
         owner: str | None = None,
         *,
         claimed: State | None = None,
+        handoffs: Sequence[HandoffKind] = (),
     ) -> FileRecord | None:
         """Lock the row (if the guard matches), check the move, rewrite it, add its event.
         `claimed`: a claim already locked the row in this transaction and read its state;
@@ -176,6 +179,8 @@ class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
         assert row is not None  # locked by the SELECT ... FOR UPDATE above
         if from_state != new or why:
             self._event(conn, file_id, from_state, new, why)
+        if handoffs:
+            self._owe_handoffs(conn, file_id, new, handoffs)
         return to_record(row, self._places)
 
     def _guard(self, file_id: int, owner: str | None) -> tuple[str, dict[str, Any]]:
@@ -194,12 +199,13 @@ class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
         *,
         expect: State | Sequence[State] | None = None,
         owner: str | None = None,
+        handoffs: Sequence[HandoffKind] = (),
         **fields: Any,
     ) -> FileRecord | None:
-        """Move a file to `new` (if it is in `expect` and leased by `owner`), with an event;
-        None when the guard did not match."""
+        """Move a file to `new` (if it is in `expect` and leased by `owner`), with an event
+        and its owed `handoffs`; None when the guard did not match."""
         with self._db.transaction() as conn:
-            return self._move(conn, file_id, expect, new, why, fields, owner)
+            return self._move(conn, file_id, expect, new, why, fields, owner, handoffs=handoffs)
 
     def update(self, file_id: int, *, owner: str | None = None, **fields: Any) -> bool:
         """Change bookkeeping columns without a state change (no event). One statement,
@@ -270,8 +276,10 @@ class PostgresJournal(FleetSightings, FleetReads, FleetDedupe, FleetMembership):
     def recover_after_crash(self) -> int:
         """Crash rule, at start while this host's id is held (no other daemon of this host
         is alive): this host's uploading rows back to queued (their signed URLs kept), its
-        confirming rows unleased. Other hosts' rows are theirs until they fall silent."""
+        confirming rows and its hand-offs unleased. Other hosts' rows are theirs until they
+        fall silent."""
         with self._db.transaction() as conn:
+            self._release_handoff_leases(conn)
             rows = self._db.run(
                 conn,
                 "SELECT id, state FROM files WHERE host_id = %s"

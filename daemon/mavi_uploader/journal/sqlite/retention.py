@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from mavi_uploader.core.records import FileRecord
 from mavi_uploader.core.states import ACTIVE_STATES, SETTLED_FOR_GOOD
-from mavi_uploader.journal.sql import among
+from mavi_uploader.journal.sql import OWING_FILES, among
 from mavi_uploader.journal.sqlite.reads import to_record
 
 # Finished for good (failed rows stay until someone acts on them).
@@ -28,12 +28,13 @@ class JournalRetention:
         """Delete finished rows (and their events) last touched before `older_than`.
 
         The latest row of a path whose file is still there is kept: it is what stops a
-        rescan from uploading that file again. Failed rows stay until someone acts on them.
+        rescan from uploading that file again. Failed rows stay until someone acts on them,
+        and so do rows with a hand-off owed (only `forget` gives those up).
         """
         rows = (
             self._conn()
             .execute(
-                f"SELECT * FROM files WHERE state IN {_PRUNABLE}"
+                f"SELECT * FROM files WHERE state IN {_PRUNABLE} AND id NOT IN {OWING_FILES}"
                 " AND updated_at < ? AND id NOT IN (SELECT MAX(id) FROM files GROUP BY path)",
                 (older_than,),
             )
@@ -42,7 +43,7 @@ class JournalRetention:
         latest = (
             self._conn()
             .execute(
-                f"SELECT * FROM files WHERE state IN {_PRUNABLE}"
+                f"SELECT * FROM files WHERE state IN {_PRUNABLE} AND id NOT IN {OWING_FILES}"
                 " AND updated_at < ? AND id IN (SELECT MAX(id) FROM files GROUP BY path)",
                 (older_than,),
             )
@@ -53,7 +54,8 @@ class JournalRetention:
         return len(self.forget(doomed))
 
     def forget(self, ids: Sequence[int]) -> list[int]:
-        """Delete finished rows and their events (rows in flight are kept: the check and the
+        """Delete finished rows, their events and hand-offs (owed ones too: `forget` is how a
+        person gives them up) (rows in flight are kept: the check and the
         delete share one transaction); a duplicate pointing at one keeps its asset id.
         Returns the ids deleted."""
         removed: list[int] = []
@@ -68,6 +70,7 @@ class JournalRetention:
                 for sql in (
                     f"UPDATE files SET duplicate_of = NULL WHERE duplicate_of IN ({marks})",
                     f"DELETE FROM events WHERE file_id IN ({marks})",
+                    f"DELETE FROM handoffs WHERE file_id IN ({marks})",
                     f"DELETE FROM files WHERE id IN ({marks})",
                 ):
                     conn.execute(sql, doomed)

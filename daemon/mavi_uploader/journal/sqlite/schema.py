@@ -13,7 +13,7 @@ from mavi_uploader.core.states import ACTIVE_STATES, FINAL_STATES, State
 from mavi_uploader.journal.api import JournalError
 from mavi_uploader.journal.sql import among, one
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 # Generated from the enum, byte for byte the text journals in the field were created with
@@ -94,6 +94,27 @@ _MIGRATIONS: dict[int, str] = {
     UPDATE files SET accepted_at = updated_at, sends = 1 WHERE state = {one(State.CONFIRMING)};
     UPDATE files SET content_claimed = 1
         WHERE state = {one(State.CONFIRMING)} AND sha256 IS NOT NULL;
+    """,
+    # v5: the hand-off outbox (on_done, webhook): rows written in the commit that finishes a
+    # file, claimed under a lease, kept after delivery (or a drop) as the file's record.
+    5: """
+    CREATE TABLE handoffs (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        file_id          INTEGER NOT NULL REFERENCES files(id),
+        kind             TEXT    NOT NULL CHECK (kind IN ('command', 'webhook')),
+        event            TEXT    NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  REAL,
+        last_error       TEXT,
+        lease_owner      TEXT,
+        lease_expires_at REAL,
+        delivered_at     REAL,
+        dropped_at       REAL,
+        created_at       REAL    NOT NULL
+    );
+    CREATE INDEX handoffs_owed ON handoffs(next_attempt_at)
+        WHERE delivered_at IS NULL AND dropped_at IS NULL;
+    CREATE INDEX handoffs_by_file ON handoffs(file_id, id);
     """,
 }
 

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from mavi_uploader.config.model import UploadOrder
+from mavi_uploader.core.handoffs import HandoffKind
 from mavi_uploader.core.records import FileRecord, HostInfo
 from mavi_uploader.core.states import RELEASE_LEASE, State
 from mavi_uploader.journal.api import JournalError, Work, check_transition
 from mavi_uploader.journal.boundary import wraps_driver_errors
 from mavi_uploader.journal.sql import ORDER_PATIENCE, PARKED, claim_order, claimable, one
 from mavi_uploader.journal.sqlite.dedupe import JournalDedupe
+from mavi_uploader.journal.sqlite.handoffs import JournalHandoffs
 from mavi_uploader.journal.sqlite.reads import JournalReads, to_record
 from mavi_uploader.journal.sqlite.retention import JournalRetention
 from mavi_uploader.journal.sqlite.schema import (
@@ -47,7 +49,7 @@ _WRITABLE = frozenset({
 
 
 @wraps_driver_errors
-class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
+class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalHandoffs, JournalReads):
     """Thread-safe access to one journal database (one connection per thread); the SQLite
     `JournalStore` (mavi_uploader.journal.api)."""
 
@@ -156,6 +158,7 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
         why: str,
         fields: dict[str, Any],
         owner: str | None = None,
+        handoffs: Sequence[HandoffKind] = (),
     ) -> FileRecord | None:
         unknown = set(fields) - _WRITABLE
         if unknown:
@@ -181,6 +184,8 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
         assert row is not None  # selected under the same lock
         if from_state != new or why:
             self._event(conn, file_id, from_state, new, why)
+        if handoffs:
+            self._owe_handoffs(conn, file_id, new, handoffs)
         return to_record(row)
 
     def transition(
@@ -191,15 +196,17 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
         *,
         expect: State | Sequence[State] | None = None,
         owner: str | None = None,
+        handoffs: Sequence[HandoffKind] = (),
         **fields: Any,
     ) -> FileRecord | None:
-        """Move a file to `new` (if it is in `expect` and leased by `owner`), with an event.
+        """Move a file to `new` (if it is in `expect` and leased by `owner`), with an event,
+        and owe its `handoffs` in the same transaction.
 
         Returns the updated record, or None when the guard did not match (someone else moved
         the row first, e.g. `retry` from the CLI or a lost lease).
         """
         with self._tx() as conn:
-            return self._move(conn, file_id, expect, new, why, fields, owner)
+            return self._move(conn, file_id, expect, new, why, fields, owner, handoffs)
 
     def update(self, file_id: int, *, owner: str | None = None, **fields: Any) -> bool:
         """Change bookkeeping columns without a state change (no event)."""
@@ -256,9 +263,11 @@ class Journal(JournalSightings, JournalDedupe, JournalRetention, JournalReads):
         """Crash rule, run at start while holding the state-dir lock (so no owner is alive).
 
         `uploading` rows go back to `queued` (their unexpired signed URL is kept for reuse);
-        `confirming` rows lose their lease and resume polling.
+        `confirming` rows lose their lease and resume polling; hand-offs lose theirs (due
+        again at once: a hook cut off by the stop runs again, at-least-once).
         """
         with self._tx() as conn:
+            self._release_handoff_leases(conn)
             rows = conn.execute(
                 "SELECT id, state FROM files"
                 f" WHERE state = {one(State.UPLOADING)} OR lease_owner IS NOT NULL"
