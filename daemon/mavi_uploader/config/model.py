@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mavi_uploader.config import fleet
+from mavi_uploader.config.listen import ListenAddress
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.config.timetable import Timetable
 
@@ -76,6 +77,7 @@ class Config:
     verify_container: bool = True  # queue MP4/MOV/MXF/MKV/AVI only once the container is whole
     incomplete_grace_seconds: float = 900.0  # still incomplete after holding still this long
     upload_order: UploadOrder = UploadOrder.FIFO  # which due file a free worker takes next
+    http_listen: ListenAddress | None = None  # /metrics, /, /api/status; None: not served
 
     @property
     def secrets(self) -> tuple[str, ...]:

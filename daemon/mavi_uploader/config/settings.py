@@ -15,6 +15,8 @@ import platformdirs
 from mavi_uploader.config import fleet
 from mavi_uploader.config.fleet import ENV_HOST_ID, ENV_JOURNAL_URL
 from mavi_uploader.config.keyfile import KeyProblem, clean_key, read_key_file
+from mavi_uploader.config.listen import HINT as LISTEN_HINT
+from mavi_uploader.config.listen import ListenAddress, parse_listen
 from mavi_uploader.config.model import (
     DEFAULT_IGNORE,
     AfterUpload,
@@ -49,7 +51,7 @@ _TOP_KEYS = (
     "bandwidth_limit", "dedupe", "after_upload", "done_dir", "extensions", "state_dir",
     "rescan_interval_seconds", "keep_done_days", "max_resends", "once_confirm_timeout_seconds",
     "journal_url", "host_id", "host_timeout_seconds", "verify_container",
-    "incomplete_grace_seconds", "upload_order", "watch",
+    "incomplete_grace_seconds", "upload_order", "http_listen", "watch",
 )
 # fmt: on
 # Accepted but left out of the README's reference and of hints: the daemon's timers, for tests.
@@ -187,6 +189,7 @@ class _Loader(Table):
         exts = frozenset(e.strip().lstrip(".").lower() for e in extensions)
         if not exts or any(not e or set(e) & set("/\\ ") for e in exts):
             raise self.bad("extensions", 'a non-empty list like ["mp4", "mov"]')
+        listen = self.http_listen()  # before `warnings` is read below: it may add one
         config = Config(
             api_base=self.api_base(flags.api_base),
             api_key=api_key,
@@ -218,11 +221,29 @@ class _Loader(Table):
             upload_order=UploadOrder(
                 self.get("upload_order", "fifo", lambda v: v in _ORDERS, _ORDERS_HINT)
             ),
+            http_listen=listen,
         )
         if need_key and not api_key:
             where = f" (config file {self.config_file})" if self.config_file else ""
             raise ConfigError(f"no MAVI API key{where}: set MAVI_API_KEY or api_key_file")
         return config
+
+    def http_listen(self) -> ListenAddress | None:
+        value = self.data.get("http_listen", "")
+        try:
+            address = parse_listen(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{self.where}http_listen = {show(value)} is not valid ({exc}): expected"
+                f" {LISTEN_HINT}, or remove the key to serve nothing"
+            ) from None
+        if address is not None and not address.loopback:
+            self.warnings.append(
+                f"{self.where}http_listen = {show(value)} serves other hosts (file names, the"
+                " account's traffic), without TLS or a password: keep that network trusted,"
+                ' or listen on "127.0.0.1:PORT" behind a proxy'
+            )
+        return address
 
     def timers(self) -> Timers:
         return load_timers(self.data["timers"], self.where) if "timers" in self.data else Timers()
