@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from fakemavi import FakeMavi, Fault
 from mavi_uploader.config.listen import ListenAddress, parse_listen
 from mavi_uploader.config.settings import ConfigError, load_config
-from mavi_uploader.core.records import State
-from mavi_uploader.journal import JournalError
+from mavi_uploader.core.records import Observation, State
+from mavi_uploader.journal import JournalError, open_journal
 from mavi_uploader.mavi.client import AuthProblem, MaviClient, TransientError
 from mavi_uploader.mavi.errors import PermanentError, RateLimited, SignedUrlRejected
 from mavi_uploader.mavi.ratelimit import Stopped
@@ -34,7 +34,10 @@ from mavi_uploader.mavi.tally import (
 )
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service.httpd import HttpEndpoint
+from mavi_uploader.service.lock import probe
 from mavi_uploader.service.metrics import Metrics
+from mavi_uploader.service.status import bandwidth_document, status_document
+from mavi_uploader.service.status_reports import StatusReports
 
 KEY = "http-test-key-5d2e8c01"
 register_secret(KEY)
@@ -341,3 +344,27 @@ def test_an_address_in_use_is_a_config_error() -> None:
             second.start()
     finally:
         first.stop()
+
+
+# ---- the served document ----------------------------------------------------------------------
+
+
+def test_reports_read_the_journal_as_status_does(tmp_path: Path) -> None:
+    config = _config(tmp_path, f'state_dir = "{tmp_path / "state"}"')
+    reports = StatusReports(lambda: config)
+    try:
+        journal = open_journal(config.state_dir)
+        try:
+            journal.enqueue(Observation(str(tmp_path / "a.mp4"), str(tmp_path), 10, 1), "test")
+            served = reports.document()
+            shown = status_document(
+                config.state_dir, journal, probe(config.state_dir),
+                bandwidth=bandwidth_document(config),
+            )  # fmt: skip
+        finally:
+            journal.close()
+        assert served == shown and served["counts"]["queued"] == 1
+    finally:
+        reports.close()
+    with pytest.raises(JournalError, match="stopping"):  # a request that raced the stop
+        reports.document()

@@ -15,6 +15,7 @@ import errno
 import ipaddress
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -100,9 +101,9 @@ class HttpEndpoint:
             if path == "/api/status":
                 body = json.dumps(self.reports.document(), indent=2).encode() + b"\n"
                 return 200, "application/json", body, DATA_POLICY
-        except (JournalError, TimeoutError) as exc:
+        except JournalError as exc:
             # The journal is away (a fleet's server restarting): say so, never a stale answer.
-            text = f"journal unavailable: {exc or 'no answer in time'}\n".encode()
+            text = f"journal unavailable: {exc}\n".encode()
             return 503, "text/plain; charset=utf-8", text, DATA_POLICY
         if path in ("/", "/index.html"):
             return 200, "text/html; charset=utf-8", page(), page_policy()
@@ -116,6 +117,13 @@ class _Server(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if listen.ipv6 else socket.AF_INET
         self.endpoint = endpoint
         super().__init__((listen.host, listen.port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Not socketserver's traceback on stderr: a client gone mid-answer (a scrape timed
+        out) is nothing to report; anything else is one line."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            log.warning("http request failed", error=repr(error))
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host name up (getfqdn), which may wait on DNS.

@@ -10,11 +10,11 @@ gives each request a new thread.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
 from typing import Any
 
 from mavi_uploader.config.model import Config
-from mavi_uploader.journal import JournalStore, open_for_reports
+from mavi_uploader.journal import JournalError, JournalStore, open_for_reports
 from mavi_uploader.service.fleet import fleet_of, journal_kind
 from mavi_uploader.service.lock import probe
 from mavi_uploader.service.status import bandwidth_document, status_document
@@ -24,12 +24,19 @@ class StatusReports:
     def __init__(self, config: Callable[[], Config], *, wait: float = 30.0) -> None:
         self._config = config  # the daemon's config now (a SIGHUP may change the bandwidth)
         self._wait = wait  # a fleet's journal answers or fails within 10 s (Fleet.wait)
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="http-status")
+        self._reader = futures.ThreadPoolExecutor(1, thread_name_prefix="http-status")
         self._journal: JournalStore | None = None
 
     def document(self) -> dict[str, Any]:
         """What `status --json` prints now (JournalError if the journal does not answer)."""
-        return self._reader.submit(self._read).result(timeout=self._wait)
+        try:
+            pending = self._reader.submit(self._read)
+        except RuntimeError:  # closed: a request that raced the daemon's stop
+            raise JournalError("the daemon is stopping") from None
+        try:
+            return pending.result(timeout=self._wait)
+        except futures.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            raise JournalError(f"no answer in {self._wait:.0f} s") from None
 
     def _read(self) -> dict[str, Any]:
         config = self._config()
