@@ -27,6 +27,7 @@ import pytest
 import structlog
 from hypothesis.configuration import set_hypothesis_home_dir
 
+import browser
 import pgcluster
 from fakemavi import FakeMavi
 from mavi_uploader.cli.views import bandwidth_document, file_documents, status_document
@@ -482,6 +483,19 @@ def self_signed_certificate(tmp_path: Path) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Chromium for the status page's tests: skipped where missing, unless required (CI)."""
+    why = browser.why_unavailable()
+    if why is not None:
+        if os.environ.get(browser.REQUIRE_ENV) == "1":
+            pytest.fail(f"browser tests are mandatory here ({browser.REQUIRE_ENV}=1): {why}")
+        pytest.skip(f"browser tests skipped: {why}")
+    found = browser.find_chromium()
+    assert found is not None
+    return found
 
 
 # ---- PostgreSQL: one throwaway cluster per test process, a fresh database per test -------

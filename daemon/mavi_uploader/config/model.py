@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mavi_uploader.config import fleet
 from mavi_uploader.config.handoff import HandoffConfig
+from mavi_uploader.config.listen import ListenAddress
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.config.timetable import Timetable
 
@@ -78,6 +79,7 @@ class Config:
     incomplete_grace_seconds: float = 900.0  # still incomplete after holding still this long
     upload_order: UploadOrder = UploadOrder.FIFO  # which due file a free worker takes next
     handoff: HandoffConfig = field(default_factory=HandoffConfig)  # on_done, webhook_url
+    http_listen: ListenAddress | None = None  # /metrics, /, /api/status; None: not served
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -15,6 +15,8 @@ import platformdirs
 from mavi_uploader.config import fleet, handoff
 from mavi_uploader.config.fleet import ENV_HOST_ID, ENV_JOURNAL_URL
 from mavi_uploader.config.keyfile import KeyProblem, clean_key, read_key_file
+from mavi_uploader.config.listen import HINT as LISTEN_HINT
+from mavi_uploader.config.listen import ListenAddress, parse_listen
 from mavi_uploader.config.model import (
     DEFAULT_IGNORE,
     AfterUpload,
@@ -49,7 +51,7 @@ _TOP_KEYS = (
     "bandwidth_limit", "dedupe", "after_upload", "done_dir", "extensions", "state_dir",
     "rescan_interval_seconds", "keep_done_days", "max_resends", "once_confirm_timeout_seconds",
     "journal_url", "host_id", "host_timeout_seconds", "verify_container",
-    "incomplete_grace_seconds", "upload_order", *handoff.KEYS, "watch",
+    "incomplete_grace_seconds", "upload_order", *handoff.KEYS, "http_listen", "watch",
 )
 # fmt: on
 # Accepted but left out of the README's reference and of hints: the daemon's timers, for tests.
@@ -188,6 +190,7 @@ class _Loader(Table):
         if not exts or any(not e or set(e) & set("/\\ ") for e in exts):
             raise self.bad("extensions", 'a non-empty list like ["mp4", "mov"]')
         hand_off = handoff.read_handoff(self, self.base, self.env, self.warnings, self.secrets)
+        listen = self.http_listen()  # before `warnings` is read below: it may add one
         config = Config(
             api_base=self.api_base(flags.api_base),
             api_key=api_key,
@@ -220,11 +223,29 @@ class _Loader(Table):
                 self.get("upload_order", "fifo", lambda v: v in _ORDERS, _ORDERS_HINT)
             ),
             handoff=hand_off,
+            http_listen=listen,
         )
         if need_key and not api_key:
             where = f" (config file {self.config_file})" if self.config_file else ""
             raise ConfigError(f"no MAVI API key{where}: set MAVI_API_KEY or api_key_file")
         return config
+
+    def http_listen(self) -> ListenAddress | None:
+        value = self.data.get("http_listen", "")
+        try:
+            address = parse_listen(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{self.where}http_listen = {show(value)} is not valid ({exc}): expected"
+                f" {LISTEN_HINT}, or remove the key to serve nothing"
+            ) from None
+        if address is not None and not address.loopback:
+            self.warnings.append(
+                f"{self.where}http_listen = {show(value)} serves other hosts (file names, the"
+                " account's traffic), without TLS or a password: keep that network trusted,"
+                ' or listen on "127.0.0.1:PORT" behind a proxy'
+            )
+        return address
 
     def timers(self) -> Timers:
         return load_timers(self.data["timers"], self.where) if "timers" in self.data else Timers()

@@ -39,6 +39,7 @@ from mavi_uploader.mavi.responses import (
 )
 from mavi_uploader.mavi.sent_digest import SentDigest
 from mavi_uploader.mavi.silence import Silence
+from mavi_uploader.mavi.tally import NoTally, Tally, outcome
 from mavi_uploader.mavi.transport import InFlight
 from mavi_uploader.redaction import url_without_query
 
@@ -68,6 +69,7 @@ class MaviClient:
         clock: Callable[[], float] = time.time,
         rate_limit_patience: float | None = None,
         silence: Silence | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self._api_key = api_key
@@ -78,6 +80,7 @@ class MaviClient:
         self._patience = rate_limit_patience  # None: wait out rate limits for ever (daemon)
         self._silence = silence or Silence()
         self._in_flight = InFlight()
+        self._tally = tally or NoTally()  # each request's outcome, each accepted upload
 
     def abort_requests(self) -> None:
         """The daemon is stopping: requests in flight (and any later one) raise Stopped now,
@@ -109,15 +112,28 @@ class MaviClient:
         started = time.monotonic()
         while True:
             self._limiter.acquire(endpoint)
+            self._local.status = None  # the HTTP status of this attempt, once it has one
             try:
-                return call()
+                result = call()
             except RateLimited as exc:
+                self._count(endpoint, exc)
                 waited = time.monotonic() - started
                 if self._patience is not None and waited >= self._patience:
                     raise StillRateLimited(f"{exc.reason} for {waited:.0f} s; gave up") from None
                 wait = exc.retry_after if exc.retry_after is not None else penalty
                 penalty = min(penalty * 2, 60.0)
                 self._limiter.penalize(endpoint, wait)
+            except BaseException as exc:
+                self._count(endpoint, exc)
+                raise
+            else:
+                self._count(endpoint, None)
+                return result
+
+    def _count(self, endpoint: str, error: BaseException | None) -> None:
+        counted = outcome(getattr(self._local, "status", None), error)
+        if counted is not None:
+            self._tally.request(endpoint, counted)
 
     def _request(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
         ticket = self._silence.sent(urlsplit(url).netloc)
@@ -141,6 +157,7 @@ class MaviClient:
         finally:
             self._local.ticket = None
         self._silence.answered(ticket)
+        self._local.status = response.status_code  # for _count: the request had an answer
         return response
 
     def _bytes_moved(self) -> None:
@@ -213,6 +230,7 @@ class MaviClient:
                     on_bytes=sent.update if sent is not None else None,
                     chunk_size=chunk_size,
                 )
+                started = time.monotonic()
                 try:
                     # No Authorization header: the signature in the URL is the credential.
                     response = self._request(
@@ -230,6 +248,8 @@ class MaviClient:
                         raise TransientError(f"{exc.reason} after the whole body") from None
                     raise
                 interpret_storage_response(response)
+                # From the first byte sent to storage's answer, of the attempt it accepted.
+                self._tally.accepted(size, time.monotonic() - started)
                 return sent.hexdigest() if sent is not None else None
 
         try:

@@ -28,8 +28,10 @@ from mavi_uploader.log import dropped_lines, get_logger
 from mavi_uploader.redaction import register_secret
 from mavi_uploader.service import handoffs, housekeeping
 from mavi_uploader.service.fleet import fleet_of
+from mavi_uploader.service.httpd import endpoint_for
 from mavi_uploader.service.lock import StateDirLock
 from mavi_uploader.service.membership import Membership
+from mavi_uploader.service.metrics import Metrics
 from mavi_uploader.service.notify import Notifier
 from mavi_uploader.service.once import OnceEnd
 from mavi_uploader.service.parts import Parts, assemble, worker_settings
@@ -43,7 +45,7 @@ from mavi_uploader.watch.watcher import Watcher
 log = get_logger(__name__)
 CONFIRMER = -1  # the confirmer's slot among the workers: never retired by `concurrency`
 # Settings a reload cannot change in a running daemon.
-_RESTART_ONLY = ("state_dir", "timers")
+_RESTART_ONLY = ("state_dir", "timers", "http_listen")
 EXIT_HOST_TAKEN = 3  # the contract's "already running", as at start
 
 __all__ = ["COLD_STOP_EXIT", "Daemon"]
@@ -72,6 +74,8 @@ class Daemon:
         self._workers_lock = threading.Lock()
         self.notifier = Notifier()
         self._membership = Membership(None)  # joined in run()
+        self.metrics = Metrics()  # the client's counts; served with the journal's on http_listen
+        self._http = endpoint_for(lambda: self.config, self.metrics)  # None: no http_listen
 
     def install_signal_handlers(self) -> None:
         self.signals.install()
@@ -113,9 +117,12 @@ class Daemon:
             self.signals.close()
 
     def _assemble(self, journal: Journal) -> Parts:
-        return assemble(self.config, self.timers, journal, self.stop, self.work_ready.set)
+        ready = self.work_ready.set
+        return assemble(self.config, self.timers, journal, self.stop, ready, self.metrics)
 
     def _run_locked(self, journal: Journal) -> int:
+        if self._http is not None:  # first: an address it cannot have ends the start (exit 2)
+            self._http.start()
         self._membership.start(journal, self.work_ready.set)
         recovered = journal.recover_after_crash()
         if recovered:
@@ -161,6 +168,8 @@ class Daemon:
         """Tell every thread to stop, and cut the requests in flight so none waits them out."""
         self.stop.set()
         self.work_ready.set()
+        if self._http is not None:
+            self._http.stop()
         if parts is not None:
             parts.client.abort_requests()
             parts.rescanner.wake()

@@ -14,6 +14,7 @@ from mavi_uploader.core.first_check import FirstChecks
 from mavi_uploader.journal import JournalStore, shared_rate_slots
 from mavi_uploader.mavi.client import MaviClient
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter, RateLimiter
+from mavi_uploader.mavi.tally import Tally
 from mavi_uploader.service.handoffs import kinds_owed
 from mavi_uploader.upload.pause import PauseGate
 from mavi_uploader.upload.worker import WorkerSettings
@@ -50,10 +51,12 @@ def assemble(
     journal: JournalStore,
     stop: threading.Event,
     on_queued: Callable[[], None] = lambda: None,
+    tally: Tally | None = None,
 ) -> Parts:
     """Everything but the workers (the daemon staffs those) around `journal`. In a fleet,
     the account's rate limit, the pause and the clock are the fleet's, through the journal.
-    `on_queued` wakes the workers when the watcher's fast path queues a file."""
+    `on_queued` wakes the workers when the watcher's fast path queues a file; `tally` counts
+    the client's requests and uploads (the daemon's metrics)."""
     slots = shared_rate_slots(journal)  # None on SQLite: this process's own slots
     limiter = RateLimiter(cfg.rate_limit_per_second, stop=stop, slots=slots)
     # The journal's clock: in a fleet, the database's, which every host shares.
@@ -84,6 +87,7 @@ def assemble(
             cfg.api_key,
             limiter=limiter,
             timeout=(timers.connect_timeout, timers.read_timeout),
+            tally=tally,
         ),
         gate=PauseGate(
             journal, probe_interval=timers.pause_probe_every, fleet=journal.kind != "sqlite"
