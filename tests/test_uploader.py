@@ -17,6 +17,7 @@ from mavi_uploader.config.model import AfterUpload
 from mavi_uploader.config.timers import Timers
 from mavi_uploader.core.records import Observation, State
 from mavi_uploader.core.retry import MAX_SERVER_FAILURES
+from mavi_uploader.journal import Work
 from mavi_uploader.mavi.ratelimit import BandwidthLimiter
 from mavi_uploader.upload.aftercare import Aftercare
 from mavi_uploader.upload.worker import Worker, WorkerSettings
@@ -160,6 +161,26 @@ def test_bad_key_pauses_everything_and_a_probe_resumes(rig: Rig) -> None:
     assert not rig.gate.paused() and rig.journal.pause() is None
     worker.run_once()
     assert {rig.get(first).state, rig.get(second).state} == {State.DONE}
+
+
+def test_a_probe_the_confirmer_had_no_poll_for_goes_to_an_upload_worker(rig: Rig) -> None:
+    rig.fake.set_api_key("rotated")
+    rec = rig.queue("a.mp4")
+    uploader = Worker(
+        "w1", rig.journal, rig.client, rig.gate, WorkerSettings(), rig.stop,
+        clock=rig.clock, work=Work.UPLOADS,
+    )  # fmt: skip
+    confirmer = Worker(
+        "confirmer", rig.journal, rig.client, rig.gate, WorkerSettings(), rig.stop,
+        clock=rig.clock, work=Work.CONFIRMATIONS,
+    )  # fmt: skip
+    uploader.run_once()
+    assert rig.gate.paused()
+    rig.fake.set_api_key(API_KEY)
+    rig.gate.reset()  # SIGHUP: probe at once
+    assert confirmer.run_once() is False  # first to ask, with no poll due
+    assert uploader.run_once() is True  # the probe was not spent: the key works again
+    assert not rig.gate.paused() and rig.get(rec).state is State.DONE
 
 
 def test_identical_content_becomes_duplicate_without_upload(rig: Rig) -> None:

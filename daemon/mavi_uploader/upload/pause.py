@@ -44,6 +44,7 @@ class PauseGate:
         # A restart or SIGHUP (the key may have been fixed) probes at once, without waiting
         # for the fleet's next probe slot.
         self._urgent = True
+        self._probe_was_urgent = False
         self._next_refresh = clock() + refresh_every
 
     @property
@@ -66,6 +67,7 @@ class PauseGate:
                 return False
             self._next_probe = now + self._probe_interval
             urgent, self._urgent = self._urgent, False
+            self._probe_was_urgent = urgent
         # The fleet's slot, outside our lock: a journal round trip must not hold up others.
         return not self._fleet or urgent or self._fleet_probe()
 
@@ -111,6 +113,15 @@ class PauseGate:
             self._reason = None
         self._journal.clear_pause()
         log.info("uploads resumed")
+
+    def unused(self) -> None:
+        """The worker `admit()` let through found nothing to claim (the confirmer with no poll
+        due, say): while paused, that probe goes to the next worker that asks, instead of
+        waiting out the probe interval."""
+        with self._lock:
+            if self._reason is not None:
+                self._next_probe = self._clock()
+                self._urgent = self._urgent or self._probe_was_urgent
 
     def reset(self) -> None:
         """SIGHUP / new key: probe at once instead of waiting for the interval."""

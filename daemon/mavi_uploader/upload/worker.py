@@ -117,6 +117,7 @@ class Worker:
             self.owner, self._lease_seconds, order=self.settings.order, work=work
         )
         if record is None:
+            self._gate.unused()  # a pause probe it had no call for goes to the next worker
             return False
         if self._on_claim is not None:
             self._on_claim()  # there may be more: let an idle worker look too
