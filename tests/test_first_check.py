@@ -43,7 +43,7 @@ def test_the_delay_settles_just_above_mavis_time_with_few_early_checks() -> None
         else:
             early += 1
             checks.observe(1000, wait + 1.0, first_check=False)
-    assert 3.0 <= max(checks.delay(1000), 3.0) <= 4.5
+    assert 2.5 <= checks.delay(1000) <= 4.5  # just around MAVI's 3 s, never far above
     assert early / 200 < 0.15  # at most ~1 wasted call in 7 files
 
 
